@@ -1,0 +1,155 @@
+package realtimeauth
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// AbuseGuard keeps the suspicious-activity state of clients: strikes, and
+// the blocks they lead to. Implementations must be safe for concurrent use;
+// a non-nil error is a backend failure.
+type AbuseGuard interface {
+	// Blocked reports how long key stays blocked after now; 0 when it is
+	// not blocked.
+	Blocked(ctx context.Context, key string, now time.Time) (time.Duration, error)
+	// Strike records one strike against key at now. When this strike
+	// reaches the threshold, the key becomes blocked and Strike returns the
+	// block's length with started set; exactly one of any number of
+	// concurrent strikes starts a given block. Strikes against a key that
+	// is already blocked are not counted.
+	Strike(ctx context.Context, key string, now time.Time) (blockFor time.Duration, started bool, err error)
+}
+
+// MemoryAbuseGuard is an in-process AbuseGuard: strikes strikes within
+// window block a key for blockFor. The strike window is fixed, starting at
+// a key's first strike after its last window or block ended. Keys with
+// neither a live window nor a block are dropped lazily (each shard sweeps at
+// most once per window), and tracked keys are capped by WithMemoryMaxKeys.
+type MemoryAbuseGuard struct {
+	strikes     int
+	window      time.Duration
+	blockFor    time.Duration
+	seed        maphash.Seed
+	maxPerShard int
+	shards      [abuseShards]abuseShard
+}
+
+var _ AbuseGuard = (*MemoryAbuseGuard)(nil)
+
+const abuseShards = 64
+
+type abuseShard struct {
+	mu        sync.Mutex
+	m         map[string]abuseEntry
+	lastSweep time.Time
+}
+
+// abuseEntry times are Unix nanoseconds.
+type abuseEntry struct {
+	first, until int64
+	count        int32
+}
+
+// NewMemoryAbuseGuard returns a MemoryAbuseGuard. strikes must be at least
+// 1 and window and blockFor positive; it panics otherwise, as the handler
+// validates them first (use WithAbuseGuard there). The guard reads the time
+// it is given, so WithMemoryClock is not needed; WithMemoryMaxKeys applies.
+func NewMemoryAbuseGuard(strikes int, window, blockFor time.Duration, opts ...MemoryOption) *MemoryAbuseGuard {
+	if err := checkAbuse(strikes, window, blockFor); err != nil {
+		panic(err)
+	}
+	c := newMemoryConfig(opts)
+	g := &MemoryAbuseGuard{
+		strikes:     strikes,
+		window:      window,
+		blockFor:    blockFor,
+		seed:        maphash.MakeSeed(),
+		maxPerShard: max(1, (c.maxKeys+abuseShards-1)/abuseShards),
+	}
+	for i := range g.shards {
+		g.shards[i].m = make(map[string]abuseEntry)
+	}
+	return g
+}
+
+func checkAbuse(strikes int, window, blockFor time.Duration) error {
+	if strikes < 1 || strikes > 1_000_000 {
+		return fmt.Errorf("realtimeauth: WithAbuseGuard: strikes %d is outside 1..1000000 (0 turns the guard off)", strikes)
+	}
+	if window <= 0 || blockFor <= 0 {
+		return fmt.Errorf("realtimeauth: WithAbuseGuard: window %v and blockFor %v must be positive", window, blockFor)
+	}
+	return nil
+}
+
+func (g *MemoryAbuseGuard) shard(key string) *abuseShard {
+	return &g.shards[maphash.String(g.seed, key)&(abuseShards-1)]
+}
+
+// Blocked implements AbuseGuard.
+func (g *MemoryAbuseGuard) Blocked(_ context.Context, key string, now time.Time) (time.Duration, error) {
+	sh := g.shard(key)
+	sh.mu.Lock()
+	e, ok := sh.m[key]
+	sh.mu.Unlock()
+	if !ok || e.until <= now.UnixNano() {
+		return 0, nil
+	}
+	return time.Duration(e.until - now.UnixNano()), nil
+}
+
+// Strike implements AbuseGuard.
+func (g *MemoryAbuseGuard) Strike(_ context.Context, key string, now time.Time) (time.Duration, bool, error) {
+	t := now.UnixNano()
+	sh := g.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if now.Sub(sh.lastSweep) >= g.window {
+		sh.sweep(t, int64(g.window))
+	}
+	e, ok := sh.m[key]
+	if ok && e.until > t {
+		return 0, false, nil // already blocked
+	}
+	if !ok && len(sh.m) >= g.maxPerShard {
+		for k := range sh.m { // evict an arbitrary key
+			delete(sh.m, k)
+			break
+		}
+	}
+	if !ok || t-e.first >= int64(g.window) || e.until != 0 {
+		e = abuseEntry{first: t}
+	}
+	e.count++
+	if int(e.count) >= g.strikes {
+		e = abuseEntry{first: t, until: t + int64(g.blockFor)}
+		sh.m[key] = e
+		return g.blockFor, true, nil
+	}
+	sh.m[key] = e
+	return 0, false, nil
+}
+
+func (sh *abuseShard) sweep(t, window int64) {
+	sh.lastSweep = time.Unix(0, t)
+	for k, e := range sh.m {
+		if e.until <= t && t-e.first >= window {
+			delete(sh.m, k)
+		}
+	}
+}
+
+// Len returns the number of keys tracked.
+func (g *MemoryAbuseGuard) Len() int {
+	n := 0
+	for i := range g.shards {
+		sh := &g.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}

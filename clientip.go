@@ -1,0 +1,150 @@
+package realtimeauth
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+const (
+	// maxForwardedHops bounds how many X-Forwarded-For entries are examined
+	// from the right: the cost of a request does not grow with a forged
+	// chain, only with the trusted hops in front of the client.
+	maxForwardedHops = 16
+	// maxForwardedBytes is how much of each X-Forwarded-For line is read,
+	// from its right end.
+	maxForwardedBytes = 1024
+)
+
+// ipResolver finds a request's client address.
+type ipResolver struct {
+	trusted []netip.Prefix
+}
+
+func parseTrustedProxies(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if strings.Contains(s, "/") {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("realtimeauth: WithTrustedProxies: %q is not a CIDR or an address", s)
+			}
+			if p.Addr().Is4In6() {
+				p = netip.PrefixFrom(p.Addr().Unmap(), max(0, p.Bits()-96))
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("realtimeauth: WithTrustedProxies: %q is not a CIDR or an address", s)
+		}
+		a = a.Unmap().WithZone("")
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+func (p *ipResolver) isTrusted(a netip.Addr) bool {
+	for _, t := range p.trusted {
+		if t.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// peerAddr parses r.RemoteAddr; an unparsable one (a Unix socket, a test
+// without RemoteAddr) counts as the unspecified address.
+func peerAddr(r *http.Request) netip.Addr {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap().WithZone("")
+	}
+	if a, err := netip.ParseAddr(r.RemoteAddr); err == nil {
+		return a.Unmap().WithZone("")
+	}
+	return netip.IPv4Unspecified()
+}
+
+// clientAddr returns the client's address and whether the request reached
+// the first trusted proxy over HTTPS (by X-Forwarded-Proto from a trusted
+// peer).
+func (p *ipResolver) clientAddr(r *http.Request) (addr netip.Addr, forwardedTLS bool) {
+	peer := peerAddr(r)
+	if len(p.trusted) == 0 || !p.isTrusted(peer) {
+		return peer, false
+	}
+	forwardedTLS = strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+	last := peer // the nearest hop we trust so far
+	hops := 0
+	lines := r.Header["X-Forwarded-For"]
+	for i := len(lines) - 1; i >= 0; i-- {
+		line := lines[i]
+		if len(line) > maxForwardedBytes {
+			line = line[len(line)-maxForwardedBytes:]
+		}
+		for line != "" {
+			if hops++; hops > maxForwardedHops {
+				return last, forwardedTLS
+			}
+			var entry string
+			if j := strings.LastIndexByte(line, ','); j >= 0 {
+				entry, line = line[j+1:], line[:j]
+			} else {
+				entry, line = line, ""
+			}
+			entry = strings.TrimSpace(entry)
+			if entry == "" {
+				continue
+			}
+			a, ok := parseForwardedAddr(entry)
+			if !ok {
+				// A trusted proxy passed on something unparsable: go no
+				// further than the hop that sent it.
+				return last, forwardedTLS
+			}
+			if !p.isTrusted(a) {
+				return a, forwardedTLS
+			}
+			last = a
+		}
+	}
+	return last, forwardedTLS
+}
+
+// parseForwardedAddr accepts "1.2.3.4", "1.2.3.4:80", "::1" and "[::1]:80".
+func parseForwardedAddr(s string) (netip.Addr, bool) {
+	if len(s) > 64 {
+		return netip.Addr{}, false
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().WithZone(""), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap().WithZone(""), true
+	}
+	return netip.Addr{}, false
+}
+
+// limitKey is the key a client is limited and blocked by: an IPv4 address
+// as is, an IPv6 address by its /64, since one host commonly holds a whole
+// /64 and could otherwise rotate through it.
+func limitKey(a netip.Addr) string {
+	if a.Is6() {
+		return netip.PrefixFrom(a, 64).Masked().String()
+	}
+	return a.String()
+}
+
+// ClientIP returns the address the handler attributes r to, following
+// WithTrustedProxies: the TCP peer, or, when the peer is a trusted proxy,
+// the right-most X-Forwarded-For address that is not a trusted proxy.
+func (h *Handler) ClientIP(r *http.Request) netip.Addr {
+	a, _ := h.ips.clientAddr(r)
+	return a
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/realtimeauth/realtimeauth"
+	"golang.org/x/time/rate"
+)
+
+// config is the example server's configuration, read from the environment.
+type config struct {
+	Addr               string
+	APIKey             string // empty: dev mode
+	BaseURL            string
+	Model              string
+	AllowedOrigins     []string
+	RateLimit          int
+	TokenTTL           time.Duration
+	MaxRefreshes       int
+	RefreshMinInterval time.Duration
+	UpstreamTimeout    time.Duration
+	TrustedProxies     []string
+	LogJSON            bool
+	BlockThreshold     int
+	BlockWindow        time.Duration
+	BlockDuration      time.Duration
+	UpstreamRate       rate.Limit // 0: no budget
+	UpstreamBurst      int
+}
+
+// DevMode reports whether tokens are minted locally instead of by OpenAI.
+func (c config) DevMode() bool { return c.APIKey == "" }
+
+// loadConfig reads every variable through getenv and refuses bad values
+// with an error naming the variable.
+func loadConfig(getenv func(string) string) (config, error) {
+	c := config{}
+	var errs []error
+	str := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	integer := func(name string, def, lo, hi int) int {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number in %d..%d", name, v, lo, hi))
+			return def
+		}
+		return n
+	}
+	duration := func(name string, def, lo, hi time.Duration) time.Duration {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < lo || d > hi {
+			errs = append(errs, fmt.Errorf("%s=%q: want a Go duration (like 10s or 15m) in %v..%v", name, v, lo, hi))
+			return def
+		}
+		return d
+	}
+	list := func(name, def string) []string {
+		var out []string
+		for _, s := range strings.Split(str(name, def), ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+
+	c.Addr = str("ADDR", "localhost:4321")
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("ADDR=%q: want host:port", c.Addr))
+	}
+	c.APIKey = strings.TrimSpace(getenv("OPENAI_API_KEY"))
+	c.BaseURL = str("OPENAI_BASE_URL", realtimeauth.DefaultOpenAIBaseURL)
+	c.Model = str("OPENAI_REALTIME_MODEL", realtimeauth.DefaultRealtimeModel)
+	for _, o := range list("ALLOWED_ORIGINS", "http://localhost:4321") {
+		norm, err := realtimeauth.ParseOrigin(o)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("ALLOWED_ORIGINS: %q: %v", o, err))
+			continue
+		}
+		c.AllowedOrigins = append(c.AllowedOrigins, norm)
+	}
+	c.RateLimit = integer("VOICE_AGENT_RATE_LIMIT", 10, 1, realtimeauth.MaxMemoryLimit)
+	c.TokenTTL = time.Duration(integer("VOICE_AGENT_TOKEN_DURATION", 60, 10, 7200)) * time.Second
+	c.MaxRefreshes = integer("VOICE_AGENT_MAX_REFRESHES", 120, 1, 1_000_000)
+	c.RefreshMinInterval = duration("VOICE_AGENT_REFRESH_MIN_INTERVAL", 10*time.Second, 0, 24*time.Hour)
+	c.UpstreamTimeout = duration("VOICE_AGENT_UPSTREAM_TIMEOUT", 10*time.Second, 100*time.Millisecond, 2*time.Minute)
+	c.TrustedProxies = list("TRUSTED_PROXIES", "")
+	switch f := str("LOG_FORMAT", "text"); f {
+	case "text":
+	case "json":
+		c.LogJSON = true
+	default:
+		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: want text or json", f))
+	}
+	c.BlockThreshold = integer("VOICE_AGENT_BLOCK_THRESHOLD", 10, 0, 1_000_000)
+	c.BlockWindow = duration("VOICE_AGENT_BLOCK_WINDOW", 10*time.Minute, time.Second, 24*time.Hour)
+	c.BlockDuration = duration("VOICE_AGENT_BLOCK_DURATION", 15*time.Minute, time.Second, 7*24*time.Hour)
+	if v := strings.TrimSpace(getenv("VOICE_AGENT_UPSTREAM_RATE")); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r <= 0 || r > 1e6 {
+			errs = append(errs, fmt.Errorf("VOICE_AGENT_UPSTREAM_RATE=%q: want mints per second, a number above 0", v))
+		} else {
+			c.UpstreamRate = rate.Limit(r)
+		}
+	}
+	c.UpstreamBurst = integer("VOICE_AGENT_UPSTREAM_BURST", max(1, int(c.UpstreamRate)), 1, 1_000_000)
+	if c.UpstreamRate == 0 && strings.TrimSpace(getenv("VOICE_AGENT_UPSTREAM_BURST")) != "" {
+		errs = append(errs, errors.New("VOICE_AGENT_UPSTREAM_BURST needs VOICE_AGENT_UPSTREAM_RATE"))
+	}
+	return c, errors.Join(errs...)
+}
+
+// handlerOptions turns the configuration into realtimeauth options.
+func (c config) handlerOptions() []realtimeauth.Option {
+	opts := []realtimeauth.Option{
+		realtimeauth.WithAllowedOrigins(c.AllowedOrigins...),
+		realtimeauth.WithRateLimit(c.RateLimit, time.Minute),
+		realtimeauth.WithTokenTTL(c.TokenTTL),
+		realtimeauth.WithRefreshPolicy(c.MaxRefreshes, c.RefreshMinInterval),
+		realtimeauth.WithUpstreamTimeout(c.UpstreamTimeout),
+		realtimeauth.WithTrustedProxies(c.TrustedProxies...),
+		realtimeauth.WithAbuseGuard(c.BlockThreshold, c.BlockWindow, c.BlockDuration),
+	}
+	if c.UpstreamRate > 0 {
+		opts = append(opts, realtimeauth.WithUpstreamRate(c.UpstreamRate, c.UpstreamBurst))
+	}
+	return opts
+}

@@ -1,0 +1,226 @@
+package realtimeauth
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Statuses reported by Stats and the health endpoint.
+const (
+	StatusHealthy   = "healthy"
+	StatusDegraded  = "degraded"
+	StatusUnhealthy = "unhealthy"
+
+	ServiceOperational = "operational"
+	ServiceDegraded    = "degraded"
+	ServiceDown        = "down"
+)
+
+// Stats are the numbers the health endpoint reports. Windowed figures cover
+// the last five minutes (MetricsWindow).
+type Stats struct {
+	Status string
+	Time   time.Time
+	Uptime time.Duration
+
+	OpenAI          ServiceHealth
+	RateLimit       ServiceHealth
+	SessionTracking ServiceHealth
+
+	// TotalRequests counts token and refresh requests since New.
+	TotalRequests int64
+	// ActiveSessions is the session store's count of live sessions.
+	ActiveSessions int
+	// TotalRefreshes counts successful refreshes since New.
+	TotalRefreshes int64
+	// ErrorRate is the share of token and refresh requests answered with a
+	// 5xx over the window (0 with no requests).
+	ErrorRate float64
+	// AverageResponseTime is their mean handling time over the window.
+	AverageResponseTime time.Duration
+}
+
+// ServiceHealth is one dependency's state, judged from the handler's own
+// recent calls to it (no probe, so no paid upstream call).
+type ServiceHealth struct {
+	Status string
+	// Latency is the mean latency of the window's calls (upstream only).
+	Latency time.Duration
+}
+
+// MetricsWindow is the span of the windowed health figures.
+const MetricsWindow = 5 * time.Minute
+
+const (
+	bucketSpan = 10 * time.Second
+	numBuckets = int(MetricsWindow / bucketSpan)
+	// downAfter consecutive failures mark a dependency down.
+	downAfter = 3
+	// slowUpstream mean mint latency marks OpenAI degraded.
+	slowUpstream = 3 * time.Second
+)
+
+type bucket struct {
+	slot                   int64 // which bucketSpan since the Unix epoch
+	requests, errors       int64
+	latency                time.Duration
+	mints, mintFailures    int64
+	mintLatency            time.Duration
+	limiterErrs, storeErrs int64
+}
+
+type dependency struct{ consecutive int }
+
+func (d *dependency) record(ok bool) {
+	if ok {
+		d.consecutive = 0
+	} else {
+		d.consecutive++
+	}
+}
+
+type metrics struct {
+	mu             sync.Mutex
+	buckets        [numBuckets]bucket
+	totalRequests  int64
+	totalRefreshes int64
+	upstream       dependency
+	limiter        dependency
+	store          dependency
+}
+
+// at returns the bucket for t, recycling it when it belongs to an older
+// slot. Callers hold mu.
+func (m *metrics) at(t time.Time) *bucket {
+	slot := t.UnixNano() / int64(bucketSpan)
+	b := &m.buckets[slot%int64(numBuckets)]
+	if b.slot != slot {
+		*b = bucket{slot: slot}
+	}
+	return b
+}
+
+func (m *metrics) request(t time.Time, status int, d time.Duration, refreshed bool) {
+	m.mu.Lock()
+	b := m.at(t)
+	b.requests++
+	if status >= 500 {
+		b.errors++
+	}
+	b.latency += d
+	m.totalRequests++
+	if refreshed {
+		m.totalRefreshes++
+	}
+	m.mu.Unlock()
+}
+
+func (m *metrics) mint(t time.Time, d time.Duration, ok bool) {
+	m.mu.Lock()
+	b := m.at(t)
+	b.mints++
+	b.mintLatency += d
+	if !ok {
+		b.mintFailures++
+	}
+	m.upstream.record(ok)
+	m.mu.Unlock()
+}
+
+func (m *metrics) limiterResult(t time.Time, ok bool) {
+	m.mu.Lock()
+	if !ok {
+		m.at(t).limiterErrs++
+	}
+	m.limiter.record(ok)
+	m.mu.Unlock()
+}
+
+func (m *metrics) storeResult(t time.Time, ok bool) {
+	m.mu.Lock()
+	if !ok {
+		m.at(t).storeErrs++
+	}
+	m.store.record(ok)
+	m.mu.Unlock()
+}
+
+func depStatus(d dependency, windowFailures int64) string {
+	switch {
+	case d.consecutive >= downAfter:
+		return ServiceDown
+	case d.consecutive > 0 || windowFailures > 0:
+		return ServiceDegraded
+	}
+	return ServiceOperational
+}
+
+// Stats returns the figures the health endpoint reports. It asks the
+// session store for its count, with a two-second deadline.
+func (h *Handler) Stats() Stats {
+	now := h.now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	active, countErr := h.store.Count(ctx, now)
+	if countErr != nil {
+		h.m.storeResult(now, false)
+	}
+
+	st := Stats{Time: now, Uptime: now.Sub(h.start)}
+	var sum bucket
+	h.m.mu.Lock()
+	cur := now.UnixNano() / int64(bucketSpan)
+	for i := range h.m.buckets {
+		b := &h.m.buckets[i]
+		if b.slot > cur-int64(numBuckets) && b.slot <= cur {
+			sum.requests += b.requests
+			sum.errors += b.errors
+			sum.latency += b.latency
+			sum.mints += b.mints
+			sum.mintFailures += b.mintFailures
+			sum.mintLatency += b.mintLatency
+			sum.limiterErrs += b.limiterErrs
+			sum.storeErrs += b.storeErrs
+		}
+	}
+	st.TotalRequests, st.TotalRefreshes = h.m.totalRequests, h.m.totalRefreshes
+	upstream, limiter, store := h.m.upstream, h.m.limiter, h.m.store
+	h.m.mu.Unlock()
+
+	if sum.requests > 0 {
+		st.ErrorRate = float64(sum.errors) / float64(sum.requests)
+		st.AverageResponseTime = sum.latency / time.Duration(sum.requests)
+	}
+	st.OpenAI.Status = depStatus(upstream, 0)
+	if sum.mints > 0 {
+		st.OpenAI.Latency = sum.mintLatency / time.Duration(sum.mints)
+		if st.OpenAI.Status == ServiceOperational &&
+			(float64(sum.mintFailures) > 0.2*float64(sum.mints) || st.OpenAI.Latency > slowUpstream) {
+			st.OpenAI.Status = ServiceDegraded
+		}
+	}
+	st.RateLimit.Status = depStatus(limiter, sum.limiterErrs)
+	st.SessionTracking.Status = depStatus(store, sum.storeErrs)
+	if countErr != nil {
+		st.SessionTracking.Status = ServiceDown
+	} else {
+		st.ActiveSessions = active
+	}
+
+	st.Status = StatusHealthy
+	for _, s := range []string{st.OpenAI.Status, st.RateLimit.Status, st.SessionTracking.Status} {
+		switch s {
+		case ServiceDown:
+			st.Status = StatusUnhealthy
+		case ServiceDegraded:
+			if st.Status == StatusHealthy {
+				st.Status = StatusDegraded
+			}
+		}
+	}
+	if st.Status == StatusHealthy && st.ErrorRate > 0.05 {
+		st.Status = StatusDegraded
+	}
+	return st
+}

@@ -1,0 +1,268 @@
+package realtimeauth
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"sync"
+	"time"
+)
+
+// Limiter decides whether a key (a client IP, a subject) may proceed.
+//
+// Allow records one event for key when, and only when, it admits it: a
+// rejected request does not use up the window. Implementations must be safe
+// for concurrent use and the check-and-count must be atomic, so that N
+// concurrent calls for one key under a limit of L admit exactly min(N, L).
+// A non-nil error means the backend failed (not that the key is over its
+// limit); the handler then answers 503 store_unavailable, or admits the
+// request if the implementation chose to fail open and returned no error.
+type Limiter interface {
+	Allow(ctx context.Context, key string) (Decision, error)
+}
+
+// Decision is a Limiter's answer for one event.
+type Decision struct {
+	// Allowed reports whether the event was admitted (and counted).
+	Allowed bool
+	// Limit is the number of events the window admits.
+	Limit int
+	// Remaining is how many more events the window would admit now.
+	Remaining int
+	// RetryAfter, when !Allowed, is how long until the next event would be
+	// admitted, rounded up to the millisecond.
+	RetryAfter time.Duration
+}
+
+// MemoryOption configures the in-memory implementations: MemoryLimiter,
+// MemoryStore and MemoryAbuseGuard.
+type MemoryOption func(*memoryConfig)
+
+type memoryConfig struct {
+	now     func() time.Time
+	maxKeys int
+}
+
+// WithMemoryClock sets the clock the in-memory implementation reads, for
+// tests. Default: time.Now.
+func WithMemoryClock(now func() time.Time) MemoryOption {
+	return func(c *memoryConfig) { c.now = now }
+}
+
+// WithMemoryMaxKeys caps how many keys (clients, sessions) the in-memory
+// implementation tracks at once, which bounds its memory. Default 1,000,000;
+// valid range 1 and up (values below 1 keep the default).
+//
+// At the cap, MemoryLimiter and MemoryAbuseGuard first drop idle keys and
+// then evict an arbitrary tracked key, so memory stays bounded under a flood
+// of distinct clients at the price of forgetting one client's count; a
+// MemoryStore refuses new sessions with ErrStoreFull instead, since
+// forgetting a session would cut off a user.
+func WithMemoryMaxKeys(n int) MemoryOption {
+	return func(c *memoryConfig) {
+		if n >= 1 {
+			c.maxKeys = n
+		}
+	}
+}
+
+func newMemoryConfig(opts []MemoryOption) memoryConfig {
+	c := memoryConfig{now: time.Now, maxKeys: 1_000_000}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c
+}
+
+// MaxMemoryLimit is the largest limit MemoryLimiter accepts: a window's
+// counts are packed into 20 bits each, which keeps a tracked key at 24 bytes
+// of map slot.
+const MaxMemoryLimit = 1<<20 - 1
+
+const (
+	limiterShards = 256
+	countBits     = 20
+	countMask     = 1<<countBits - 1
+	windowBits    = 64 - 2*countBits
+	windowMask    = 1<<windowBits - 1
+)
+
+// MemoryLimiter is an in-process sliding-window Limiter.
+//
+// It is a two-window weighted counter (the algorithm Cloudflare and
+// go-chi/httprate use): time is cut into fixed windows, each key keeps the
+// count of admitted events in the current and the previous window, and an
+// event at a fraction f into the current window is admitted when
+//
+//	previous*(1-f) + current + 1 <= limit
+//
+// that is, when the estimated count over the last full window, this event
+// included, stays within the limit. The estimate assumes the previous
+// window's events were spread evenly; it never admits more than limit events
+// in one fixed window, and at most 2*limit in the worst-case sliding window
+// (all of the previous window's events at its very end), typically much
+// fewer. Each key costs one 8-byte value in a sharded map, so a million
+// tracked clients take tens of megabytes (see the README's Performance
+// section), and deciding takes no allocation for a key already tracked.
+//
+// Idle keys (no event for a full window) are dropped lazily: a shard sweeps
+// itself at most once per window, when it is next used, so there is no
+// background goroutine to stop. Tracked keys are capped by WithMemoryMaxKeys.
+type MemoryLimiter struct {
+	limit       int
+	window      time.Duration
+	now         func() time.Time
+	epoch       time.Time
+	seed        maphash.Seed
+	maxPerShard int
+	shards      [limiterShards]limiterShard
+}
+
+var _ Limiter = (*MemoryLimiter)(nil)
+
+type limiterShard struct {
+	mu        sync.Mutex
+	m         map[string]uint64 // packed: window index, previous count, current count
+	lastSweep uint64            // window index of the last sweep
+	_         [40]byte          // keep shards on separate cache lines
+}
+
+// NewMemoryLimiter returns a MemoryLimiter that admits limit events per
+// window for each key. limit must be in 1..MaxMemoryLimit and window
+// positive; it panics otherwise, as the handler validates both first (use
+// WithRateLimit there).
+func NewMemoryLimiter(limit int, window time.Duration, opts ...MemoryOption) *MemoryLimiter {
+	if err := checkLimit("NewMemoryLimiter", limit, window); err != nil {
+		panic(err)
+	}
+	c := newMemoryConfig(opts)
+	l := &MemoryLimiter{
+		limit:  limit,
+		window: window,
+		now:    c.now,
+		epoch:  c.now(),
+		seed:   maphash.MakeSeed(),
+	}
+	l.maxPerShard = max(1, (c.maxKeys+limiterShards-1)/limiterShards)
+	for i := range l.shards {
+		l.shards[i].m = make(map[string]uint64)
+	}
+	return l
+}
+
+func checkLimit(name string, limit int, window time.Duration) error {
+	if limit < 1 || limit > MaxMemoryLimit {
+		return fmt.Errorf("realtimeauth: %s: limit %d is outside 1..%d", name, limit, MaxMemoryLimit)
+	}
+	if window <= 0 {
+		return fmt.Errorf("realtimeauth: %s: window %v must be positive", name, window)
+	}
+	return nil
+}
+
+func pack(win, prev, cur uint64) uint64 {
+	return win&windowMask<<(2*countBits) | prev<<countBits | cur
+}
+
+func unpack(v uint64) (win, prev, cur uint64) {
+	return v >> (2 * countBits), v >> countBits & countMask, v & countMask
+}
+
+// Allow reports whether key may proceed now, and counts the event if so.
+// It never returns an error.
+func (l *MemoryLimiter) Allow(_ context.Context, key string) (Decision, error) {
+	elapsed := l.now().Sub(l.epoch)
+	if elapsed < 0 { // the wall clock stepped back: count it as the epoch
+		elapsed = 0
+	}
+	win := uint64(elapsed / l.window)
+	into := elapsed % l.window
+
+	sh := &l.shards[maphash.String(l.seed, key)&(limiterShards-1)]
+	sh.mu.Lock()
+	if win != sh.lastSweep {
+		sh.sweep(win)
+	}
+	var prev, cur uint64
+	v, ok := sh.m[key]
+	if ok {
+		sw, sp, sc := unpack(v)
+		switch (win - sw) & windowMask {
+		case 0:
+			prev, cur = sp, sc
+		case 1:
+			prev = sc
+		}
+	} else if len(sh.m) >= l.maxPerShard {
+		sh.evictOne()
+	}
+	d := l.decide(prev, cur, into)
+	if d.Allowed {
+		sh.m[key] = pack(win, prev, cur+1)
+	}
+	sh.mu.Unlock()
+	return d, nil
+}
+
+// decide applies the weighted-window rule; it only reads.
+func (l *MemoryLimiter) decide(prev, cur uint64, into time.Duration) Decision {
+	w := float64(l.window)
+	frac := float64(into) / w
+	est := float64(prev)*(1-frac) + float64(cur)
+	limit := float64(l.limit)
+	if est+1 <= limit {
+		return Decision{Allowed: true, Limit: l.limit, Remaining: int(limit - est - 1)}
+	}
+	var wait float64 // nanoseconds
+	if cur+1 > uint64(l.limit) {
+		// Not before the next window; there, prev' = cur and cur' = 0, so
+		// wait until cur*(1-f') + 1 <= limit.
+		wait = w - float64(into) + w*(1-(limit-1)/float64(cur))
+	} else {
+		// prev*(1-f') + cur + 1 <= limit, later in this window.
+		wait = w*(1-(limit-float64(cur)-1)/float64(prev)) - float64(into)
+	}
+	return Decision{Limit: l.limit, RetryAfter: ceilMillis(wait)}
+}
+
+func ceilMillis(ns float64) time.Duration {
+	const ms = float64(time.Millisecond)
+	return time.Duration(math.Ceil(ns/ms)) * time.Millisecond
+}
+
+// sweep drops keys whose newest event is older than the previous window:
+// their state is the same as a key never seen.
+func (sh *limiterShard) sweep(win uint64) {
+	sh.lastSweep = win
+	for k, v := range sh.m {
+		sw, _, _ := unpack(v)
+		if (win-sw)&windowMask > 1 {
+			delete(sh.m, k)
+		}
+	}
+}
+
+// evictOne removes one arbitrary key; Go's map iteration starts at a random
+// place, so repeated floods do not always evict the same client.
+func (sh *limiterShard) evictOne() {
+	for k := range sh.m {
+		delete(sh.m, k)
+		return
+	}
+}
+
+// Len returns the number of keys currently tracked.
+func (l *MemoryLimiter) Len() int {
+	n := 0
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}

@@ -1,0 +1,371 @@
+package realtimeauth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// OpenAIMinter mints ephemeral keys with OpenAI's (or Azure OpenAI's)
+// POST {baseURL}/realtime/client_secrets. It is safe for concurrent use;
+// its HTTP client keeps connections alive between mints.
+type OpenAIMinter struct {
+	apiKey   string
+	baseURL  string
+	endpoint string
+	client   *http.Client
+	model    string
+	template map[string]json.RawMessage
+	azure    bool
+	maxBody  int64
+	now      func() time.Time
+}
+
+var _ Minter = (*OpenAIMinter)(nil)
+
+// OpenAIOption configures an OpenAIMinter.
+type OpenAIOption func(*openAIConfig)
+
+type openAIConfig struct {
+	baseURL  string
+	client   *http.Client
+	model    string
+	template json.RawMessage
+	azureRes string
+	azure    bool
+	maxBody  int64
+	now      func() time.Time
+}
+
+// Defaults of the OpenAI minter.
+const (
+	DefaultOpenAIBaseURL = "https://api.openai.com/v1"
+	DefaultRealtimeModel = "gpt-realtime"
+	// DefaultMaxUpstreamBody caps the upstream answer the minter reads.
+	DefaultMaxUpstreamBody = 1 << 20
+)
+
+// WithBaseURL sets the API base URL. Default "https://api.openai.com/v1".
+// It must be an absolute http or https URL.
+func WithBaseURL(u string) OpenAIOption {
+	return func(c *openAIConfig) { c.baseURL = u }
+}
+
+// WithHTTPClient sets the HTTP client. Default: a client of the minter's own
+// with a keep-alive pool (NewUpstreamTransport). The handler's upstream
+// timeout bounds each mint through its context either way.
+func WithHTTPClient(hc *http.Client) OpenAIOption {
+	return func(c *openAIConfig) { c.client = hc }
+}
+
+// WithModel sets the realtime model. Default "gpt-realtime". With Azure it
+// is the deployment name.
+func WithModel(model string) OpenAIOption {
+	return func(c *openAIConfig) { c.model = model }
+}
+
+// WithSessionTemplate sets the realtime session configuration (voice,
+// instructions, tools, audio formats...) every token is minted with: a JSON
+// object merged under "session" in the request. "type" and "model" are the
+// minter's and may not appear in it (use WithModel). Default: none.
+func WithSessionTemplate(session json.RawMessage) OpenAIOption {
+	return func(c *openAIConfig) { c.template = session }
+}
+
+// WithAzure targets Azure OpenAI: base URL
+// https://{resource}.openai.azure.com/openai/v1, the key sent in an api-key
+// header, and deployment as the model.
+func WithAzure(resource, deployment string) OpenAIOption {
+	return func(c *openAIConfig) {
+		c.azure, c.azureRes, c.model = true, resource, deployment
+	}
+}
+
+// WithMaxUpstreamBody caps how many bytes of an upstream answer are read.
+// Default 1 MiB; valid range 1 KiB..16 MiB.
+func WithMaxUpstreamBody(n int64) OpenAIOption {
+	return func(c *openAIConfig) { c.maxBody = n }
+}
+
+// WithMinterClock sets the clock used to reject tokens that are already
+// expired. Default time.Now.
+func WithMinterClock(now func() time.Time) OpenAIOption {
+	return func(c *openAIConfig) { c.now = now }
+}
+
+var azureResource = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$`)
+
+// NewUpstreamTransport returns the transport the minter uses by default:
+// keep-alive with an idle pool per host, and bounded dial, TLS handshake and
+// response header times.
+func NewUpstreamTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// NewOpenAIMinter returns a minter that authenticates with apiKey.
+func NewOpenAIMinter(apiKey string, opts ...OpenAIOption) (*OpenAIMinter, error) {
+	apiKey = strings.TrimSpace(apiKey)
+	if apiKey == "" {
+		return nil, errorf("NewOpenAIMinter: empty API key")
+	}
+	if strings.ContainsAny(apiKey, "\r\n\x00 ") {
+		return nil, errorf("NewOpenAIMinter: the API key contains a space or a control character")
+	}
+	c := openAIConfig{}
+	for _, o := range opts {
+		if o == nil {
+			return nil, errorf("NewOpenAIMinter: nil OpenAIOption")
+		}
+		o(&c)
+	}
+	if c.azure {
+		if !azureResource.MatchString(c.azureRes) {
+			return nil, errorf("WithAzure: %q is not an Azure resource name", c.azureRes)
+		}
+		if c.model == "" {
+			return nil, errorf("WithAzure: empty deployment name")
+		}
+		if c.baseURL == "" {
+			c.baseURL = "https://" + strings.ToLower(c.azureRes) + ".openai.azure.com/openai/v1"
+		}
+	}
+	if c.baseURL == "" {
+		c.baseURL = DefaultOpenAIBaseURL
+	}
+	u, err := url.Parse(c.baseURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, errorf("WithBaseURL: %q is not an absolute http(s) URL without query or credentials", c.baseURL)
+	}
+	if c.model == "" {
+		c.model = DefaultRealtimeModel
+	}
+	if c.maxBody == 0 {
+		c.maxBody = DefaultMaxUpstreamBody
+	}
+	if c.maxBody < 1<<10 || c.maxBody > 16<<20 {
+		return nil, errorf("WithMaxUpstreamBody: %d is outside 1024..16777216", c.maxBody)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	var tmpl map[string]json.RawMessage
+	if len(c.template) > 0 {
+		if err := json.Unmarshal(c.template, &tmpl); err != nil || tmpl == nil {
+			return nil, errorf("WithSessionTemplate: not a JSON object")
+		}
+		for _, k := range []string{"type", "model"} {
+			if _, ok := tmpl[k]; ok {
+				return nil, errorf("WithSessionTemplate: %q is set by the minter (use WithModel for the model)", k)
+			}
+		}
+	}
+	if c.client == nil {
+		c.client = &http.Client{Transport: NewUpstreamTransport()}
+	}
+	base := strings.TrimRight(c.baseURL, "/")
+	return &OpenAIMinter{
+		apiKey:   apiKey,
+		baseURL:  base,
+		endpoint: base + "/realtime/client_secrets",
+		client:   c.client,
+		model:    c.model,
+		template: tmpl,
+		azure:    c.azure,
+		maxBody:  c.maxBody,
+		now:      c.now,
+	}, nil
+}
+
+// Endpoint returns the URL the minter posts to.
+func (m *OpenAIMinter) Endpoint() string { return m.endpoint }
+
+// Model returns the model (or Azure deployment) tokens are minted for.
+func (m *OpenAIMinter) Model() string { return m.model }
+
+// requestBody builds {"expires_after":{...},"session":{...}}: the template,
+// then the request's own configuration over it, then type and model.
+func (m *OpenAIMinter) requestBody(req MintRequest) ([]byte, error) {
+	session := make(map[string]json.RawMessage, len(m.template)+2)
+	for k, v := range m.template {
+		session[k] = v
+	}
+	if len(req.Session) > 0 {
+		var per map[string]json.RawMessage
+		if err := json.Unmarshal(req.Session, &per); err != nil || per == nil {
+			return nil, errorf("OpenAIMinter: MintRequest.Session is not a JSON object")
+		}
+		for k, v := range per {
+			session[k] = v
+		}
+	}
+	session["type"] = json.RawMessage(`"realtime"`)
+	model, _ := json.Marshal(m.model)
+	session["model"] = model
+	secs := int64(req.TTL / time.Second)
+	if secs == 0 {
+		secs = int64(DefaultTokenTTL / time.Second)
+	}
+	return json.Marshal(struct {
+		ExpiresAfter struct {
+			Anchor  string `json:"anchor"`
+			Seconds int64  `json:"seconds"`
+		} `json:"expires_after"`
+		Session map[string]json.RawMessage `json:"session"`
+	}{
+		ExpiresAfter: struct {
+			Anchor  string `json:"anchor"`
+			Seconds int64  `json:"seconds"`
+		}{"created_at", secs},
+		Session: session,
+	})
+}
+
+// Mint implements Minter.
+func (m *OpenAIMinter) Mint(ctx context.Context, req MintRequest) (Token, error) {
+	body, err := m.requestBody(req)
+	if err != nil {
+		return Token{}, err
+	}
+	return m.do(ctx, body)
+}
+
+func (m *OpenAIMinter) do(ctx context.Context, body []byte) (Token, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, m.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return Token{}, &UpstreamError{Err: err, Attempts: 1}
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Accept", "application/json")
+	if m.azure {
+		hreq.Header.Set("api-key", m.apiKey)
+	} else {
+		hreq.Header.Set("Authorization", "Bearer "+m.apiKey)
+	}
+	resp, err := m.client.Do(hreq)
+	if err != nil {
+		return Token{}, &UpstreamError{Err: m.scrubErr(err), Attempts: 1}
+	}
+	defer resp.Body.Close()
+	raw, readErr := io.ReadAll(io.LimitReader(resp.Body, m.maxBody+1))
+	ue := &UpstreamError{
+		StatusCode: resp.StatusCode,
+		RequestID:  resp.Header.Get("x-request-id"),
+		RetryAfter: parseRetryAfter(resp.Header, m.now()),
+		Attempts:   1,
+	}
+	if readErr != nil {
+		ue.Err = m.scrubErr(readErr)
+		return Token{}, ue
+	}
+	if int64(len(raw)) > m.maxBody {
+		ue.Message = fmt.Sprintf("answer larger than %d bytes", m.maxBody)
+		return Token{}, ue
+	}
+	if resp.StatusCode != http.StatusOK {
+		ue.Message = m.redact(upstreamMessage(raw))
+		return Token{}, ue
+	}
+	var out struct {
+		Value     string  `json:"value"`
+		ExpiresAt float64 `json:"expires_at"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		ue.Message = "malformed JSON answer"
+		return Token{}, ue
+	}
+	if out.Value == "" {
+		ue.Message = "answer without a value"
+		return Token{}, ue
+	}
+	exp := time.Unix(int64(out.ExpiresAt), 0)
+	if out.ExpiresAt <= 0 || !exp.After(m.now()) {
+		ue.Message = "answer with a missing or past expires_at"
+		return Token{}, ue
+	}
+	return Token{Value: out.Value, ExpiresAt: exp}, nil
+}
+
+// upstreamMessage pulls error.message out of an OpenAI error body, cut to a
+// sane length.
+func upstreamMessage(raw []byte) string {
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+			Code    any    `json:"code"`
+		} `json:"error"`
+	}
+	msg := ""
+	if json.Unmarshal(raw, &e) == nil && e.Error.Message != "" {
+		msg = e.Error.Message
+	} else {
+		msg = string(raw)
+	}
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	return strings.ToValidUTF8(msg, "?")
+}
+
+// redact removes the API key from text headed for a log line.
+func (m *OpenAIMinter) redact(s string) string {
+	if m.apiKey != "" {
+		s = strings.ReplaceAll(s, m.apiKey, "[redacted]")
+	}
+	return s
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func (m *OpenAIMinter) scrubErr(err error) error {
+	if err == nil || !strings.Contains(err.Error(), m.apiKey) {
+		return err
+	}
+	return &redactedError{msg: m.redact(err.Error()), err: err}
+}
+
+// parseRetryAfter reads retry-after-ms, then Retry-After (seconds or an
+// HTTP date).
+func parseRetryAfter(h http.Header, now time.Time) time.Duration {
+	if v := h.Get("retry-after-ms"); v != "" {
+		var ms float64
+		if _, err := fmt.Sscanf(v, "%g", &ms); err == nil && ms > 0 && ms < 1e9 {
+			return time.Duration(ms * float64(time.Millisecond))
+		}
+	}
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	var secs float64
+	if _, err := fmt.Sscanf(v, "%g", &secs); err == nil && secs > 0 && secs < 1e7 {
+		return time.Duration(secs * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
