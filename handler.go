@@ -43,7 +43,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/health":
 		h.serveHealth(w, r)
 	default:
-		h.writeError(w, r.TLS != nil, errNotFound, 0)
+		_, forwardedTLS := h.ips.clientAddr(r)
+		h.writeError(w, r.TLS != nil || forwardedTLS, errNotFound, 0)
 	}
 }
 

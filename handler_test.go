@@ -1,0 +1,445 @@
+package realtimeauth_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/realtimeauth/realtimeauth"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestErrorTable runs every row of the HTTP contract's error table. Each
+// row prepares the handler's state, sends one request and checks the
+// status, the code, Retry-After and how many mints the request caused.
+func TestErrorTable(t *testing.T) {
+	newSession := func(t *testing.T, r *rig) string {
+		t.Helper()
+		return issueToken(t, r.h, defaultRemote)["sessionId"].(string)
+	}
+	fail := func(err error) func(t *testing.T, r *rig) req {
+		return func(t *testing.T, r *rig) req {
+			r.mint.SetError(err)
+			return req{path: tokenURL}
+		}
+	}
+	tests := []struct {
+		name   string
+		opts   []realtimeauth.Option
+		prep   func(t *testing.T, r *rig) req
+		status int
+		code   string
+		retry  int // whole seconds of Retry-After; 0 none
+		mints  int // mints the request causes
+	}{
+		{name: "token malformed JSON", status: 400, code: "invalid_request",
+			prep: func(*testing.T, *rig) req { return req{path: tokenURL, body: `{"model":`} }},
+		{name: "token body not an object", status: 400, code: "invalid_request",
+			prep: func(*testing.T, *rig) req { return req{path: tokenURL, body: `["x"]`} }},
+		{name: "token body invalid UTF-8", status: 400, code: "invalid_request",
+			prep: func(*testing.T, *rig) req { return req{path: tokenURL, body: "{\"a\":\"\xff\"}"} }},
+		{name: "refresh empty body", status: 400, code: "invalid_request",
+			prep: func(*testing.T, *rig) req { return req{path: refrURL} }},
+		{name: "refresh malformed JSON", status: 400, code: "invalid_request",
+			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: `{"sessionId":`} }},
+		{name: "refresh missing sessionId", status: 400, code: "invalid_request",
+			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: `{"other":1}`} }},
+		{name: "refresh empty sessionId", status: 400, code: "invalid_request",
+			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: `{"sessionId":""}`} }},
+		{name: "refresh malformed sessionId", status: 400, code: "invalid_request",
+			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: refreshBody("not-a-uuid")} }},
+		{name: "refresh upper-case sessionId", status: 400, code: "invalid_request",
+			prep: func(t *testing.T, r *rig) req {
+				return req{path: refrURL, body: refreshBody(strings.ToUpper(newSession(t, r)))}
+			}},
+		{name: "refresh number sessionId", status: 400, code: "invalid_request",
+			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: `{"sessionId":12345}`} }},
+		{name: "refresh null sessionId", status: 400, code: "invalid_request",
+			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: `{"sessionId":null}`} }},
+		{name: "refresh duplicate sessionId key", status: 400, code: "invalid_request",
+			prep: func(t *testing.T, r *rig) req {
+				id := newSession(t, r)
+				return req{path: refrURL, body: `{"sessionId":"` + id + `","sessionId":"` + uuid.NewString() + `"}`}
+			}},
+		{name: "origin not allowed", status: 403, code: "origin_not_allowed",
+			prep: func(*testing.T, *rig) req {
+				return req{path: tokenURL, headers: map[string]string{"Origin": "https://evil.example.net"}}
+			}},
+		{name: "session used from another IP", status: 403, code: "session_mismatch",
+			prep: func(t *testing.T, r *rig) req {
+				r.clock.Advance(time.Minute)
+				return req{path: refrURL, body: refreshBody(newSessionAt(t, r, "198.51.100.1:1"))}
+			}},
+		{name: "refresh limit reached", status: 403, code: "refresh_limit_reached",
+			opts: []realtimeauth.Option{realtimeauth.WithRefreshPolicy(1, 0)},
+			prep: func(t *testing.T, r *rig) req {
+				id := newSession(t, r)
+				require.Equal(t, 200, serve(r.h, req{path: refrURL, body: refreshBody(id)}).Code)
+				return req{path: refrURL, body: refreshBody(id)}
+			}},
+		{name: "session never issued", status: 404, code: "session_not_found",
+			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: refreshBody(uuid.NewString())} }},
+		{name: "session expired", status: 404, code: "session_not_found",
+			opts: []realtimeauth.Option{realtimeauth.WithSessionTTL(2 * time.Minute)},
+			prep: func(t *testing.T, r *rig) req {
+				id := newSession(t, r)
+				r.clock.Advance(2 * time.Minute)
+				return req{path: refrURL, body: refreshBody(id)}
+			}},
+		{name: "unknown path", status: 404, code: "not_found",
+			prep: func(*testing.T, *rig) req { return req{path: base + "/tokens"} }},
+		{name: "outside the base path", status: 404, code: "not_found",
+			prep: func(*testing.T, *rig) req { return req{path: "/token"} }},
+		{name: "GET token", status: 405, code: "method_not_allowed",
+			prep: func(*testing.T, *rig) req { return req{method: http.MethodGet, path: tokenURL} }},
+		{name: "PUT refresh", status: 405, code: "method_not_allowed",
+			prep: func(*testing.T, *rig) req { return req{method: http.MethodPut, path: refrURL} }},
+		{name: "POST health", status: 405, code: "method_not_allowed",
+			prep: func(*testing.T, *rig) req { return req{path: healthU} }},
+		{name: "body over the cap", status: 413, code: "payload_too_large",
+			opts: []realtimeauth.Option{realtimeauth.WithMaxBodyBytes(64)},
+			prep: func(*testing.T, *rig) req {
+				return req{path: tokenURL, body: `{"pad":"` + strings.Repeat("x", 100) + `"}`}
+			}},
+		{name: "chunked body over the cap", status: 413, code: "payload_too_large",
+			opts: []realtimeauth.Option{realtimeauth.WithMaxBodyBytes(64)},
+			prep: func(*testing.T, *rig) req {
+				return req{path: refrURL, body: `{"pad":"` + strings.Repeat("x", 100) + `"}`, headers: map[string]string{"X-Chunked": "1"}}
+			}},
+		{name: "wrong content type", status: 415, code: "unsupported_media_type",
+			prep: func(*testing.T, *rig) req { return req{path: tokenURL, body: `{}`, ct: "text/plain"} }},
+		{name: "form content type", status: 415, code: "unsupported_media_type",
+			prep: func(*testing.T, *rig) req {
+				return req{path: refrURL, body: `sessionId=x`, ct: "application/x-www-form-urlencoded"}
+			}},
+		{name: "rate limited", status: 429, code: "rate_limited", retry: 90,
+			opts: []realtimeauth.Option{realtimeauth.WithRateLimit(2, time.Minute)},
+			prep: func(t *testing.T, r *rig) req {
+				newSession(t, r)
+				newSession(t, r)
+				// Two events at the window's start: the third waits for
+				// the next window and half of it, 2*(1-f) + 0 + 1 <= 2.
+				return req{path: tokenURL}
+			}},
+		{name: "refresh too soon", status: 429, code: "refresh_too_soon", retry: 7,
+			prep: func(t *testing.T, r *rig) req {
+				id := newSession(t, r)
+				r.clock.Advance(3 * time.Second)
+				return req{path: refrURL, body: refreshBody(id)}
+			}},
+		{name: "refresh too soon rounds up", status: 429, code: "refresh_too_soon", retry: 1,
+			prep: func(t *testing.T, r *rig) req {
+				id := newSession(t, r)
+				r.clock.Advance(9*time.Second + 400*time.Millisecond)
+				return req{path: refrURL, body: refreshBody(id)}
+			}},
+		{name: "upstream 500", status: 502, code: "upstream_error", mints: 1,
+			prep: fail(&realtimeauth.UpstreamError{StatusCode: 500, Message: "boom"})},
+		{name: "upstream 401 is not passed on", status: 502, code: "upstream_error", mints: 1,
+			prep: fail(&realtimeauth.UpstreamError{StatusCode: 401, Message: "Incorrect API key"})},
+		{name: "upstream 403", status: 502, code: "upstream_error", mints: 1,
+			prep: fail(&realtimeauth.UpstreamError{StatusCode: 403})},
+		{name: "upstream malformed answer", status: 502, code: "upstream_error", mints: 1,
+			prep: fail(&realtimeauth.UpstreamError{StatusCode: 200, Message: "malformed JSON answer"})},
+		{name: "minter plain error", status: 502, code: "upstream_error", mints: 1,
+			prep: fail(errors.New("something broke"))},
+		{name: "minter returns an expired token", status: 502, code: "upstream_error", mints: 1,
+			prep: func(t *testing.T, r *rig) req {
+				r.mint.Func = func(context.Context, realtimeauth.MintRequest) (realtimeauth.Token, error) {
+					return realtimeauth.Token{Value: "ek_x", ExpiresAt: r.clock.Now()}, nil
+				}
+				return req{path: tokenURL}
+			}},
+		{name: "upstream 429", status: 503, code: "upstream_rate_limited", retry: 7, mints: 1,
+			prep: fail(&realtimeauth.UpstreamError{StatusCode: 429, RetryAfter: 6500 * time.Millisecond})},
+		{name: "upstream 429 without Retry-After", status: 503, code: "upstream_rate_limited", retry: 1, mints: 1,
+			prep: fail(&realtimeauth.UpstreamError{StatusCode: 429})},
+		{name: "upstream timeout", status: 504, code: "upstream_timeout", mints: 1,
+			opts: []realtimeauth.Option{realtimeauth.WithUpstreamTimeout(100 * time.Millisecond)},
+			prep: func(t *testing.T, r *rig) req {
+				r.mint.Func = func(ctx context.Context, _ realtimeauth.MintRequest) (realtimeauth.Token, error) {
+					<-ctx.Done() // the handler's upstream timeout ends it
+					return realtimeauth.Token{}, fmt.Errorf("dial: %w", ctx.Err())
+				}
+				return req{path: tokenURL}
+			}},
+		{name: "refresh upstream timeout", status: 504, code: "upstream_timeout", mints: 1,
+			opts: []realtimeauth.Option{realtimeauth.WithRefreshPolicy(5, 0)},
+			prep: func(t *testing.T, r *rig) req {
+				id := newSession(t, r)
+				r.mint.SetError(context.DeadlineExceeded)
+				return req{path: refrURL, body: refreshBody(id)}
+			}},
+		{name: "closed", status: 503, code: "unavailable",
+			prep: func(t *testing.T, r *rig) req {
+				require.NoError(t, r.h.Close())
+				require.NoError(t, r.h.Close(), "Close is idempotent")
+				return req{path: tokenURL}
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, tc.opts...)
+			q := tc.prep(t, r)
+			before := r.mint.Calls()
+			hr := q.build()
+			if q.headers["X-Chunked"] != "" {
+				hr.ContentLength = -1 // as a chunked upload arrives
+			}
+			w := httptest.NewRecorder()
+			r.h.ServeHTTP(w, hr)
+			assertError(t, w, tc.status, tc.code, tc.retry)
+			assert.Equal(t, tc.mints, r.mint.Calls()-before, "mints caused by the request")
+			if tc.status == http.StatusMethodNotAllowed {
+				if q.path == healthU {
+					assert.Equal(t, "GET, HEAD", w.Header().Get("Allow"))
+				} else {
+					assert.Equal(t, "OPTIONS, POST", w.Header().Get("Allow"))
+				}
+			}
+		})
+	}
+}
+
+// newSessionAt opens a session for the client at remote.
+func newSessionAt(t *testing.T, r *rig, remote string) string {
+	t.Helper()
+	return issueToken(t, r.h, remote)["sessionId"].(string)
+}
+
+func TestTokenSuccessShape(t *testing.T) {
+	r := newRig(t, realtimeauth.WithTokenTTL(90*time.Second))
+	// The upstream's expiry is not a whole number of seconds away:
+	// expiresIn rounds down.
+	r.mint.Func = func(_ context.Context, req realtimeauth.MintRequest) (realtimeauth.Token, error) {
+		return realtimeauth.Token{Value: "ek_abc", ExpiresAt: r.clock.Now().Add(req.TTL - 300*time.Millisecond)}, nil
+	}
+	w := serve(r.h, req{path: tokenURL, body: `{"model":"x","voice":"alloy"}`, headers: map[string]string{"Origin": origin}})
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	assertSecurityHeaders(t, w.Header(), false)
+	m := jsonBody(t, w.Body.Bytes())
+	assert.Equal(t, true, m["success"])
+	assert.Equal(t, "ek_abc", m["token"])
+	assert.Equal(t, float64(t0.Add(90*time.Second-300*time.Millisecond).UnixMilli()), m["expiresAt"])
+	assert.Equal(t, float64(89), m["expiresIn"])
+	assert.Equal(t, float64(t0.UnixMilli()), m["serverTime"])
+	id, _ := m["sessionId"].(string)
+	u, err := uuid.Parse(id)
+	require.NoError(t, err)
+	assert.Equal(t, uuid.Version(4), u.Version())
+	assert.Equal(t, uuid.RFC4122, u.Variant())
+	assert.Equal(t, u.String(), id, "canonical lower-case form")
+	assert.Len(t, m, 6)
+
+	reqs := r.mint.Requests()
+	require.Len(t, reqs, 1)
+	assert.Equal(t, id, reqs[0].SessionID)
+	assert.Equal(t, "203.0.113.7", reqs[0].ClientIP)
+	assert.Equal(t, 90*time.Second, reqs[0].TTL)
+	assert.Nil(t, reqs[0].Session, "the body's fields are ignored")
+
+	// Two sessions never share an ID.
+	other := issueToken(t, r.h, defaultRemote)["sessionId"]
+	assert.NotEqual(t, id, other)
+}
+
+func TestRefreshSuccessShape(t *testing.T) {
+	r := newRig(t)
+	first := issueToken(t, r.h, defaultRemote)
+	id := first["sessionId"].(string)
+	r.clock.Advance(10 * time.Second) // exactly the minimum interval
+	w := serve(r.h, req{path: refrURL, body: `{"sessionId":"` + id + `","extra":[1,2]}`, headers: map[string]string{"Origin": origin}})
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	assertSecurityHeaders(t, w.Header(), false)
+	m := jsonBody(t, w.Body.Bytes())
+	assert.Equal(t, true, m["success"])
+	assert.Equal(t, id, m["sessionId"])
+	assert.Equal(t, "ek_test_2", m["token"])
+	assert.NotEqual(t, first["token"], m["token"])
+	assert.Equal(t, float64(t0.Add(10*time.Second).UnixMilli()), m["serverTime"])
+	assert.Equal(t, float64(t0.Add(70*time.Second).UnixMilli()), m["expiresAt"])
+	assert.Equal(t, float64(60), m["expiresIn"])
+	assert.Equal(t, id, r.mint.Requests()[1].SessionID)
+}
+
+// TestSecurityHeadersEverywhere: success and error JSON answers carry the
+// headers; HSTS only over TLS, directly or at a trusted proxy.
+func TestSecurityHeadersEverywhere(t *testing.T) {
+	r := newRig(t, realtimeauth.WithTrustedProxies("10.0.0.0/8"))
+	for _, q := range []req{
+		{path: tokenURL},
+		{path: refrURL},
+		{path: base + "/nope"},
+		{method: http.MethodGet, path: healthU},
+		{method: http.MethodGet, path: tokenURL},
+	} {
+		w := serve(r.h, q)
+		assertSecurityHeaders(t, w.Header(), false)
+
+		// X-Forwarded-Proto counts only from a trusted proxy.
+		q.headers = map[string]string{"X-Forwarded-Proto": "https"}
+		w = serve(r.h, q)
+		assertSecurityHeaders(t, w.Header(), false)
+		q.remote = "10.1.2.3:80"
+		w = serve(r.h, q)
+		assertSecurityHeaders(t, w.Header(), true)
+	}
+
+	srv := httptest.NewTLSServer(r.h)
+	t.Cleanup(srv.Close)
+	for _, u := range []string{tokenURL, base + "/nope"} {
+		resp, err := srv.Client().Post(srv.URL+u, "", nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assertSecurityHeaders(t, resp.Header, true)
+	}
+	resp, err := srv.Client().Get(srv.URL + healthU)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assertSecurityHeaders(t, resp.Header, true)
+}
+
+// TestFailedMintGivesBackTheRefresh: a refresh whose mint fails uses up
+// neither a refresh nor the interval.
+func TestFailedMintGivesBackTheRefresh(t *testing.T) {
+	r := newRig(t, realtimeauth.WithRefreshPolicy(1, 10*time.Second))
+	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
+	r.clock.Advance(10 * time.Second)
+	r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500})
+	for range 3 {
+		assertError(t, serve(r.h, req{path: refrURL, body: refreshBody(id)}), 502, "upstream_error", 0)
+	}
+	r.mint.SetError(nil)
+	// At once: neither the interval nor the single refresh was used up.
+	w := serve(r.h, req{path: refrURL, body: refreshBody(id)})
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	r.clock.Advance(time.Minute)
+	assertError(t, serve(r.h, req{path: refrURL, body: refreshBody(id)}), 403, "refresh_limit_reached", 0)
+	assert.Equal(t, int64(1), r.h.Stats().TotalRefreshes)
+}
+
+// TestFailedMintDropsTheSession: a token request whose mint fails leaves no
+// session behind.
+func TestFailedMintDropsTheSession(t *testing.T) {
+	r := newRig(t)
+	r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 503})
+	assertError(t, serve(r.h, req{path: tokenURL}), 502, "upstream_error", 0)
+	assert.Equal(t, 0, r.h.Stats().ActiveSessions)
+	id := r.mint.Requests()[0].SessionID
+	require.NotEmpty(t, id)
+	assertError(t, serve(r.h, req{path: refrURL, body: refreshBody(id)}), 404, "session_not_found", 0)
+}
+
+// TestUpstreamMessageNotEchoed: whatever the upstream said stays out of
+// the answer.
+func TestUpstreamMessageNotEchoed(t *testing.T) {
+	const key = "sk-proj-FAKEKEY0123456789"
+	for _, status := range []int{400, 401, 403, 429, 500} {
+		r := newRig(t)
+		r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: status, Message: "Incorrect API key provided: " + key + " org-secret"})
+		w := serve(r.h, req{path: tokenURL})
+		assert.GreaterOrEqual(t, w.Code, 500)
+		assert.NotContains(t, w.Body.String(), key)
+		assert.NotContains(t, w.Body.String(), "org-secret")
+		assert.NotContains(t, w.Body.String(), "Incorrect")
+	}
+}
+
+// TestClientGone: a client that goes away during the mint is not an
+// upstream failure.
+func TestClientGone(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.mint.Func = func(context.Context, realtimeauth.MintRequest) (realtimeauth.Token, error) {
+		cancel()
+		return realtimeauth.Token{}, context.Canceled
+	}
+	w := httptest.NewRecorder()
+	r.h.ServeHTTP(w, req{path: tokenURL}.build().WithContext(ctx))
+	assert.Equal(t, 499, w.Code)
+	assert.Equal(t, realtimeauth.ServiceOperational, r.h.Stats().OpenAI.Status)
+}
+
+// TestConcurrentTokenAdmission: N concurrent token requests from one IP
+// under a limit of L admit exactly L, over real TCP.
+func TestConcurrentTokenAdmission(t *testing.T) {
+	const n, limit = 60, 17
+	r := newRig(t, realtimeauth.WithRateLimit(limit, time.Minute), realtimeauth.WithAbuseGuard(0, 0, 0))
+	srv := tcpServer(t, r.h)
+	c := clientFrom("127.0.0.2")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{}
+	for range n {
+		wg.Go(func() {
+			resp, err := c.Post(srv.URL+tokenURL, "", nil)
+			if !assert.NoError(t, err) {
+				return
+			}
+			resp.Body.Close()
+			mu.Lock()
+			codes[resp.StatusCode]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, map[int]int{200: limit, 429: n - limit}, codes)
+	assert.Equal(t, limit, r.mint.Calls())
+	// Another peer has its own limit.
+	st, _, _ := post(t, clientFrom("127.0.0.3"), srv.URL+tokenURL, "", nil)
+	assert.Equal(t, 200, st)
+}
+
+// TestConcurrentRefreshAdmission: N concurrent refreshes of one session
+// admit exactly what the policy allows.
+func TestConcurrentRefreshAdmission(t *testing.T) {
+	const n = 50
+	for _, tc := range []struct {
+		name        string
+		max         int
+		minInterval time.Duration
+		want        int
+	}{
+		{"count bound", 13, 0, 13},
+		{"interval bound", 120, 10 * time.Second, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, realtimeauth.WithRefreshPolicy(tc.max, tc.minInterval))
+			id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
+			r.clock.Advance(tc.minInterval)
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			codes := map[string]int{}
+			for range n {
+				wg.Go(func() {
+					w := serve(r.h, req{path: refrURL, body: refreshBody(id)})
+					code := "ok"
+					if w.Code != 200 {
+						code = jsonBody(t, w.Body.Bytes())["code"].(string)
+					}
+					mu.Lock()
+					codes[code]++
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			want := map[string]int{"ok": tc.want}
+			if tc.minInterval > 0 {
+				want["refresh_too_soon"] = n - tc.want
+			} else {
+				want["refresh_limit_reached"] = n - tc.want
+			}
+			assert.Equal(t, want, codes)
+			assert.Equal(t, 1+tc.want, r.mint.Calls())
+			assert.Equal(t, int64(tc.want), r.h.Stats().TotalRefreshes)
+		})
+	}
+}
