@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
-	"math"
+	"math/bits"
 	"sync"
 	"time"
 )
@@ -208,30 +208,57 @@ func (l *MemoryLimiter) Allow(_ context.Context, key string) (Decision, error) {
 	return d, nil
 }
 
-// decide applies the weighted-window rule; it only reads.
+// decide applies the weighted-window rule; it only reads. It works in
+// whole nanoseconds with 128-bit products, multiplying the rule through by
+// the window, prev*(window-into) + (cur+1)*window <= limit*window, so that
+// RetryAfter is exact: floating point put it a millisecond off either way.
 func (l *MemoryLimiter) decide(prev, cur uint64, into time.Duration) Decision {
-	w := float64(l.window)
-	frac := float64(into) / w
-	est := float64(prev)*(1-frac) + float64(cur)
-	limit := float64(l.limit)
-	if est+1 <= limit {
-		return Decision{Allowed: true, Limit: l.limit, Remaining: int(limit - est - 1)}
+	w, in, limit := uint64(l.window), uint64(into), uint64(l.limit)
+	if cur+1 <= limit {
+		room := mul128(limit-cur-1, w) // (limit-cur-1)*w
+		used := mul128(prev, w-in)     // prev*(w-into)
+		if !room.less(used) {
+			diff := room.sub(used)
+			q, _ := bits.Div64(diff.hi, diff.lo, w) // < limit, so hi < w
+			return Decision{Allowed: true, Limit: l.limit, Remaining: int(q)}
+		}
+		// Later in this window: the first into' with
+		// prev*(w-into') <= (limit-cur-1)*w; prev > 0 here.
+		return Decision{Limit: l.limit, RetryAfter: ceilMillis(w - maxShare(limit-cur-1, w, prev) - in)}
 	}
-	var wait float64 // nanoseconds
-	if cur+1 > uint64(l.limit) {
-		// Not before the next window; there, prev' = cur and cur' = 0, so
-		// wait until cur*(1-f') + 1 <= limit.
-		wait = w - float64(into) + w*(1-(limit-1)/float64(cur))
-	} else {
-		// prev*(1-f') + cur + 1 <= limit, later in this window.
-		wait = w*(1-(limit-float64(cur)-1)/float64(prev)) - float64(into)
-	}
-	return Decision{Limit: l.limit, RetryAfter: ceilMillis(wait)}
+	// Not before the next window; there, prev' = cur and cur' = 0, so the
+	// first into' with cur*(w-into') <= (limit-1)*w.
+	return Decision{Limit: l.limit, RetryAfter: ceilMillis(w - in + w - maxShare(limit-1, w, cur))}
 }
 
-func ceilMillis(ns float64) time.Duration {
-	const ms = float64(time.Millisecond)
-	return time.Duration(math.Ceil(ns/ms)) * time.Millisecond
+// maxShare returns floor(a*w/d), which the callers know to be below w.
+func maxShare(a, w, d uint64) uint64 {
+	p := mul128(a, w)
+	if p.hi >= d { // the quotient would overflow: it is at least w
+		return w
+	}
+	q, _ := bits.Div64(p.hi, p.lo, d)
+	return min(q, w)
+}
+
+type u128 struct{ hi, lo uint64 }
+
+func mul128(a, b uint64) u128 {
+	hi, lo := bits.Mul64(a, b)
+	return u128{hi, lo}
+}
+
+func (x u128) less(y u128) bool { return x.hi < y.hi || x.hi == y.hi && x.lo < y.lo }
+
+func (x u128) sub(y u128) u128 {
+	lo, borrow := bits.Sub64(x.lo, y.lo, 0)
+	hi, _ := bits.Sub64(x.hi, y.hi, borrow)
+	return u128{hi, lo}
+}
+
+func ceilMillis(ns uint64) time.Duration {
+	const ms = uint64(time.Millisecond)
+	return time.Duration((ns + ms - 1) / ms * ms)
 }
 
 // sweep drops keys whose newest event is older than the previous window:
