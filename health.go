@@ -163,9 +163,10 @@ func (h *Handler) Stats() Stats {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	active, countErr := h.store.Count(ctx, now)
-	if countErr != nil {
-		h.m.storeResult(now, false)
-	}
+	// A successful count is a sign of life too: without it, a store that
+	// failed three health checks stayed "down" after it recovered, until a
+	// token request happened to use it.
+	h.m.storeResult(now, countErr == nil)
 
 	st := Stats{Time: now, Uptime: now.Sub(h.start)}
 	var sum bucket
