@@ -161,6 +161,11 @@ func assertSecurityHeaders(t *testing.T, hd http.Header, hsts bool) {
 	}
 }
 
+// newTextLogger logs everything, debug included, to w.
+func newTextLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // countingLimiter counts calls to the Limiter it wraps.
