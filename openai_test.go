@@ -168,7 +168,7 @@ func TestOpenAIFailures(t *testing.T) {
 		requestID  string
 	}{
 		{name: "400 with the key in the message", status: 400, msg: "Invalid value",
-			answer: jsonAnswer(400, `{"error":{"message":"Invalid value for key `+fakeKey+`","code":"invalid_value"}}`, "x-request-id", "req_123"),
+			answer:    jsonAnswer(400, `{"error":{"message":"Invalid value for key `+fakeKey+`","code":"invalid_value"}}`, "x-request-id", "req_123"),
 			requestID: "req_123"},
 		{name: "401", status: 401, msg: "Incorrect API key",
 			answer: jsonAnswer(401, `{"error":{"message":"Incorrect API key provided: `+fakeKey+`"}}`)},

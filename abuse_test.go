@@ -1,0 +1,296 @@
+package realtimeauth_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/realtimeauth/realtimeauth"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const striker = "198.51.100.66:7777"
+
+// bearerAuth authenticates "Authorization: Bearer <subject>".
+func bearerAuth(r *http.Request) (string, error) {
+	s, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || s == "" || s == "bad" {
+		return "", realtimeauth.ErrUnauthenticated
+	}
+	return s, nil
+}
+
+// TestStrikes: each listed cause is a strike; two of them block the
+// client; refresh_too_soon, refresh_limit_reached and the like are not.
+func TestStrikes(t *testing.T) {
+	tests := []struct {
+		name   string
+		opts   []realtimeauth.Option
+		prep   func(t *testing.T, r *rig) // before the strikes
+		cause  func(t *testing.T, r *rig) req
+		strike bool
+	}{
+		{name: "rate limited", strike: true,
+			opts:  []realtimeauth.Option{realtimeauth.WithRateLimit(1, time.Minute)},
+			prep:  func(t *testing.T, r *rig) { issueToken(t, r.h, striker) },
+			cause: func(*testing.T, *rig) req { return req{path: tokenURL} }},
+		{name: "unknown session ID", strike: true,
+			cause: func(*testing.T, *rig) req { return req{path: refrURL, body: refreshBody(uuid.NewString())} }},
+		{name: "malformed session ID", strike: true,
+			cause: func(*testing.T, *rig) req { return req{path: refrURL, body: refreshBody("123")} }},
+		{name: "missing session ID", strike: true,
+			cause: func(*testing.T, *rig) req { return req{path: refrURL, body: `{}`} }},
+		{name: "session from another IP", strike: true,
+			cause: func(t *testing.T, r *rig) req {
+				return req{path: refrURL, body: refreshBody(issueToken(t, r.h, "192.0.2.1:1")["sessionId"].(string))}
+			}},
+		{name: "refused origin", strike: true,
+			cause: func(*testing.T, *rig) req {
+				return req{path: tokenURL, headers: map[string]string{"Origin": "https://evil.example.net"}}
+			}},
+		{name: "refused origin preflight", strike: true,
+			cause: func(*testing.T, *rig) req { return preflightReq(tokenURL, "https://evil.example.net") }},
+		{name: "malformed body", strike: true,
+			cause: func(*testing.T, *rig) req { return req{path: tokenURL, body: `{"a"`} }},
+		{name: "oversized body", strike: true,
+			cause: func(*testing.T, *rig) req {
+				return req{path: tokenURL, body: `{"a":"` + strings.Repeat("x", 70<<10) + `"}`}
+			}},
+		{name: "failed authentication", strike: true,
+			opts: []realtimeauth.Option{realtimeauth.WithAuthenticator(bearerAuth)},
+			cause: func(*testing.T, *rig) req {
+				return req{path: tokenURL, headers: map[string]string{"Authorization": "Bearer bad"}}
+			}},
+		{name: "refresh too soon",
+			prep: func(t *testing.T, r *rig) { issueToken(t, r.h, striker) },
+			cause: func(t *testing.T, r *rig) req {
+				return req{path: refrURL, body: refreshBody(r.mint.Requests()[0].SessionID)}
+			}},
+		{name: "refresh limit reached",
+			opts: []realtimeauth.Option{realtimeauth.WithRefreshPolicy(1, 0)},
+			prep: func(t *testing.T, r *rig) {
+				id := issueToken(t, r.h, striker)["sessionId"].(string)
+				require.Equal(t, 200, serve(r.h, req{path: refrURL, remote: striker, body: refreshBody(id)}).Code)
+			},
+			cause: func(t *testing.T, r *rig) req {
+				return req{path: refrURL, body: refreshBody(r.mint.Requests()[0].SessionID)}
+			}},
+		{name: "revoked session",
+			prep: func(t *testing.T, r *rig) {
+				id := issueToken(t, r.h, striker)["sessionId"].(string)
+				require.NoError(t, r.h.RevokeSession(context.Background(), id))
+			},
+			cause: func(t *testing.T, r *rig) req {
+				return req{path: refrURL, body: refreshBody(r.mint.Requests()[0].SessionID)}
+			}},
+		{name: "upstream failure",
+			prep:  func(_ *testing.T, r *rig) { r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500}) },
+			cause: func(*testing.T, *rig) req { return req{path: tokenURL} }},
+		{name: "method not allowed",
+			cause: func(*testing.T, *rig) req { return req{method: http.MethodGet, path: tokenURL} }},
+		{name: "unknown path",
+			cause: func(*testing.T, *rig) req { return req{path: base + "/x"} }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, append([]realtimeauth.Option{realtimeauth.WithAbuseGuard(2, 10*time.Minute, 15*time.Minute)}, tc.opts...)...)
+			if tc.prep != nil {
+				tc.prep(t, r)
+			}
+			for range 2 {
+				q := tc.cause(t, r)
+				q.remote = striker
+				w := serve(r.h, q)
+				require.NotEqual(t, "blocked", jsonBodyOrEmpty(w.Body.Bytes())["code"], "not blocked before the threshold")
+			}
+			r.mint.SetError(nil)
+			auth := map[string]string{"Authorization": "Bearer someone"}
+			w := serve(r.h, req{path: tokenURL, remote: striker, headers: auth})
+			if tc.strike {
+				assertError(t, w, http.StatusForbidden, "blocked", 900)
+			} else {
+				assert.NotEqual(t, http.StatusForbidden, w.Code, w.Body.String())
+			}
+			// Another client is never affected.
+			assert.Equal(t, http.StatusOK, serve(r.h, req{path: tokenURL, remote: "203.0.113.200:1", headers: auth}).Code)
+		})
+	}
+}
+
+func jsonBodyOrEmpty(b []byte) map[string]any {
+	m := map[string]any{}
+	_ = json.Unmarshal(b, &m)
+	return m
+}
+
+// TestBlockLifecycle: the threshold counts within the window; a block
+// answers 403 with Retry-After on token, refresh and preflight but not on
+// health, and ends after blockFor.
+func TestBlockLifecycle(t *testing.T) {
+	ev := &events{}
+	r := newRig(t, realtimeauth.WithAbuseGuard(3, 10*time.Minute, 15*time.Minute), realtimeauth.WithEventHook(ev.hook))
+	id := issueToken(t, r.h, striker)["sessionId"].(string)
+	bad := req{path: refrURL, remote: striker, body: refreshBody(uuid.NewString())}
+
+	serve(r.h, bad)
+	r.clock.Advance(5 * time.Minute)
+	serve(r.h, bad)
+	r.clock.Advance(5 * time.Minute) // the first window is over
+	serve(r.h, bad)
+	serve(r.h, bad)
+	assert.Equal(t, 200, serve(r.h, req{path: tokenURL, remote: striker}).Code, "two strikes in this window")
+	serve(r.h, bad)
+	require.Len(t, ev.named(realtimeauth.EventClientBlocked), 1)
+	blocked := ev.named(realtimeauth.EventClientBlocked)[0]
+	assert.Equal(t, "198.51.100.66", blocked.ClientIP)
+	assert.Equal(t, 15*time.Minute, blocked.RetryAfter)
+	assert.Equal(t, realtimeauth.SeverityHigh, blocked.Severity)
+
+	r.clock.Advance(5 * time.Minute)
+	assertError(t, serve(r.h, req{path: tokenURL, remote: striker}), 403, "blocked", 600)
+	r.clock.Advance(time.Minute)
+	assertError(t, serve(r.h, req{path: refrURL, remote: striker, body: refreshBody(id)}), 403, "blocked", 540)
+	pf := preflightReq(tokenURL, origin)
+	pf.remote = striker
+	assertError(t, serve(r.h, pf), 403, "blocked", 540)
+	w := serve(r.h, req{method: http.MethodGet, path: healthU, remote: striker})
+	assert.Equal(t, http.StatusOK, w.Code, "health is never blocked")
+
+	r.clock.Advance(9*time.Minute - time.Second)
+	assertError(t, serve(r.h, req{path: tokenURL, remote: striker}), 403, "blocked", 1)
+	r.clock.Advance(time.Second)
+	assert.Equal(t, 200, serve(r.h, req{path: tokenURL, remote: striker}).Code)
+	assert.Len(t, ev.named(realtimeauth.EventClientBlocked), 1, "one event per block, not per request")
+}
+
+// TestBlockedReachesNothing: a blocked client costs no limiter, store or
+// upstream call.
+func TestBlockedReachesNothing(t *testing.T) {
+	lim := &countingLimiter{Limiter: realtimeauth.NewMemoryLimiter(100, time.Minute)}
+	store := &countingStore{SessionStore: realtimeauth.NewMemoryStore()}
+	r := newRig(t, realtimeauth.WithAbuseGuard(1, time.Minute, time.Hour),
+		realtimeauth.WithLimiter(lim), realtimeauth.WithSessionStore(store))
+	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
+	serve(r.h, req{path: tokenURL, remote: striker, body: `{`})
+	l0, s0, m0 := lim.calls.Load(), store.calls.Load(), r.mint.Calls()
+	for range 20 {
+		assertError(t, serve(r.h, req{path: tokenURL, remote: striker}), 403, "blocked", 3600)
+		assertError(t, serve(r.h, req{path: refrURL, remote: striker, body: refreshBody(id)}), 403, "blocked", 3600)
+	}
+	assert.Equal(t, l0, lim.calls.Load(), "limiter")
+	assert.Equal(t, s0, store.calls.Load(), "store")
+	assert.Equal(t, m0, r.mint.Calls(), "minter")
+}
+
+// TestOneBlockEventUnderConcurrency: many concurrent strikes start one
+// block and log one client_blocked.
+func TestOneBlockEventUnderConcurrency(t *testing.T) {
+	ev := &events{}
+	logs := &syncBuffer{}
+	r := newRig(t, realtimeauth.WithAbuseGuard(5, time.Minute, time.Minute),
+		realtimeauth.WithEventHook(ev.hook), realtimeauth.WithLogger(newTextLogger(logs)))
+	for round := 1; round <= 2; round++ {
+		var wg sync.WaitGroup
+		for range 100 {
+			wg.Go(func() { serve(r.h, req{path: refrURL, remote: striker, body: refreshBody("x")}) })
+		}
+		wg.Wait()
+		assert.Len(t, ev.named(realtimeauth.EventClientBlocked), round)
+		assert.Equal(t, round, strings.Count(logs.String(), "event=client_blocked"))
+		r.clock.Advance(time.Minute) // the block ends
+	}
+}
+
+func TestAbuseGuardOff(t *testing.T) {
+	r := newRig(t, realtimeauth.WithAbuseGuard(0, 0, 0))
+	for range 100 {
+		serve(r.h, req{path: refrURL, remote: striker, body: refreshBody("x")})
+	}
+	assert.Equal(t, 200, serve(r.h, req{path: tokenURL, remote: striker}).Code)
+}
+
+// TestAbuseGuardIPv6: a /64 is one client for blocking too.
+func TestAbuseGuardIPv6(t *testing.T) {
+	r := newRig(t, realtimeauth.WithAbuseGuard(2, time.Minute, time.Minute))
+	serve(r.h, req{path: refrURL, remote: "[2001:db8::1]:1", body: `{}`})
+	serve(r.h, req{path: refrURL, remote: "[2001:db8::2]:1", body: `{}`})
+	assertError(t, serve(r.h, req{path: tokenURL, remote: "[2001:db8::3]:1"}), 403, "blocked", 60)
+	assert.Equal(t, 200, serve(r.h, req{path: tokenURL, remote: "[2001:db8:0:1::1]:1"}).Code)
+}
+
+func TestMemoryAbuseGuard(t *testing.T) {
+	ctx := context.Background()
+	g := realtimeauth.NewMemoryAbuseGuard(3, time.Minute, 5*time.Minute)
+	for i := range 2 {
+		d, started, err := g.Strike(ctx, "k", t0.Add(time.Duration(i)*time.Second))
+		require.NoError(t, err)
+		assert.Zero(t, d)
+		assert.False(t, started)
+	}
+	d, started, err := g.Strike(ctx, "k", t0.Add(59*time.Second))
+	require.NoError(t, err)
+	assert.True(t, started)
+	assert.Equal(t, 5*time.Minute, d)
+	d, started, _ = g.Strike(ctx, "k", t0.Add(60*time.Second))
+	assert.False(t, started, "strikes while blocked are not counted")
+	assert.Zero(t, d)
+	left, err := g.Blocked(ctx, "k", t0.Add(2*time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, 3*time.Minute+59*time.Second, left)
+	left, _ = g.Blocked(ctx, "k", t0.Add(59*time.Second+5*time.Minute))
+	assert.Zero(t, left)
+	left, _ = g.Blocked(ctx, "other", t0)
+	assert.Zero(t, left)
+
+	assert.Panics(t, func() { realtimeauth.NewMemoryAbuseGuard(0, time.Minute, time.Minute) })
+	assert.Panics(t, func() { realtimeauth.NewMemoryAbuseGuard(1, 0, time.Minute) })
+	assert.Panics(t, func() { realtimeauth.NewMemoryAbuseGuard(1, time.Minute, 0) })
+}
+
+func TestMemoryAbuseGuardSweepAndCap(t *testing.T) {
+	ctx := context.Background()
+	g := realtimeauth.NewMemoryAbuseGuard(10, time.Minute, time.Minute)
+	for i := range 1000 {
+		_, _, err := g.Strike(ctx, fmt.Sprintf("old-%d", i), t0)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 1000, g.Len())
+	// A window later, 5,000 new keys touch all 64 shards, each of which
+	// sweeps the idle old keys.
+	for i := range 5000 {
+		_, _, _ = g.Strike(ctx, fmt.Sprintf("new-%d", i), t0.Add(time.Minute))
+	}
+	assert.Equal(t, 5000, g.Len())
+
+	capped := realtimeauth.NewMemoryAbuseGuard(10, time.Minute, time.Minute, realtimeauth.WithMemoryMaxKeys(128))
+	for i := range 5000 {
+		_, _, _ = capped.Strike(ctx, fmt.Sprintf("k-%d", i), t0)
+	}
+	assert.LessOrEqual(t, capped.Len(), 128)
+}
+
+// failingGuard is an AbuseGuard whose backend is down.
+type failingGuard struct{}
+
+func (failingGuard) Blocked(context.Context, string, time.Time) (time.Duration, error) {
+	return 0, errors.New("guard down")
+}
+
+func (failingGuard) Strike(context.Context, string, time.Time) (time.Duration, bool, error) {
+	return 0, false, errors.New("guard down")
+}
+
+// TestAbuseGuardFailure: a guard that cannot answer fails closed with 503.
+func TestAbuseGuardFailure(t *testing.T) {
+	r := newRig(t, realtimeauth.WithAbuseStore(failingGuard{}))
+	assertError(t, serve(r.h, req{path: tokenURL}), 503, "store_unavailable", 0)
+	assert.Equal(t, 0, r.mint.Calls())
+}
