@@ -380,8 +380,11 @@ func (c *config) resolve() error {
 	}
 
 	if c.authenticator == nil {
-		if c.subjectLimiter != nil || c.subjectLimit != 0 {
+		if c.subjectLimit != 0 {
 			bad("WithSubjectRateLimit needs WithAuthenticator: without it there is no subject")
+		}
+		if c.subjectLimiter != nil {
+			bad("WithSubjectLimiter needs WithAuthenticator: without it there is no subject")
 		}
 		if c.maxSessionsPerSubject != 0 {
 			bad("WithMaxSessionsPerSubject needs WithAuthenticator: without it there is no subject")

@@ -1,0 +1,142 @@
+package realtimeauth_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/realtimeauthtest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestNewRefusesBadOptions: every invalid value and combination is an
+// error naming the option at fault.
+func TestNewRefusesBadOptions(t *testing.T) {
+	type opts = []realtimeauth.Option
+	auth := realtimeauth.WithAuthenticator(bearerAuth)
+	lim := realtimeauth.NewMemoryLimiter(1, time.Minute)
+	tests := []struct {
+		name string
+		opts opts
+		want []string
+	}{
+		{"nil option", opts{nil}, []string{"nil Option"}},
+		{"rate limit zero", opts{realtimeauth.WithRateLimit(0, time.Minute)}, []string{"WithRateLimit"}},
+		{"rate limit too high", opts{realtimeauth.WithRateLimit(realtimeauth.MaxMemoryLimit+1, time.Minute)}, []string{"WithRateLimit"}},
+		{"rate window zero", opts{realtimeauth.WithRateLimit(5, 0)}, []string{"WithRateLimit"}},
+		{"rate limit with limiter", opts{realtimeauth.WithLimiter(lim), realtimeauth.WithRateLimit(5, time.Minute)}, []string{"WithRateLimit", "WithLimiter"}},
+		{"token TTL short", opts{realtimeauth.WithTokenTTL(9 * time.Second)}, []string{"WithTokenTTL"}},
+		{"token TTL long", opts{realtimeauth.WithTokenTTL(2*time.Hour + time.Second)}, []string{"WithTokenTTL"}},
+		{"token TTL fractional", opts{realtimeauth.WithTokenTTL(10500 * time.Millisecond)}, []string{"WithTokenTTL"}},
+		{"token TTL negative", opts{realtimeauth.WithTokenTTL(-time.Minute)}, []string{"WithTokenTTL"}},
+		{"session TTL under token TTL", opts{realtimeauth.WithTokenTTL(time.Minute), realtimeauth.WithSessionTTL(30 * time.Second)}, []string{"WithSessionTTL"}},
+		{"session TTL long", opts{realtimeauth.WithSessionTTL(25 * time.Hour)}, []string{"WithSessionTTL"}},
+		{"refreshes zero", opts{realtimeauth.WithRefreshPolicy(0, time.Second)}, []string{"WithRefreshPolicy"}},
+		{"refreshes too many", opts{realtimeauth.WithRefreshPolicy(1_000_001, time.Second)}, []string{"WithRefreshPolicy"}},
+		{"interval negative", opts{realtimeauth.WithRefreshPolicy(5, -time.Second)}, []string{"WithRefreshPolicy"}},
+		{"interval over session TTL", opts{realtimeauth.WithRefreshPolicy(5, 2*time.Hour)}, []string{"WithRefreshPolicy"}},
+		{"base path relative", opts{realtimeauth.WithBasePath("api")}, []string{"WithBasePath"}},
+		{"base path trailing slash", opts{realtimeauth.WithBasePath("/api/")}, []string{"WithBasePath"}},
+		{"base path with space", opts{realtimeauth.WithBasePath("/a b")}, []string{"WithBasePath"}},
+		{"base path with query", opts{realtimeauth.WithBasePath("/a?b")}, []string{"WithBasePath"}},
+		{"upstream timeout short", opts{realtimeauth.WithUpstreamTimeout(99 * time.Millisecond)}, []string{"WithUpstreamTimeout"}},
+		{"upstream timeout long", opts{realtimeauth.WithUpstreamTimeout(2*time.Minute + 1)}, []string{"WithUpstreamTimeout"}},
+		{"body cap small", opts{realtimeauth.WithMaxBodyBytes(63)}, []string{"WithMaxBodyBytes"}},
+		{"body cap large", opts{realtimeauth.WithMaxBodyBytes(10<<20 + 1)}, []string{"WithMaxBodyBytes"}},
+		{"CORS header empty", opts{realtimeauth.WithCORSHeaders("")}, []string{"WithCORSHeaders"}},
+		{"memory limits", opts{realtimeauth.WithMemoryLimits(-1)}, []string{"WithMemoryLimits"}},
+		{"abuse strikes negative", opts{realtimeauth.WithAbuseGuard(-1, time.Minute, time.Minute)}, []string{"WithAbuseGuard"}},
+		{"abuse strikes too many", opts{realtimeauth.WithAbuseGuard(1_000_001, time.Minute, time.Minute)}, []string{"WithAbuseGuard"}},
+		{"abuse window zero", opts{realtimeauth.WithAbuseGuard(3, 0, time.Minute)}, []string{"WithAbuseGuard"}},
+		{"abuse block zero", opts{realtimeauth.WithAbuseGuard(3, time.Minute, 0)}, []string{"WithAbuseGuard"}},
+		{"subject limit without authenticator", opts{realtimeauth.WithSubjectRateLimit(5, time.Minute)}, []string{"WithSubjectRateLimit", "WithAuthenticator"}},
+		{"subject limiter without authenticator", opts{realtimeauth.WithSubjectLimiter(lim)}, []string{"WithSubjectLimiter", "WithAuthenticator"}},
+		{"subject limit and limiter", opts{auth, realtimeauth.WithSubjectLimiter(lim), realtimeauth.WithSubjectRateLimit(5, time.Minute)}, []string{"WithSubjectRateLimit", "WithSubjectLimiter"}},
+		{"subject limit negative", opts{auth, realtimeauth.WithSubjectRateLimit(-1, time.Minute)}, []string{"WithSubjectRateLimit"}},
+		{"subject window zero", opts{auth, realtimeauth.WithSubjectRateLimit(5, 0)}, []string{"WithSubjectRateLimit"}},
+		{"sessions per subject without authenticator", opts{realtimeauth.WithMaxSessionsPerSubject(3)}, []string{"WithMaxSessionsPerSubject", "WithAuthenticator"}},
+		{"sessions per subject negative", opts{auth, realtimeauth.WithMaxSessionsPerSubject(-1)}, []string{"WithMaxSessionsPerSubject"}},
+		{"sessions per subject too many", opts{auth, realtimeauth.WithMaxSessionsPerSubject(1_000_001)}, []string{"WithMaxSessionsPerSubject"}},
+		{"upstream rate zero", opts{realtimeauth.WithUpstreamRate(0, 1)}, []string{"WithUpstreamRate"}},
+		{"upstream rate negative", opts{realtimeauth.WithUpstreamRate(-1, 1)}, []string{"WithUpstreamRate"}},
+		{"upstream burst zero", opts{realtimeauth.WithUpstreamRate(5, 0)}, []string{"WithUpstreamRate"}},
+		{"origin null", opts{realtimeauth.WithAllowedOrigins("null")}, []string{"WithAllowedOrigins"}},
+		{"credentials with star", opts{realtimeauth.WithAllowedOrigins("*"), realtimeauth.WithAllowCredentials(true)}, []string{"WithAllowCredentials"}},
+		{"trusted proxy", opts{realtimeauth.WithTrustedProxies("10.0.0.0/99")}, []string{"WithTrustedProxies"}},
+		{"several at once", opts{realtimeauth.WithTokenTTL(time.Second), realtimeauth.WithMaxBodyBytes(1), realtimeauth.WithBasePath("x")},
+			[]string{"WithTokenTTL", "WithMaxBodyBytes", "WithBasePath"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, err := realtimeauth.New(&realtimeauthtest.Minter{}, tc.opts...)
+			require.Error(t, err)
+			assert.Nil(t, h)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			assert.Contains(t, err.Error(), "realtimeauth: ")
+		})
+	}
+
+	_, err := realtimeauth.New(nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Minter")
+}
+
+// TestNewAcceptsTheBounds: the documented range ends are valid.
+func TestNewAcceptsTheBounds(t *testing.T) {
+	for _, o := range [][]realtimeauth.Option{
+		{realtimeauth.WithTokenTTL(10 * time.Second), realtimeauth.WithSessionTTL(10 * time.Second), realtimeauth.WithRefreshPolicy(1, 10*time.Second)},
+		{realtimeauth.WithTokenTTL(2 * time.Hour), realtimeauth.WithSessionTTL(24 * time.Hour), realtimeauth.WithRefreshPolicy(1_000_000, 0)},
+		{realtimeauth.WithRateLimit(1, time.Nanosecond), realtimeauth.WithUpstreamTimeout(100 * time.Millisecond), realtimeauth.WithMaxBodyBytes(64)},
+		{realtimeauth.WithRateLimit(realtimeauth.MaxMemoryLimit, time.Hour), realtimeauth.WithUpstreamTimeout(2 * time.Minute), realtimeauth.WithMaxBodyBytes(10 << 20)},
+		{realtimeauth.WithAbuseGuard(0, 0, 0), realtimeauth.WithMemoryLimits(1)},
+		{realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithSubjectRateLimit(1, time.Second), realtimeauth.WithMaxSessionsPerSubject(1_000_000)},
+		{realtimeauth.WithBasePath("/"), realtimeauth.WithAllowedOrigins("*"), realtimeauth.WithTrustedProxies("10.0.0.0/8", "::1", " 192.0.2.1 ")},
+		{realtimeauth.WithLogger(nil), realtimeauth.WithClock(nil), realtimeauth.WithCORSHeaders("X-Custom")},
+	} {
+		h, err := realtimeauth.New(&realtimeauthtest.Minter{}, o...)
+		require.NoError(t, err)
+		require.NoError(t, h.Close())
+	}
+}
+
+// TestDefaults: what New does without options.
+func TestDefaults(t *testing.T) {
+	clock := realtimeauthtest.NewClock(t0)
+	m := &realtimeauthtest.Minter{Now: clock.Now}
+	h, err := realtimeauth.New(m, realtimeauth.WithClock(clock.Now), realtimeauth.WithLogger(discardLogger()))
+	require.NoError(t, err)
+	for range realtimeauth.DefaultRateLimit {
+		require.Equal(t, http.StatusOK, serve(h, req{path: tokenURL}).Code)
+	}
+	assertError(t, serve(h, req{path: tokenURL}), 429, "rate_limited", -1)
+	assert.Equal(t, realtimeauth.DefaultTokenTTL, m.Requests()[0].TTL)
+	id := m.Requests()[0].SessionID
+	clock.Advance(realtimeauth.DefaultMinRefreshInterval - time.Second)
+	assertError(t, serve(h, req{path: refrURL, body: refreshBody(id)}), 429, "refresh_too_soon", 1)
+	clock.Advance(time.Second)
+	assert.Equal(t, http.StatusOK, serve(h, req{path: refrURL, body: refreshBody(id)}).Code)
+	clock.Advance(realtimeauth.DefaultSessionTTL)
+	assertError(t, serve(h, req{path: refrURL, body: refreshBody(id)}), 404, "session_not_found", 0)
+	// Default body cap: 64 KiB, from another client.
+	pad := func(n int) string { return `{"a":"` + strings.Repeat("x", n-8) + `"}` }
+	assert.Equal(t, http.StatusOK, serve(h, req{path: tokenURL, remote: "192.0.2.9:1", body: pad(realtimeauth.DefaultMaxBodyBytes)}).Code)
+	assertError(t, serve(h, req{path: tokenURL, remote: "192.0.2.9:1", body: pad(realtimeauth.DefaultMaxBodyBytes + 1)}), 413, "payload_too_large", 0)
+}
+
+// TestBasePath: the endpoints follow WithBasePath, "/" included.
+func TestBasePath(t *testing.T) {
+	for _, tc := range []struct{ base, token string }{
+		{"/voice", "/voice/token"},
+		{"/", "/token"},
+		{"/a/b", "/a/b/token"},
+	} {
+		r := newRig(t, realtimeauth.WithBasePath(tc.base))
+		assert.Equal(t, http.StatusOK, serve(r.h, req{path: tc.token}).Code, tc.base)
+		assertError(t, serve(r.h, req{path: tokenURL}), 404, "not_found", 0)
+	}
+}
