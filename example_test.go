@@ -1,0 +1,115 @@
+package realtimeauth_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/realtimeauthtest"
+)
+
+// ExampleNew serves the handler and asks it for a token, as a browser on
+// an allowed origin would, then from an origin that is not allowed.
+func ExampleNew() {
+	// In production: realtimeauth.NewOpenAIMinter(os.Getenv("OPENAI_API_KEY")).
+	minter := &realtimeauthtest.Minter{}
+	h, err := realtimeauth.New(minter,
+		realtimeauth.WithAllowedOrigins("https://app.example.com"),
+		realtimeauth.WithRateLimit(10, time.Minute),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	for _, origin := range []string{"https://app.example.com", "https://evil.example.net"} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/voice-agent/token", strings.NewReader(`{"model":"gpt-realtime"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", origin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			log.Fatal(err)
+		}
+		var body struct {
+			Success bool   `json:"success"`
+			Token   string `json:"token"`
+			Code    string `json:"code"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		fmt.Println(resp.StatusCode, body.Success, body.Token, body.Code, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	// Output:
+	// 200 true ek_test_1  https://app.example.com
+	// 403 false  origin_not_allowed
+}
+
+// Example_serveMux mounts the handler in an existing http.ServeMux, beside
+// the application's own routes.
+func Example_serveMux() {
+	h, err := realtimeauth.New(&realtimeauth.DevMinter{},
+		realtimeauth.WithAllowedOrigins("http://localhost:4321"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+
+	mux := http.NewServeMux()
+	mux.Handle("/api/voice-agent/", h)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "the app") })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/api/voice-agent/health")
+	if err != nil {
+		log.Fatal(err)
+	}
+	var health struct {
+		Status string `json:"status"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&health)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, health.Status)
+
+	resp, err = http.Post(srv.URL+"/api/voice-agent/token", "", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, strings.HasPrefix(tok.Token, realtimeauth.DevTokenPrefix))
+	// Output:
+	// 200 healthy
+	// 200 true
+}
+
+// ExampleNewMemoryLimiter shows the sliding window on a fixed clock: two
+// events per minute, and how long the third must wait.
+func ExampleNewMemoryLimiter() {
+	clock := realtimeauthtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	l := realtimeauth.NewMemoryLimiter(2, time.Minute, realtimeauth.WithMemoryClock(clock.Now))
+	for range 3 {
+		d, _ := l.Allow(context.Background(), "203.0.113.7")
+		fmt.Println(d.Allowed, d.Remaining, d.RetryAfter)
+	}
+	// Half a minute into the next window, the two events weigh one.
+	clock.Advance(90 * time.Second)
+	d, _ := l.Allow(context.Background(), "203.0.113.7")
+	fmt.Println(d.Allowed, d.Remaining, d.RetryAfter)
+	// Output:
+	// true 1 0s
+	// true 0 0s
+	// false 0 1m30s
+	// true 0 0s
+}
