@@ -1,7 +1,6 @@
 package realtimeauth_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -254,23 +253,8 @@ func post(t *testing.T, c *http.Client, url, body string, hdr map[string]string)
 	return resp.StatusCode, resp.Header, jsonBody(t, b)
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects log output written from many goroutines.
+type syncBuffer = realtimeauthtest.Buffer
 
 // events collects the events a handler emits.
 type events struct {

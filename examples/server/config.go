@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/realtimeauth/realtimeauth"
 	"golang.org/x/time/rate"
@@ -86,8 +89,19 @@ func loadConfig(getenv func(string) string) (config, error) {
 		errs = append(errs, fmt.Errorf("ADDR=%q: want host:port", c.Addr))
 	}
 	c.APIKey = strings.TrimSpace(getenv("OPENAI_API_KEY"))
+	if strings.IndexFunc(c.APIKey, badRune) >= 0 {
+		// Never the value: it is a secret.
+		errs = append(errs, errors.New("OPENAI_API_KEY: contains a space or a control character"))
+	}
 	c.BaseURL = str("OPENAI_BASE_URL", realtimeauth.DefaultOpenAIBaseURL)
+	if _, err := realtimeauth.NewOpenAIMinter("config-check", realtimeauth.WithBaseURL(c.BaseURL)); err != nil {
+		// Not the value either: it may carry credentials.
+		errs = append(errs, errors.New("OPENAI_BASE_URL: want an absolute http(s) URL without query or credentials"))
+	}
 	c.Model = str("OPENAI_REALTIME_MODEL", realtimeauth.DefaultRealtimeModel)
+	if strings.IndexFunc(c.Model, badRune) >= 0 {
+		errs = append(errs, fmt.Errorf("OPENAI_REALTIME_MODEL=%q: contains a space or a control character", c.Model))
+	}
 	for _, o := range list("ALLOWED_ORIGINS", "http://localhost:4321") {
 		norm, err := realtimeauth.ParseOrigin(o)
 		if err != nil {
@@ -96,12 +110,23 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		c.AllowedOrigins = append(c.AllowedOrigins, norm)
 	}
+	if len(c.AllowedOrigins) > 1 && slices.Contains(c.AllowedOrigins, "*") {
+		errs = append(errs, errors.New(`ALLOWED_ORIGINS: "*" must stand alone`))
+	}
 	c.RateLimit = integer("VOICE_AGENT_RATE_LIMIT", 10, 1, realtimeauth.MaxMemoryLimit)
 	c.TokenTTL = time.Duration(integer("VOICE_AGENT_TOKEN_DURATION", 60, 10, 7200)) * time.Second
 	c.MaxRefreshes = integer("VOICE_AGENT_MAX_REFRESHES", 120, 1, 1_000_000)
-	c.RefreshMinInterval = duration("VOICE_AGENT_REFRESH_MIN_INTERVAL", 10*time.Second, 0, 24*time.Hour)
+	// At most the session TTL, the handler's default hour.
+	c.RefreshMinInterval = duration("VOICE_AGENT_REFRESH_MIN_INTERVAL", 10*time.Second, 0, realtimeauth.DefaultSessionTTL)
 	c.UpstreamTimeout = duration("VOICE_AGENT_UPSTREAM_TIMEOUT", 10*time.Second, 100*time.Millisecond, 2*time.Minute)
 	c.TrustedProxies = list("TRUSTED_PROXIES", "")
+	for _, p := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				errs = append(errs, fmt.Errorf("TRUSTED_PROXIES: %q is not a CIDR or an IP address", p))
+			}
+		}
+	}
 	switch f := str("LOG_FORMAT", "text"); f {
 	case "text":
 	case "json":
@@ -126,6 +151,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	return c, errors.Join(errs...)
 }
+
+// badRune reports characters no key or model name contains.
+func badRune(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
 
 // handlerOptions turns the configuration into realtimeauth options.
 func (c config) handlerOptions() []realtimeauth.Option {
