@@ -443,3 +443,18 @@ func TestConcurrentRefreshAdmission(t *testing.T) {
 		})
 	}
 }
+
+// TestContentTypes: a JSON body with parameters is fine; a body without a
+// JSON media type is 415, and an empty body needs none.
+func TestContentTypes(t *testing.T) {
+	r := newRig(t)
+	for _, ct := range []string{"application/json; charset=utf-8", "Application/JSON"} {
+		assert.Equal(t, http.StatusOK, serve(r.h, req{path: tokenURL, body: `{}`, ct: ct}).Code, ct)
+	}
+	q := req{path: tokenURL, body: `{}`}.build()
+	q.Header.Del("Content-Type")
+	w := httptest.NewRecorder()
+	r.h.ServeHTTP(w, q)
+	assertError(t, w, 415, "unsupported_media_type", 0)
+	assert.Equal(t, http.StatusOK, serve(r.h, req{path: tokenURL, ct: "text/plain"}).Code, "no body, no type needed")
+}

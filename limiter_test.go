@@ -3,6 +3,8 @@ package realtimeauth_test
 import (
 	"context"
 	"fmt"
+	"math/big"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -183,4 +185,43 @@ func TestLimiterConcurrentExact(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Equal(t, int64(limit), admitted.Load())
+}
+
+// TestLimiterMatchesExactArithmetic compares the limiter with the
+// weighted-window rule evaluated in exact rationals, over pseudo-random
+// histories.
+func TestLimiterMatchesExactArithmetic(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 40 {
+		limit := 1 + rng.IntN(20)
+		window := time.Duration(1+rng.IntN(5000)) * time.Millisecond * 7
+		l, clock := newLimiter(limit, window)
+		var win, prev, cur int64 // reference state
+		for i := range 300 {
+			clock.Advance(time.Duration(rng.Int64N(int64(window) / int64(1+limit))))
+			elapsed := int64(clock.Now().Sub(t0))
+			w := int64(window)
+			nw, into := elapsed/w, elapsed%w
+			switch nw - win {
+			case 0:
+			case 1:
+				prev, cur = cur, 0
+			default:
+				prev, cur = 0, 0
+			}
+			win = nw
+			// est = prev*(w-into)/w + cur
+			est := new(big.Rat).SetFrac64(prev*(w-into), w)
+			est.Add(est, big.NewRat(cur, 1))
+			room := new(big.Rat).Sub(big.NewRat(int64(limit)-1, 1), est) // limit - est - 1
+			d := allow(t, l, "k")
+			wantAllowed := room.Sign() >= 0
+			require.Equal(t, wantAllowed, d.Allowed, "round %d step %d: prev %d cur %d into %d/%d", round, i, prev, cur, into, w)
+			if wantAllowed {
+				floor := new(big.Int).Quo(room.Num(), room.Denom())
+				require.Equal(t, floor.Int64(), int64(d.Remaining))
+				cur++
+			}
+		}
+	}
 }
