@@ -280,7 +280,9 @@ func (m *OpenAIMinter) do(ctx context.Context, body []byte) (Token, error) {
 		return Token{}, ue
 	}
 	if resp.StatusCode != http.StatusOK {
-		ue.Message = m.redact(upstreamMessage(raw))
+		// Redact before upstreamMessage cuts the text, or a key straddling
+		// the cut would leave its prefix behind.
+		ue.Message = upstreamMessage([]byte(m.redact(string(raw))))
 		return Token{}, ue
 	}
 	var out struct {

@@ -325,3 +325,18 @@ func TestHandlerWithOpenAIMinter(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenAIRedactsBeforeCutting: a key that straddles the point where
+// the upstream message is cut leaves no prefix of itself behind.
+func TestOpenAIRedactsBeforeCutting(t *testing.T) {
+	for pad := 280; pad < 300; pad++ {
+		msg := strings.Repeat("x", pad) + fakeKey + " tail"
+		u := newUpstream(t, jsonAnswer(401, `{"error":{"message":"`+msg+`"}}`))
+		m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL))
+		require.NoError(t, err)
+		_, err = m.Mint(context.Background(), realtimeauth.MintRequest{TTL: time.Minute})
+		var ue *realtimeauth.UpstreamError
+		require.ErrorAs(t, err, &ue)
+		assert.NotContains(t, ue.Message, fakeKey[:10], "pad %d", pad)
+	}
+}
