@@ -279,6 +279,9 @@ func (h *Handler) refresh(k *call, body []byte) int {
 	k.subject = sess.Subject
 	sessCfg, e := h.sessionConfig(k, body)
 	configRefused := e != nil
+	if configRefused {
+		cancelReservation(res, k.now) // nothing will be minted
+	}
 	var tok Token
 	var retry time.Duration
 	if e == nil {

@@ -227,3 +227,24 @@ func TestUpstreamRateOption(t *testing.T) {
 		issueToken(t, r.h, fmt.Sprintf("198.51.100.%d:1", i))
 	}
 }
+
+// TestRefusedConfigKeepsTheBudget: a refresh whose configuration the hook
+// refuses calls no one, so it takes nothing from the upstream budget.
+func TestRefusedConfigKeepsTheBudget(t *testing.T) {
+	refuse := false
+	r := newRig(t, realtimeauth.WithUpstreamRate(rate.Every(time.Hour), 2), realtimeauth.WithRefreshPolicy(5, 0),
+		realtimeauth.WithSessionConfig(func(*http.Request, string) (json.RawMessage, error) {
+			if refuse {
+				return nil, fmt.Errorf("no: %w", realtimeauth.ErrForbidden)
+			}
+			return nil, nil
+		}))
+	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
+	refuse = true
+	for range 3 {
+		assertError(t, serve(r.h, req{path: refrURL, body: refreshBody(id)}), 403, "forbidden", 0)
+	}
+	refuse = false
+	assert.Equal(t, 200, serve(r.h, req{path: refrURL, body: refreshBody(id)}).Code, "one mint of the burst is left")
+	assertError(t, serve(r.h, req{path: refrURL, body: refreshBody(id)}), 503, "upstream_busy", 3600)
+}
