@@ -458,3 +458,25 @@ func TestContentTypes(t *testing.T) {
 	assertError(t, w, 415, "unsupported_media_type", 0)
 	assert.Equal(t, http.StatusOK, serve(r.h, req{path: tokenURL, ct: "text/plain"}).Code, "no body, no type needed")
 }
+
+// TestConcurrentFailedRefreshesGiveBack: when every mint fails, concurrent
+// refreshes give every reservation back, whatever their interleaving.
+func TestConcurrentFailedRefreshesGiveBack(t *testing.T) {
+	const m = 5
+	r := newRig(t, realtimeauth.WithRefreshPolicy(m, 0))
+	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
+	r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500})
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Go(func() {
+			w := serve(r.h, req{path: refrURL, body: refreshBody(id)})
+			assert.Contains(t, []int{502, 403}, w.Code)
+		})
+	}
+	wg.Wait()
+	r.mint.SetError(nil)
+	for i := range m {
+		assert.Equal(t, 200, serve(r.h, req{path: refrURL, body: refreshBody(id)}).Code, "refresh %d", i)
+	}
+	assertError(t, serve(r.h, req{path: refrURL, body: refreshBody(id)}), 403, "refresh_limit_reached", 0)
+}
