@@ -197,7 +197,8 @@ func TestOpenAIFailures(t *testing.T) {
 			}
 			m, err := realtimeauth.NewOpenAIMinter(fakeKey, opts...)
 			require.NoError(t, err)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			// Room for retries of 5xx answers, not for a 20s Retry-After.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			tok, err := m.Mint(ctx, realtimeauth.MintRequest{TTL: time.Minute})
 			require.Error(t, err)
@@ -299,7 +300,7 @@ func TestHandlerWithOpenAIMinter(t *testing.T) {
 		{"401", jsonAnswer(401, `{"error":{"message":"Incorrect API key provided: `+fakeKey+`"}}`), 502, "upstream_error", 0},
 		{"403", jsonAnswer(403, `{"error":{"message":"forbidden `+fakeKey+`"}}`), 502, "upstream_error", 0},
 		{"malformed", jsonAnswer(200, `{"value":"ek_`), 502, "upstream_error", 0},
-		{"429", jsonAnswer(429, `{"error":{"message":"slow down `+fakeKey+`"}}`, "Retry-After", "4"), 503, "upstream_rate_limited", 4},
+		{"429", jsonAnswer(429, `{"error":{"message":"slow down `+fakeKey+`"}}`, "Retry-After", "30"), 503, "upstream_rate_limited", 30},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -307,7 +308,7 @@ func TestHandlerWithOpenAIMinter(t *testing.T) {
 			m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL))
 			require.NoError(t, err)
 			logs := &syncBuffer{}
-			h, err := realtimeauth.New(m, realtimeauth.WithLogger(newTextLogger(logs)), realtimeauth.WithUpstreamTimeout(2*time.Second))
+			h, err := realtimeauth.New(m, realtimeauth.WithLogger(newTextLogger(logs)), realtimeauth.WithUpstreamTimeout(10*time.Second))
 			require.NoError(t, err)
 			w := serve(h, req{path: tokenURL})
 			assert.NotContains(t, w.Body.String(), fakeKey)
