@@ -78,7 +78,7 @@ func TestStrikes(t *testing.T) {
 			opts: []realtimeauth.Option{realtimeauth.WithRefreshPolicy(1, 0)},
 			prep: func(t *testing.T, r *rig) {
 				id := issueToken(t, r.h, striker)["sessionId"].(string)
-				require.Equal(t, 200, serve(r.h, req{path: refrURL, remote: striker, body: refreshBody(id)}).Code)
+				require.Equal(t, 200, serveReq(r.h, req{path: refrURL, remote: striker, body: refreshBody(id)}).Code)
 			},
 			cause: func(t *testing.T, r *rig) req {
 				return req{path: refrURL, body: refreshBody(r.mint.Requests()[0].SessionID)}
@@ -108,19 +108,19 @@ func TestStrikes(t *testing.T) {
 			for range 2 {
 				q := tc.cause(t, r)
 				q.remote = striker
-				w := serve(r.h, q)
+				w := serveReq(r.h, q)
 				require.NotEqual(t, "blocked", jsonBodyOrEmpty(w.Body.Bytes())["code"], "not blocked before the threshold")
 			}
 			r.mint.SetError(nil)
 			auth := map[string]string{"Authorization": "Bearer someone"}
-			w := serve(r.h, req{path: tokenURL, remote: striker, headers: auth})
+			w := serveReq(r.h, req{path: tokenURL, remote: striker, headers: auth})
 			if tc.strike {
 				assertError(t, w, http.StatusForbidden, "blocked", 900)
 			} else {
 				assert.NotEqual(t, http.StatusForbidden, w.Code, w.Body.String())
 			}
 			// Another client is never affected.
-			assert.Equal(t, http.StatusOK, serve(r.h, req{path: tokenURL, remote: "203.0.113.200:1", headers: auth}).Code)
+			assert.Equal(t, http.StatusOK, serveReq(r.h, req{path: tokenURL, remote: "203.0.113.200:1", headers: auth}).Code)
 		})
 	}
 }
@@ -140,14 +140,14 @@ func TestBlockLifecycle(t *testing.T) {
 	id := issueToken(t, r.h, striker)["sessionId"].(string)
 	bad := req{path: refrURL, remote: striker, body: refreshBody(uuid.NewString())}
 
-	serve(r.h, bad)
+	serveReq(r.h, bad)
 	r.clock.Advance(5 * time.Minute)
-	serve(r.h, bad)
+	serveReq(r.h, bad)
 	r.clock.Advance(5 * time.Minute) // the first window is over
-	serve(r.h, bad)
-	serve(r.h, bad)
-	assert.Equal(t, 200, serve(r.h, req{path: tokenURL, remote: striker}).Code, "two strikes in this window")
-	serve(r.h, bad)
+	serveReq(r.h, bad)
+	serveReq(r.h, bad)
+	assert.Equal(t, 200, serveReq(r.h, req{path: tokenURL, remote: striker}).Code, "two strikes in this window")
+	serveReq(r.h, bad)
 	require.Len(t, ev.named(realtimeauth.EventClientBlocked), 1)
 	blocked := ev.named(realtimeauth.EventClientBlocked)[0]
 	assert.Equal(t, "198.51.100.66", blocked.ClientIP)
@@ -155,19 +155,19 @@ func TestBlockLifecycle(t *testing.T) {
 	assert.Equal(t, realtimeauth.SeverityHigh, blocked.Severity)
 
 	r.clock.Advance(5 * time.Minute)
-	assertError(t, serve(r.h, req{path: tokenURL, remote: striker}), 403, "blocked", 600)
+	assertError(t, serveReq(r.h, req{path: tokenURL, remote: striker}), 403, "blocked", 600)
 	r.clock.Advance(time.Minute)
-	assertError(t, serve(r.h, req{path: refrURL, remote: striker, body: refreshBody(id)}), 403, "blocked", 540)
+	assertError(t, serveReq(r.h, req{path: refrURL, remote: striker, body: refreshBody(id)}), 403, "blocked", 540)
 	pf := preflightReq(tokenURL, origin)
 	pf.remote = striker
-	assertError(t, serve(r.h, pf), 403, "blocked", 540)
-	w := serve(r.h, req{method: http.MethodGet, path: healthU, remote: striker})
+	assertError(t, serveReq(r.h, pf), 403, "blocked", 540)
+	w := serveReq(r.h, req{method: http.MethodGet, path: healthU, remote: striker})
 	assert.Equal(t, http.StatusOK, w.Code, "health is never blocked")
 
 	r.clock.Advance(9*time.Minute - time.Second)
-	assertError(t, serve(r.h, req{path: tokenURL, remote: striker}), 403, "blocked", 1)
+	assertError(t, serveReq(r.h, req{path: tokenURL, remote: striker}), 403, "blocked", 1)
 	r.clock.Advance(time.Second)
-	assert.Equal(t, 200, serve(r.h, req{path: tokenURL, remote: striker}).Code)
+	assert.Equal(t, 200, serveReq(r.h, req{path: tokenURL, remote: striker}).Code)
 	assert.Len(t, ev.named(realtimeauth.EventClientBlocked), 1, "one event per block, not per request")
 }
 
@@ -179,11 +179,11 @@ func TestBlockedReachesNothing(t *testing.T) {
 	r := newRig(t, realtimeauth.WithAbuseGuard(1, time.Minute, time.Hour),
 		realtimeauth.WithLimiter(lim), realtimeauth.WithSessionStore(store))
 	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
-	serve(r.h, req{path: tokenURL, remote: striker, body: `{`})
+	serveReq(r.h, req{path: tokenURL, remote: striker, body: `{`})
 	l0, s0, m0 := lim.calls.Load(), store.calls.Load(), r.mint.Calls()
 	for range 20 {
-		assertError(t, serve(r.h, req{path: tokenURL, remote: striker}), 403, "blocked", 3600)
-		assertError(t, serve(r.h, req{path: refrURL, remote: striker, body: refreshBody(id)}), 403, "blocked", 3600)
+		assertError(t, serveReq(r.h, req{path: tokenURL, remote: striker}), 403, "blocked", 3600)
+		assertError(t, serveReq(r.h, req{path: refrURL, remote: striker, body: refreshBody(id)}), 403, "blocked", 3600)
 	}
 	assert.Equal(t, l0, lim.calls.Load(), "limiter")
 	assert.Equal(t, s0, store.calls.Load(), "store")
@@ -200,7 +200,7 @@ func TestOneBlockEventUnderConcurrency(t *testing.T) {
 	for round := 1; round <= 2; round++ {
 		var wg sync.WaitGroup
 		for range 100 {
-			wg.Go(func() { serve(r.h, req{path: refrURL, remote: striker, body: refreshBody("x")}) })
+			wg.Go(func() { serveReq(r.h, req{path: refrURL, remote: striker, body: refreshBody("x")}) })
 		}
 		wg.Wait()
 		assert.Len(t, ev.named(realtimeauth.EventClientBlocked), round)
@@ -212,18 +212,18 @@ func TestOneBlockEventUnderConcurrency(t *testing.T) {
 func TestAbuseGuardOff(t *testing.T) {
 	r := newRig(t, realtimeauth.WithAbuseGuard(0, 0, 0))
 	for range 100 {
-		serve(r.h, req{path: refrURL, remote: striker, body: refreshBody("x")})
+		serveReq(r.h, req{path: refrURL, remote: striker, body: refreshBody("x")})
 	}
-	assert.Equal(t, 200, serve(r.h, req{path: tokenURL, remote: striker}).Code)
+	assert.Equal(t, 200, serveReq(r.h, req{path: tokenURL, remote: striker}).Code)
 }
 
 // TestAbuseGuardIPv6: a /64 is one client for blocking too.
 func TestAbuseGuardIPv6(t *testing.T) {
 	r := newRig(t, realtimeauth.WithAbuseGuard(2, time.Minute, time.Minute))
-	serve(r.h, req{path: refrURL, remote: "[2001:db8::1]:1", body: `{}`})
-	serve(r.h, req{path: refrURL, remote: "[2001:db8::2]:1", body: `{}`})
-	assertError(t, serve(r.h, req{path: tokenURL, remote: "[2001:db8::3]:1"}), 403, "blocked", 60)
-	assert.Equal(t, 200, serve(r.h, req{path: tokenURL, remote: "[2001:db8:0:1::1]:1"}).Code)
+	serveReq(r.h, req{path: refrURL, remote: "[2001:db8::1]:1", body: `{}`})
+	serveReq(r.h, req{path: refrURL, remote: "[2001:db8::2]:1", body: `{}`})
+	assertError(t, serveReq(r.h, req{path: tokenURL, remote: "[2001:db8::3]:1"}), 403, "blocked", 60)
+	assert.Equal(t, 200, serveReq(r.h, req{path: tokenURL, remote: "[2001:db8:0:1::1]:1"}).Code)
 }
 
 func TestMemoryAbuseGuard(t *testing.T) {
@@ -291,6 +291,6 @@ func (failingGuard) Strike(context.Context, string, time.Time) (time.Duration, b
 // TestAbuseGuardFailure: a guard that cannot answer fails closed with 503.
 func TestAbuseGuardFailure(t *testing.T) {
 	r := newRig(t, realtimeauth.WithAbuseStore(failingGuard{}))
-	assertError(t, serve(r.h, req{path: tokenURL}), 503, "store_unavailable", 0)
+	assertError(t, serveReq(r.h, req{path: tokenURL}), 503, "store_unavailable", 0)
 	assert.Equal(t, 0, r.mint.Calls())
 }

@@ -45,7 +45,7 @@ func TestBackendFailures(t *testing.T) {
 		ev := &events{}
 		r := newRig(t, realtimeauth.WithLimiter(brokenLimiter{}), realtimeauth.WithEventHook(ev.hook))
 		for range 3 {
-			assertError(t, serve(r.h, req{path: tokenURL}), 503, "store_unavailable", 0)
+			assertError(t, serveReq(r.h, req{path: tokenURL}), 503, "store_unavailable", 0)
 		}
 		assert.Equal(t, 0, r.mint.Calls())
 		assert.Len(t, ev.named(realtimeauth.EventStoreError), 3)
@@ -57,7 +57,7 @@ func TestBackendFailures(t *testing.T) {
 	t.Run("store create", func(t *testing.T) {
 		store := &brokenStore{SessionStore: realtimeauth.NewMemoryStore(), fail: map[string]bool{"Create": true}}
 		r := newRig(t, realtimeauth.WithSessionStore(store))
-		assertError(t, serve(r.h, req{path: tokenURL}), 503, "store_unavailable", 0)
+		assertError(t, serveReq(r.h, req{path: tokenURL}), 503, "store_unavailable", 0)
 		assert.Equal(t, 0, r.mint.Calls())
 		assert.Equal(t, realtimeauth.ServiceDegraded, r.h.Stats().SessionTracking.Status)
 	})
@@ -67,13 +67,13 @@ func TestBackendFailures(t *testing.T) {
 		id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 		r.clock.Advance(time.Minute)
 		store.fail["Update"] = true
-		assertError(t, serve(r.h, req{path: refrURL, body: refreshBody(id)}), 503, "store_unavailable", 0)
+		assertError(t, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}), 503, "store_unavailable", 0)
 		assert.Equal(t, 1, r.mint.Calls())
 	})
 	t.Run("store full", func(t *testing.T) {
 		r := newRig(t, realtimeauth.WithMemoryLimits(1))
 		issueToken(t, r.h, defaultRemote)
-		assertError(t, serve(r.h, req{path: tokenURL, remote: "192.0.2.1:1"}), 503, "store_unavailable", 0)
+		assertError(t, serveReq(r.h, req{path: tokenURL, remote: "192.0.2.1:1"}), 503, "store_unavailable", 0)
 		assert.Equal(t, 1, r.mint.Calls())
 	})
 }
@@ -84,8 +84,8 @@ func TestRefreshNeedsTheSameSessionID(t *testing.T) {
 	r := newRig(t, realtimeauth.WithRefreshPolicy(1, 0))
 	a := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 	b := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
-	require.Equal(t, 200, serve(r.h, req{path: refrURL, body: refreshBody(a)}).Code)
-	assertError(t, serve(r.h, req{path: refrURL, body: refreshBody(a)}), 403, "refresh_limit_reached", 0)
-	assert.Equal(t, 200, serve(r.h, req{path: refrURL, body: refreshBody(b)}).Code)
-	assertError(t, serve(r.h, req{path: refrURL, body: refreshBody(uuid.NewString())}), 404, "session_not_found", 0)
+	require.Equal(t, 200, serveReq(r.h, req{path: refrURL, body: refreshBody(a)}).Code)
+	assertError(t, serveReq(r.h, req{path: refrURL, body: refreshBody(a)}), 403, "refresh_limit_reached", 0)
+	assert.Equal(t, 200, serveReq(r.h, req{path: refrURL, body: refreshBody(b)}).Code)
+	assertError(t, serveReq(r.h, req{path: refrURL, body: refreshBody(uuid.NewString())}), 404, "session_not_found", 0)
 }

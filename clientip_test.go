@@ -102,13 +102,13 @@ func TestIPv6SharesLimitPerSlash64(t *testing.T) {
 	r := newRig(t, realtimeauth.WithRateLimit(2, time.Minute), realtimeauth.WithRefreshPolicy(5, 0))
 	id := issueToken(t, r.h, "[2001:db8:1:2::1]:4000")["sessionId"].(string)
 	issueToken(t, r.h, "[2001:db8:1:2:ffff::9]:4000")
-	assertError(t, serve(r.h, req{path: tokenURL, remote: "[2001:db8:1:2::3]:4000"}), 429, "rate_limited", -1)
+	assertError(t, serveReq(r.h, req{path: tokenURL, remote: "[2001:db8:1:2::3]:4000"}), 429, "rate_limited", -1)
 	issueToken(t, r.h, "[2001:db8:1:3::1]:4000") // the next /64
 	assert.Equal(t, "2001:db8:1:2::1", r.mint.Requests()[0].ClientIP)
 
 	// The session is bound to the full address, not the /64.
-	assertError(t, serve(r.h, req{path: refrURL, remote: "[2001:db8:1:2::2]:4000", body: refreshBody(id)}), 403, "session_mismatch", 0)
-	w := serve(r.h, req{path: refrURL, remote: "[2001:db8:1:2::1]:4001", body: refreshBody(id)})
+	assertError(t, serveReq(r.h, req{path: refrURL, remote: "[2001:db8:1:2::2]:4000", body: refreshBody(id)}), 403, "session_mismatch", 0)
+	w := serveReq(r.h, req{path: refrURL, remote: "[2001:db8:1:2::1]:4001", body: refreshBody(id)})
 	assert.Equal(t, http.StatusOK, w.Code, w.Body.String())
 }
 
@@ -118,7 +118,7 @@ func TestIPv4MappedCountsAsIPv4(t *testing.T) {
 	r := newRig(t, realtimeauth.WithRateLimit(1, time.Minute), realtimeauth.WithRefreshPolicy(5, 0))
 	id := issueToken(t, r.h, "[::ffff:198.51.100.1]:4000")["sessionId"].(string)
 	assert.Equal(t, "198.51.100.1", r.mint.Requests()[0].ClientIP)
-	assertError(t, serve(r.h, req{path: tokenURL, remote: "198.51.100.1:4001"}), 429, "rate_limited", -1)
-	w := serve(r.h, req{path: refrURL, remote: "198.51.100.1:4002", body: refreshBody(id)})
+	assertError(t, serveReq(r.h, req{path: tokenURL, remote: "198.51.100.1:4001"}), 429, "rate_limited", -1)
+	w := serveReq(r.h, req{path: refrURL, remote: "198.51.100.1:4002", body: refreshBody(id)})
 	assert.Equal(t, http.StatusOK, w.Code, w.Body.String())
 }

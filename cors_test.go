@@ -59,7 +59,7 @@ func TestCORS(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := realtimeauthtest.NewClock(t0)
-			opts := []realtimeauth.Option{realtimeauth.WithClock(clock.Now), realtimeauth.WithLogger(discardLogger())}
+			opts := []realtimeauth.Option{realtimeauth.WithClock(clock.Now), realtimeauth.WithLogger(quietLogger())}
 			if tc.origins != nil {
 				opts = append(opts, realtimeauth.WithAllowedOrigins(tc.origins...))
 			}
@@ -71,7 +71,7 @@ func TestCORS(t *testing.T) {
 			require.NoError(t, err)
 
 			// The actual request.
-			w := serve(h, req{path: tokenURL, headers: map[string]string{"Origin": tc.origin}})
+			w := serveReq(h, req{path: tokenURL, headers: map[string]string{"Origin": tc.origin}})
 			if tc.allowed {
 				require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 				assert.Equal(t, tc.origin, w.Header().Get("Access-Control-Allow-Origin"))
@@ -89,7 +89,7 @@ func TestCORS(t *testing.T) {
 
 			// The preflight, for both endpoints.
 			for _, path := range []string{tokenURL, refrURL} {
-				w = serve(h, preflightReq(path, tc.origin))
+				w = serveReq(h, preflightReq(path, tc.origin))
 				if tc.allowed {
 					assert.Equal(t, http.StatusNoContent, w.Code)
 					assert.Equal(t, tc.origin, w.Header().Get("Access-Control-Allow-Origin"))
@@ -105,7 +105,7 @@ func TestCORS(t *testing.T) {
 			}
 
 			// Health answers whatever the Origin.
-			w = serve(h, req{method: http.MethodGet, path: healthU, headers: map[string]string{"Origin": tc.origin}})
+			w = serveReq(h, req{method: http.MethodGet, path: healthU, headers: map[string]string{"Origin": tc.origin}})
 			assert.Equal(t, http.StatusOK, w.Code)
 			assert.Equal(t, 0, m.Calls()-btoi(tc.allowed))
 		})
@@ -122,15 +122,15 @@ func btoi(b bool) int {
 // TestNoOriginProceeds: requests without Origin are not a CORS matter,
 // even with no origin configured.
 func TestNoOriginProceeds(t *testing.T) {
-	h, err := realtimeauth.New(&realtimeauthtest.Minter{}, realtimeauth.WithLogger(discardLogger()))
+	h, err := realtimeauth.New(&realtimeauthtest.Minter{}, realtimeauth.WithLogger(quietLogger()))
 	require.NoError(t, err)
-	w := serve(h, req{path: tokenURL})
+	w := serveReq(h, req{path: tokenURL})
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	assert.Empty(t, corsHeaders(w.Header()))
 	assert.Equal(t, "Origin", w.Header().Get("Vary"))
 
 	// A plain OPTIONS (no preflight) is answered with Allow.
-	w = serve(h, req{method: http.MethodOptions, path: tokenURL})
+	w = serveReq(h, req{method: http.MethodOptions, path: tokenURL})
 	assert.Equal(t, http.StatusNoContent, w.Code)
 	assert.Equal(t, "OPTIONS, POST", w.Header().Get("Allow"))
 	assert.Empty(t, corsHeaders(w.Header()))

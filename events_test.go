@@ -56,7 +56,7 @@ func TestEvents(t *testing.T) {
 			opts: []realtimeauth.Option{realtimeauth.WithRefreshPolicy(1, 0)},
 			prep: func(t *testing.T, r *rig) req {
 				id := newSessionAt(t, r, defaultRemote)
-				serve(r.h, req{path: refrURL, body: refreshBody(id)})
+				serveReq(r.h, req{path: refrURL, body: refreshBody(id)})
 				return req{path: refrURL, body: refreshBody(id)}
 			}},
 		{name: "too soon", event: realtimeauth.EventRefreshTooSoon, severity: realtimeauth.SeverityLow, status: 429, code: "refresh_too_soon", session: true, retry: true,
@@ -87,7 +87,7 @@ func TestEvents(t *testing.T) {
 		{name: "too many sessions", event: realtimeauth.EventTooManySessions, severity: realtimeauth.SeverityMedium, status: 429, code: "too_many_sessions", session: true, subject: "alice",
 			opts: []realtimeauth.Option{realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithMaxSessionsPerSubject(1)},
 			prep: func(_ *testing.T, r *rig) req {
-				serve(r.h, req{path: tokenURL, headers: as("alice")})
+				serveReq(r.h, req{path: tokenURL, headers: as("alice")})
 				return req{path: tokenURL, headers: as("alice")}
 			}},
 		{name: "upstream busy", event: realtimeauth.EventUpstreamBusy, severity: realtimeauth.SeverityHigh, status: 503, code: "upstream_busy", retry: true,
@@ -105,7 +105,7 @@ func TestEvents(t *testing.T) {
 			q := tc.prep(t, r)
 			q.headers = mergeHeaders(q.headers, map[string]string{"User-Agent": ua})
 			before := len(ev.named(tc.event))
-			serve(r.h, q)
+			serveReq(r.h, q)
 			got := ev.named(tc.event)
 			require.Len(t, got, before+1, "one %s event", tc.event)
 			e := got[len(got)-1]
@@ -196,7 +196,7 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 	var tokens []string
 	do := func(q req) {
 		t.Helper()
-		w := serve(h, q)
+		w := serveReq(h, q)
 		assert.NotContains(t, w.Body.String(), fakeKey)
 		if tok, ok := jsonBodyOrEmpty(w.Body.Bytes())["token"].(string); ok {
 			tokens = append(tokens, tok)

@@ -82,7 +82,7 @@ func TestErrorTable(t *testing.T) {
 			opts: []realtimeauth.Option{realtimeauth.WithRefreshPolicy(1, 0)},
 			prep: func(t *testing.T, r *rig) req {
 				id := newSession(t, r)
-				require.Equal(t, 200, serve(r.h, req{path: refrURL, body: refreshBody(id)}).Code)
+				require.Equal(t, 200, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}).Code)
 				return req{path: refrURL, body: refreshBody(id)}
 			}},
 		{name: "session never issued", status: 404, code: "session_not_found",
@@ -222,7 +222,7 @@ func TestTokenSuccessShape(t *testing.T) {
 	r.mint.Func = func(_ context.Context, req realtimeauth.MintRequest) (realtimeauth.Token, error) {
 		return realtimeauth.Token{Value: "ek_abc", ExpiresAt: r.clock.Now().Add(req.TTL - 300*time.Millisecond)}, nil
 	}
-	w := serve(r.h, req{path: tokenURL, body: `{"model":"x","voice":"alloy"}`, headers: map[string]string{"Origin": origin}})
+	w := serveReq(r.h, req{path: tokenURL, body: `{"model":"x","voice":"alloy"}`, headers: map[string]string{"Origin": origin}})
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	assertSecurityHeaders(t, w.Header(), false)
 	m := jsonBody(t, w.Body.Bytes())
@@ -256,7 +256,7 @@ func TestRefreshSuccessShape(t *testing.T) {
 	first := issueToken(t, r.h, defaultRemote)
 	id := first["sessionId"].(string)
 	r.clock.Advance(10 * time.Second) // exactly the minimum interval
-	w := serve(r.h, req{path: refrURL, body: `{"sessionId":"` + id + `","extra":[1,2]}`, headers: map[string]string{"Origin": origin}})
+	w := serveReq(r.h, req{path: refrURL, body: `{"sessionId":"` + id + `","extra":[1,2]}`, headers: map[string]string{"Origin": origin}})
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	assertSecurityHeaders(t, w.Header(), false)
 	m := jsonBody(t, w.Body.Bytes())
@@ -281,15 +281,15 @@ func TestSecurityHeadersEverywhere(t *testing.T) {
 		{method: http.MethodGet, path: healthU},
 		{method: http.MethodGet, path: tokenURL},
 	} {
-		w := serve(r.h, q)
+		w := serveReq(r.h, q)
 		assertSecurityHeaders(t, w.Header(), false)
 
 		// X-Forwarded-Proto counts only from a trusted proxy.
 		q.headers = map[string]string{"X-Forwarded-Proto": "https"}
-		w = serve(r.h, q)
+		w = serveReq(r.h, q)
 		assertSecurityHeaders(t, w.Header(), false)
 		q.remote = "10.1.2.3:80"
-		w = serve(r.h, q)
+		w = serveReq(r.h, q)
 		assertSecurityHeaders(t, w.Header(), true)
 	}
 
@@ -315,14 +315,14 @@ func TestFailedMintGivesBackTheRefresh(t *testing.T) {
 	r.clock.Advance(10 * time.Second)
 	r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500})
 	for range 3 {
-		assertError(t, serve(r.h, req{path: refrURL, body: refreshBody(id)}), 502, "upstream_error", 0)
+		assertError(t, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}), 502, "upstream_error", 0)
 	}
 	r.mint.SetError(nil)
 	// At once: neither the interval nor the single refresh was used up.
-	w := serve(r.h, req{path: refrURL, body: refreshBody(id)})
+	w := serveReq(r.h, req{path: refrURL, body: refreshBody(id)})
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	r.clock.Advance(time.Minute)
-	assertError(t, serve(r.h, req{path: refrURL, body: refreshBody(id)}), 403, "refresh_limit_reached", 0)
+	assertError(t, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}), 403, "refresh_limit_reached", 0)
 	assert.Equal(t, int64(1), r.h.Stats().TotalRefreshes)
 }
 
@@ -331,11 +331,11 @@ func TestFailedMintGivesBackTheRefresh(t *testing.T) {
 func TestFailedMintDropsTheSession(t *testing.T) {
 	r := newRig(t)
 	r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 503})
-	assertError(t, serve(r.h, req{path: tokenURL}), 502, "upstream_error", 0)
+	assertError(t, serveReq(r.h, req{path: tokenURL}), 502, "upstream_error", 0)
 	assert.Equal(t, 0, r.h.Stats().ActiveSessions)
 	id := r.mint.Requests()[0].SessionID
 	require.NotEmpty(t, id)
-	assertError(t, serve(r.h, req{path: refrURL, body: refreshBody(id)}), 404, "session_not_found", 0)
+	assertError(t, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}), 404, "session_not_found", 0)
 }
 
 // TestUpstreamMessageNotEchoed: whatever the upstream said stays out of
@@ -345,7 +345,7 @@ func TestUpstreamMessageNotEchoed(t *testing.T) {
 	for _, status := range []int{400, 401, 403, 429, 500} {
 		r := newRig(t)
 		r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: status, Message: "Incorrect API key provided: " + key + " org-secret"})
-		w := serve(r.h, req{path: tokenURL})
+		w := serveReq(r.h, req{path: tokenURL})
 		assert.GreaterOrEqual(t, w.Code, 500)
 		assert.NotContains(t, w.Body.String(), key)
 		assert.NotContains(t, w.Body.String(), "org-secret")
@@ -420,7 +420,7 @@ func TestConcurrentRefreshAdmission(t *testing.T) {
 			codes := map[string]int{}
 			for range n {
 				wg.Go(func() {
-					w := serve(r.h, req{path: refrURL, body: refreshBody(id)})
+					w := serveReq(r.h, req{path: refrURL, body: refreshBody(id)})
 					code := "ok"
 					if w.Code != 200 {
 						code = jsonBody(t, w.Body.Bytes())["code"].(string)
@@ -449,14 +449,14 @@ func TestConcurrentRefreshAdmission(t *testing.T) {
 func TestContentTypes(t *testing.T) {
 	r := newRig(t)
 	for _, ct := range []string{"application/json; charset=utf-8", "Application/JSON"} {
-		assert.Equal(t, http.StatusOK, serve(r.h, req{path: tokenURL, body: `{}`, ct: ct}).Code, ct)
+		assert.Equal(t, http.StatusOK, serveReq(r.h, req{path: tokenURL, body: `{}`, ct: ct}).Code, ct)
 	}
 	q := req{path: tokenURL, body: `{}`}.build()
 	q.Header.Del("Content-Type")
 	w := httptest.NewRecorder()
 	r.h.ServeHTTP(w, q)
 	assertError(t, w, 415, "unsupported_media_type", 0)
-	assert.Equal(t, http.StatusOK, serve(r.h, req{path: tokenURL, ct: "text/plain"}).Code, "no body, no type needed")
+	assert.Equal(t, http.StatusOK, serveReq(r.h, req{path: tokenURL, ct: "text/plain"}).Code, "no body, no type needed")
 }
 
 // TestConcurrentFailedRefreshesGiveBack: when every mint fails, concurrent
@@ -469,14 +469,14 @@ func TestConcurrentFailedRefreshesGiveBack(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 40 {
 		wg.Go(func() {
-			w := serve(r.h, req{path: refrURL, body: refreshBody(id)})
+			w := serveReq(r.h, req{path: refrURL, body: refreshBody(id)})
 			assert.Contains(t, []int{502, 403}, w.Code)
 		})
 	}
 	wg.Wait()
 	r.mint.SetError(nil)
 	for i := range m {
-		assert.Equal(t, 200, serve(r.h, req{path: refrURL, body: refreshBody(id)}).Code, "refresh %d", i)
+		assert.Equal(t, 200, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}).Code, "refresh %d", i)
 	}
-	assertError(t, serve(r.h, req{path: refrURL, body: refreshBody(id)}), 403, "refresh_limit_reached", 0)
+	assertError(t, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}), 403, "refresh_limit_reached", 0)
 }

@@ -13,7 +13,7 @@ import (
 
 func health(t *testing.T, h http.Handler) map[string]any {
 	t.Helper()
-	w := serve(h, req{method: http.MethodGet, path: healthU, headers: map[string]string{"Origin": "https://anywhere.example"}})
+	w := serveReq(h, req{method: http.MethodGet, path: healthU, headers: map[string]string{"Origin": "https://anywhere.example"}})
 	require.Equal(t, http.StatusOK, w.Code)
 	assertSecurityHeaders(t, w.Header(), false)
 	return jsonBody(t, w.Body.Bytes())
@@ -48,12 +48,12 @@ func TestHealthShapeAndCounts(t *testing.T) {
 	a := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 	issueToken(t, r.h, "198.51.100.2:1")
 	for range 3 {
-		require.Equal(t, 200, serve(r.h, req{path: refrURL, body: refreshBody(a)}).Code)
+		require.Equal(t, 200, serveReq(r.h, req{path: refrURL, body: refreshBody(a)}).Code)
 	}
-	serve(r.h, req{path: refrURL, body: refreshBody("nope")})                                  // 400, no mint
-	serve(r.h, req{method: http.MethodGet, path: healthU})                                     // not counted
-	serve(r.h, req{path: base + "/elsewhere"})                                                 // not counted
-	serve(r.h, req{path: tokenURL, headers: map[string]string{"Origin": "https://x.example"}}) // 403
+	serveReq(r.h, req{path: refrURL, body: refreshBody("nope")})                                  // 400, no mint
+	serveReq(r.h, req{method: http.MethodGet, path: healthU})                                     // not counted
+	serveReq(r.h, req{path: base + "/elsewhere"})                                                 // not counted
+	serveReq(r.h, req{path: tokenURL, headers: map[string]string{"Origin": "https://x.example"}}) // 403
 	m = health(t, r.h)
 	assert.Equal(t, float64(7), metric(m, "totalRequests"))
 	assert.Equal(t, float64(3), metric(m, "totalRefreshes"))
@@ -68,7 +68,7 @@ func TestHealthShapeAndCounts(t *testing.T) {
 	assert.Equal(t, 200*time.Millisecond, st.OpenAI.Latency)
 
 	// HEAD answers without a body.
-	w := serve(r.h, req{method: http.MethodHead, path: healthU})
+	w := serveReq(r.h, req{method: http.MethodHead, path: healthU})
 	assert.Equal(t, http.StatusOK, w.Code)
 	assert.Empty(t, w.Body.Bytes())
 }
@@ -78,9 +78,9 @@ func TestHealthShapeAndCounts(t *testing.T) {
 func TestHealthErrorRateWindow(t *testing.T) {
 	r := newRig(t)
 	issueToken(t, r.h, "198.51.100.1:1")
-	serve(r.h, req{path: refrURL}) // 400: not an error of ours
+	serveReq(r.h, req{path: refrURL}) // 400: not an error of ours
 	r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500})
-	serve(r.h, req{path: tokenURL, remote: "198.51.100.2:1"})
+	serveReq(r.h, req{path: tokenURL, remote: "198.51.100.2:1"})
 	r.mint.SetError(nil)
 	issueToken(t, r.h, "198.51.100.3:1")
 	m := health(t, r.h)
@@ -110,12 +110,12 @@ func TestHealthUpstreamStatus(t *testing.T) {
 	assert.Equal(t, "operational", service(health(t, r.h), "openaiApi"))
 
 	r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 502})
-	serve(r.h, req{path: tokenURL})
+	serveReq(r.h, req{path: tokenURL})
 	m := health(t, r.h)
 	assert.Equal(t, "degraded", service(m, "openaiApi"))
 	assert.Equal(t, "degraded", m["status"])
-	serve(r.h, req{path: tokenURL})
-	serve(r.h, req{path: tokenURL})
+	serveReq(r.h, req{path: tokenURL})
+	serveReq(r.h, req{path: tokenURL})
 	m = health(t, r.h)
 	assert.Equal(t, "down", service(m, "openaiApi"), "three failures in a row")
 	assert.Equal(t, "unhealthy", m["status"])

@@ -49,7 +49,7 @@ func newRig(t *testing.T, opts ...realtimeauth.Option) *rig {
 	all := append([]realtimeauth.Option{
 		realtimeauth.WithClock(clock.Now),
 		realtimeauth.WithAllowedOrigins(origin),
-		realtimeauth.WithLogger(discardLogger()),
+		realtimeauth.WithLogger(quietLogger()),
 	}, opts...)
 	h, err := realtimeauth.New(m, all...)
 	require.NoError(t, err)
@@ -97,7 +97,7 @@ func (q req) build() *http.Request {
 }
 
 // serve runs q through h in memory.
-func serve(h http.Handler, q req) *httptest.ResponseRecorder {
+func serveReq(h http.Handler, q req) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, q.build())
 	return w
@@ -114,7 +114,7 @@ func jsonBody(t *testing.T, b []byte) map[string]any {
 // issueToken gets a token from h for remote and returns the body.
 func issueToken(t *testing.T, h http.Handler, remote string) map[string]any {
 	t.Helper()
-	w := serve(h, req{path: tokenURL, remote: remote})
+	w := serveReq(h, req{path: tokenURL, remote: remote})
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	return jsonBody(t, w.Body.Bytes())
 }
@@ -165,7 +165,7 @@ func newTextLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // countingLimiter counts calls to the Limiter it wraps.
 type countingLimiter struct {

@@ -310,7 +310,7 @@ func TestHandlerWithOpenAIMinter(t *testing.T) {
 			logs := &syncBuffer{}
 			h, err := realtimeauth.New(m, realtimeauth.WithLogger(newTextLogger(logs)), realtimeauth.WithUpstreamTimeout(10*time.Second))
 			require.NoError(t, err)
-			w := serve(h, req{path: tokenURL})
+			w := serveReq(h, req{path: tokenURL})
 			assert.NotContains(t, w.Body.String(), fakeKey)
 			assert.NotContains(t, logs.String(), fakeKey)
 			if tc.status == 200 {

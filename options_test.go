@@ -108,24 +108,24 @@ func TestNewAcceptsTheBounds(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	clock := realtimeauthtest.NewClock(t0)
 	m := &realtimeauthtest.Minter{Now: clock.Now}
-	h, err := realtimeauth.New(m, realtimeauth.WithClock(clock.Now), realtimeauth.WithLogger(discardLogger()))
+	h, err := realtimeauth.New(m, realtimeauth.WithClock(clock.Now), realtimeauth.WithLogger(quietLogger()))
 	require.NoError(t, err)
 	for range realtimeauth.DefaultRateLimit {
-		require.Equal(t, http.StatusOK, serve(h, req{path: tokenURL}).Code)
+		require.Equal(t, http.StatusOK, serveReq(h, req{path: tokenURL}).Code)
 	}
-	assertError(t, serve(h, req{path: tokenURL}), 429, "rate_limited", -1)
+	assertError(t, serveReq(h, req{path: tokenURL}), 429, "rate_limited", -1)
 	assert.Equal(t, realtimeauth.DefaultTokenTTL, m.Requests()[0].TTL)
 	id := m.Requests()[0].SessionID
 	clock.Advance(realtimeauth.DefaultMinRefreshInterval - time.Second)
-	assertError(t, serve(h, req{path: refrURL, body: refreshBody(id)}), 429, "refresh_too_soon", 1)
+	assertError(t, serveReq(h, req{path: refrURL, body: refreshBody(id)}), 429, "refresh_too_soon", 1)
 	clock.Advance(time.Second)
-	assert.Equal(t, http.StatusOK, serve(h, req{path: refrURL, body: refreshBody(id)}).Code)
+	assert.Equal(t, http.StatusOK, serveReq(h, req{path: refrURL, body: refreshBody(id)}).Code)
 	clock.Advance(realtimeauth.DefaultSessionTTL)
-	assertError(t, serve(h, req{path: refrURL, body: refreshBody(id)}), 404, "session_not_found", 0)
+	assertError(t, serveReq(h, req{path: refrURL, body: refreshBody(id)}), 404, "session_not_found", 0)
 	// Default body cap: 64 KiB, from another client.
 	pad := func(n int) string { return `{"a":"` + strings.Repeat("x", n-8) + `"}` }
-	assert.Equal(t, http.StatusOK, serve(h, req{path: tokenURL, remote: "192.0.2.9:1", body: pad(realtimeauth.DefaultMaxBodyBytes)}).Code)
-	assertError(t, serve(h, req{path: tokenURL, remote: "192.0.2.9:1", body: pad(realtimeauth.DefaultMaxBodyBytes + 1)}), 413, "payload_too_large", 0)
+	assert.Equal(t, http.StatusOK, serveReq(h, req{path: tokenURL, remote: "192.0.2.9:1", body: pad(realtimeauth.DefaultMaxBodyBytes)}).Code)
+	assertError(t, serveReq(h, req{path: tokenURL, remote: "192.0.2.9:1", body: pad(realtimeauth.DefaultMaxBodyBytes + 1)}), 413, "payload_too_large", 0)
 }
 
 // TestBasePath: the endpoints follow WithBasePath, "/" included.
@@ -136,7 +136,7 @@ func TestBasePath(t *testing.T) {
 		{"/a/b", "/a/b/token"},
 	} {
 		r := newRig(t, realtimeauth.WithBasePath(tc.base))
-		assert.Equal(t, http.StatusOK, serve(r.h, req{path: tc.token}).Code, tc.base)
-		assertError(t, serve(r.h, req{path: tokenURL}), 404, "not_found", 0)
+		assert.Equal(t, http.StatusOK, serveReq(r.h, req{path: tc.token}).Code, tc.base)
+		assertError(t, serveReq(r.h, req{path: tokenURL}), 404, "not_found", 0)
 	}
 }

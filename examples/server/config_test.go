@@ -10,12 +10,12 @@ import (
 	"golang.org/x/time/rate"
 )
 
-func env(m map[string]string) func(string) string {
+func envMap(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
 func TestConfigDefaults(t *testing.T) {
-	c, err := loadConfig(env(nil))
+	c, err := loadConfig(envMap(nil))
 	require.NoError(t, err)
 	assert.Equal(t, config{
 		Addr:               "localhost:4321",
@@ -86,14 +86,14 @@ func TestConfigVariables(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := loadConfig(env(map[string]string{tc.name: tc.good}))
+			c, err := loadConfig(envMap(map[string]string{tc.name: tc.good}))
 			require.NoError(t, err)
 			tc.check(t, c)
 			opts := c.handlerOptions()
 			_, err = realtimeauth.New(&realtimeauth.DevMinter{}, opts...)
 			assert.NoError(t, err, "a good value makes a valid handler")
 			for _, bad := range tc.bad {
-				_, err := loadConfig(env(map[string]string{tc.name: bad}))
+				_, err := loadConfig(envMap(map[string]string{tc.name: bad}))
 				if assert.Error(t, err, "%s=%q", tc.name, bad) {
 					assert.Contains(t, err.Error(), tc.name)
 					if tc.name == "OPENAI_API_KEY" {
@@ -106,7 +106,7 @@ func TestConfigVariables(t *testing.T) {
 }
 
 func TestConfigUpstreamBurst(t *testing.T) {
-	c, err := loadConfig(env(map[string]string{"VOICE_AGENT_UPSTREAM_RATE": "10", "VOICE_AGENT_UPSTREAM_BURST": "30"}))
+	c, err := loadConfig(envMap(map[string]string{"VOICE_AGENT_UPSTREAM_RATE": "10", "VOICE_AGENT_UPSTREAM_BURST": "30"}))
 	require.NoError(t, err)
 	assert.Equal(t, 30, c.UpstreamBurst)
 	for _, bad := range []map[string]string{
@@ -114,7 +114,7 @@ func TestConfigUpstreamBurst(t *testing.T) {
 		{"VOICE_AGENT_UPSTREAM_RATE": "1", "VOICE_AGENT_UPSTREAM_BURST": "0"},
 		{"VOICE_AGENT_UPSTREAM_RATE": "1", "VOICE_AGENT_UPSTREAM_BURST": "x"},
 	} {
-		_, err := loadConfig(env(bad))
+		_, err := loadConfig(envMap(bad))
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "VOICE_AGENT_UPSTREAM_BURST")
 	}
@@ -122,7 +122,7 @@ func TestConfigUpstreamBurst(t *testing.T) {
 
 // TestConfigReportsEveryError: several bad variables are all named.
 func TestConfigReportsEveryError(t *testing.T) {
-	_, err := loadConfig(env(map[string]string{"ADDR": "x", "VOICE_AGENT_RATE_LIMIT": "0", "LOG_FORMAT": "yaml"}))
+	_, err := loadConfig(envMap(map[string]string{"ADDR": "x", "VOICE_AGENT_RATE_LIMIT": "0", "LOG_FORMAT": "yaml"}))
 	require.Error(t, err)
 	for _, name := range []string{"ADDR", "VOICE_AGENT_RATE_LIMIT", "LOG_FORMAT"} {
 		assert.Contains(t, err.Error(), name)

@@ -30,7 +30,7 @@ func TestRun(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, env(map[string]string{"ADDR": "127.0.0.1:0"}), logs, ready)
+		done <- run(ctx, envMap(map[string]string{"ADDR": "127.0.0.1:0"}), logs, ready)
 	}()
 	var addr string
 	select {
@@ -115,7 +115,7 @@ func TestRun(t *testing.T) {
 // TestRunRefusesBadConfiguration: a bad variable stops run before it
 // listens, naming the variable.
 func TestRunRefusesBadConfiguration(t *testing.T) {
-	err := run(context.Background(), env(map[string]string{"ADDR": "127.0.0.1:0", "VOICE_AGENT_RATE_LIMIT": "lots"}), io.Discard, nil)
+	err := run(context.Background(), envMap(map[string]string{"ADDR": "127.0.0.1:0", "VOICE_AGENT_RATE_LIMIT": "lots"}), io.Discard, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "VOICE_AGENT_RATE_LIMIT")
 }
@@ -129,7 +129,7 @@ func TestRunJSONLogs(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, env(map[string]string{"ADDR": "127.0.0.1:0", "LOG_FORMAT": "json", "OPENAI_API_KEY": key,
+		done <- run(ctx, envMap(map[string]string{"ADDR": "127.0.0.1:0", "LOG_FORMAT": "json", "OPENAI_API_KEY": key,
 			"OPENAI_BASE_URL": "http://127.0.0.1:1/v1"}), logs, ready)
 	}()
 	select {
