@@ -248,3 +248,17 @@ func TestRefusedConfigKeepsTheBudget(t *testing.T) {
 	assert.Equal(t, 200, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}).Code, "one mint of the burst is left")
 	assertError(t, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}), 503, "upstream_busy", 3600)
 }
+
+// TestPreflightNeedsNoAuthentication: browsers send no credentials on a
+// preflight, so it is answered without asking the authenticator.
+func TestPreflightNeedsNoAuthentication(t *testing.T) {
+	called := 0
+	r := newRig(t, realtimeauth.WithAuthenticator(func(r *http.Request) (string, error) {
+		called++
+		return bearerAuth(r)
+	}))
+	w := serveReq(r.h, preflightReq(tokenURL, origin))
+	assert.Equal(t, http.StatusNoContent, w.Code)
+	assert.Equal(t, origin, w.Header().Get("Access-Control-Allow-Origin"))
+	assert.Equal(t, 0, called)
+}
