@@ -94,6 +94,14 @@ func TestStrikes(t *testing.T) {
 		{name: "upstream failure",
 			prep:  func(_ *testing.T, r *rig) { r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500}) },
 			cause: func(*testing.T, *rig) req { return req{path: tokenURL} }},
+		{name: "wrong content type",
+			cause: func(*testing.T, *rig) req { return req{path: tokenURL, body: `{}`, ct: "text/plain"} }},
+		{name: "too many sessions",
+			opts: []realtimeauth.Option{realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithMaxSessionsPerSubject(1)},
+			prep: func(t *testing.T, r *rig) {
+				require.Equal(t, 200, serveReq(r.h, req{path: tokenURL, remote: striker, headers: as("alice")}).Code)
+			},
+			cause: func(*testing.T, *rig) req { return req{path: tokenURL, headers: as("alice")} }},
 		{name: "method not allowed",
 			cause: func(*testing.T, *rig) req { return req{method: http.MethodGet, path: tokenURL} }},
 		{name: "unknown path",
@@ -120,7 +128,7 @@ func TestStrikes(t *testing.T) {
 				assert.NotEqual(t, http.StatusForbidden, w.Code, w.Body.String())
 			}
 			// Another client is never affected.
-			assert.Equal(t, http.StatusOK, serveReq(r.h, req{path: tokenURL, remote: "203.0.113.200:1", headers: auth}).Code)
+			assert.Equal(t, http.StatusOK, serveReq(r.h, req{path: tokenURL, remote: "203.0.113.200:1", headers: as("someone-else")}).Code)
 		})
 	}
 }
