@@ -106,4 +106,9 @@ const (
 	CodeUpstreamTimeout      = "upstream_timeout"
 	CodeStoreUnavailable     = "store_unavailable"
 	CodeInternal             = "internal_error"
+	// CodeUnavailable: the handler was closed.
+	CodeUnavailable = "unavailable"
+	// CodeClientClosedRequest: the client went away during the mint (status
+	// 499, as nginx logs it); nobody reads the answer.
+	CodeClientClosedRequest = "client_closed_request"
 )

@@ -421,7 +421,7 @@ func (h *Handler) mint(k *call, sessCfg json.RawMessage) (Token, *apiError, time
 	return Token{}, e, retry
 }
 
-var errClientGone = newAPIError(499, "client_closed_request", "the client closed the request")
+var errClientGone = newAPIError(499, CodeClientClosedRequest, "the client closed the request")
 
 func (h *Handler) writeToken(k *call, tok Token) {
 	setSecurityHeaders(k.w.Header(), k.client.tls)

@@ -88,7 +88,7 @@ var (
 	errUpstreamBusy     = newAPIError(503, CodeUpstreamBusy, "token budget exhausted; try again later")
 	errUpstreamTimeout  = newAPIError(504, CodeUpstreamTimeout, "the token issuer did not answer in time")
 	errStoreUnavailable = newAPIError(503, CodeStoreUnavailable, "a backing store is unavailable; try again later")
-	errUnavailable      = newAPIError(503, "unavailable", "shutting down")
+	errUnavailable      = newAPIError(503, CodeUnavailable, "shutting down")
 	errInternal         = newAPIError(500, CodeInternal, "internal error")
 )
 
