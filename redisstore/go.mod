@@ -1,0 +1,15 @@
+module github.com/realtimeauth/realtimeauth/redisstore
+
+go 1.26.0
+
+require github.com/realtimeauth/realtimeauth v0.0.0
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/redis/go-redis/v9 v9.23.0 // indirect
+	github.com/stretchr/testify v1.12.1 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+)
+
+replace github.com/realtimeauth/realtimeauth => ../

@@ -1,0 +1,73 @@
+package redisstore_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/realtimeauth/realtimeauth/redisstore/internal/redistest"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// t0 is a whole number of minutes (and seconds) since the Unix epoch, so
+// that a MemoryLimiter created at t0 and a Limiter whose windows start at
+// the epoch cut time alike.
+var t0 = time.Unix(1_800_000_000, 0)
+
+// roundTrips counts the commands and pipelines a client sends: one per
+// network round trip.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		r.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		r.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// Load returns the count so far.
+func (r *roundTrips) Load() int64 { return r.n.Load() }
+
+// newClient returns a client of srv with short timeouts, so that a stopped
+// server makes calls fail fast instead of hanging, and its round-trip
+// counter.
+func newClient(t testing.TB, srv *redistest.Server) (*redis.Client, *roundTrips) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{
+		Addr:                  srv.Addr,
+		DialTimeout:           250 * time.Millisecond,
+		ReadTimeout:           250 * time.Millisecond,
+		WriteTimeout:          250 * time.Millisecond,
+		PoolTimeout:           250 * time.Millisecond,
+		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
+		DialerRetries:         1,
+		PoolSize:              64,
+		Protocol:              2,
+		DisableIdentity:       true,
+	})
+	rt := &roundTrips{}
+	rdb.AddHook(rt)
+	t.Cleanup(func() { _ = rdb.Close() })
+	require.NoError(t, rdb.Ping(context.Background()).Err())
+	return rdb, rt
+}
+
+// startRedis starts a redis-server for the test and returns a client of it.
+func startRedis(t testing.TB) (*redistest.Server, *redis.Client, *roundTrips) {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb, rt := newClient(t, srv)
+	return srv, rdb, rt
+}

@@ -1,0 +1,107 @@
+// Package redistest starts a real redis-server for tests: on a free loopback
+// port, without persistence, stopped when the test ends.
+package redistest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Server is one redis-server process started by Start.
+type Server struct {
+	// Addr is the server's host:port on loopback.
+	Addr string
+
+	t   testing.TB
+	bin string
+	dir string
+	cmd *exec.Cmd
+}
+
+// Start starts a redis-server on a free loopback port and stops it when t
+// ends. Without the binary the test is skipped with an install hint, except
+// under CI=true, where it fails.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		msg := "redis-server not found on PATH; install it with: apt-get install redis-server"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("redistest: finding a free port: %v", err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	s := &Server{Addr: addr, t: t, bin: bin, dir: t.TempDir()}
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Stop kills the server and waits for it to exit. Stopping a stopped server
+// does nothing.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Restart starts the server again on the same port (empty: there is no
+// persistence), and waits until it accepts connections.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	_, port, _ := net.SplitHostPort(s.Addr)
+	cmd := exec.Command(s.bin,
+		"--bind", "127.0.0.1", "--port", port,
+		"--save", "", "--appendonly", "no",
+		"--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"),
+		"--protected-mode", "yes")
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("redistest: starting redis-server: %v", err)
+	}
+	s.cmd = cmd
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
+		if err == nil {
+			ok := ping(c)
+			_ = c.Close()
+			if ok {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+			s.Stop()
+			s.t.Fatalf("redistest: redis-server did not come up on %s: %v\n%s", s.Addr, err, log)
+		}
+		time.Sleep(20 * time.Millisecond) // bounded polling for the server to come up
+	}
+}
+
+func ping(c net.Conn) bool {
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	buf := make([]byte, 7)
+	n, _ := c.Read(buf)
+	return string(buf[:n]) == "+PONG\r\n"
+}
+
+// URL returns a redis:// URL for database db.
+func (s *Server) URL(db int) string { return fmt.Sprintf("redis://%s/%d", s.Addr, db) }
