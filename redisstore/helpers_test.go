@@ -49,7 +49,7 @@ func newClient(t testing.TB, srv *redistest.Server) (*redis.Client, *roundTrips)
 		DialTimeout:           250 * time.Millisecond,
 		ReadTimeout:           250 * time.Millisecond,
 		WriteTimeout:          250 * time.Millisecond,
-		PoolTimeout:           250 * time.Millisecond,
+		PoolTimeout:           2 * time.Second,
 		ContextTimeoutEnabled: true,
 		MaxRetries:            -1,
 		DialerRetries:         1,
