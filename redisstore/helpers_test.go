@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/realtimeauth/realtimeauth/redisstore/internal/redistest"
+	"github.com/realtimeauth/realtimeauth/redisstore/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -39,16 +39,17 @@ func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 // Load returns the count so far.
 func (r *roundTrips) Load() int64 { return r.n.Load() }
 
-// newClient returns a client of srv with short timeouts, so that a stopped
-// server makes calls fail fast instead of hanging, and its round-trip
-// counter.
+// newClient returns a client of srv, and its round-trip counter. A stopped
+// server refuses connections at once and dials are not retried; a stalled
+// one is cut off by the caller's context (ContextTimeoutEnabled). The
+// timeouts themselves stay loose enough for -race on a loaded machine.
 func newClient(t testing.TB, srv *redistest.Server) (*redis.Client, *roundTrips) {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{
 		Addr:                  srv.Addr,
-		DialTimeout:           250 * time.Millisecond,
-		ReadTimeout:           250 * time.Millisecond,
-		WriteTimeout:          250 * time.Millisecond,
+		DialTimeout:           3 * time.Second,
+		ReadTimeout:           3 * time.Second,
+		WriteTimeout:          3 * time.Second,
 		PoolTimeout:           2 * time.Second,
 		ContextTimeoutEnabled: true,
 		MaxRetries:            -1,

@@ -1,6 +1,7 @@
 package redisstore_test
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"math/rand/v2"
@@ -166,7 +167,7 @@ func TestLimiterOptionsRefused(t *testing.T) {
 // limiter, then starts it again.
 func TestLimiterFailure(t *testing.T) {
 	srv, rdb, _ := startRedis(t)
-	var logs syncBuffer
+	var logs bytes.Buffer
 	closed, err := redisstore.NewLimiter(rdb, 5, time.Minute)
 	require.NoError(t, err)
 	open, err := redisstore.NewLimiter(rdb, 5, time.Minute, redisstore.WithPrefix("open"),
@@ -191,22 +192,4 @@ func TestLimiterFailure(t *testing.T) {
 	d, err = closed.Allow(context.Background(), "ip")
 	require.NoError(t, err, "recovers by itself")
 	assert.Equal(t, realtimeauth.Decision{Allowed: true, Limit: 5, Remaining: 4}, d)
-}
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -45,6 +45,7 @@
 package redisstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -160,4 +161,17 @@ local function micros(t) return t[1] * 1e6 + math.floor(t[2] / 1e3) end
 
 func wrap(op string, err error) error {
 	return fmt.Errorf("redisstore: %s: %w", op, err)
+}
+
+// LoadScripts loads every script of the package into Redis's script cache.
+// It is optional: a script missing from the cache (a fresh or restarted
+// Redis) costs its first call one more round trip (EVALSHA answered
+// NOSCRIPT, then EVAL). Call it at start-up to spare the first requests that.
+func LoadScripts(ctx context.Context, client redis.UniversalClient) error {
+	for _, s := range []*redis.Script{limitScript, createScript, updateScript, countScript, revokeSubjectScript, strikeScript} {
+		if err := s.Load(ctx, client).Err(); err != nil {
+			return wrap("loading scripts", err)
+		}
+	}
+	return nil
 }

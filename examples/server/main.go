@@ -62,6 +62,14 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 	}
 
 	opts := append(cfg.handlerOptions(), realtimeauth.WithLogger(logger))
+	if cfg.Redis != nil {
+		redisOpts, closeRedis, err := cfg.redisHandlerOptions(ctx, logger)
+		if err != nil {
+			return err
+		}
+		defer closeRedis()
+		opts = append(opts, redisOpts...)
+	}
 	h, err := realtimeauth.New(minter, opts...)
 	if err != nil {
 		return err

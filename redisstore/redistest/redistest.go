@@ -1,5 +1,6 @@
 // Package redistest starts a real redis-server for tests: on a free loopback
-// port, without persistence, stopped when the test ends.
+// port, without persistence, stopped when the test ends. redisstore's tests
+// use it, and so can the tests of an application that uses redisstore.
 package redistest
 
 import (
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,16 +20,18 @@ type Server struct {
 	// Addr is the server's host:port on loopback.
 	Addr string
 
-	t   testing.TB
-	bin string
-	dir string
-	cmd *exec.Cmd
+	t    testing.TB
+	bin  string
+	dir  string
+	args []string
+	cmd  *exec.Cmd
 }
 
 // Start starts a redis-server on a free loopback port and stops it when t
-// ends. Without the binary the test is skipped with an install hint, except
-// under CI=true, where it fails.
-func Start(t testing.TB) *Server {
+// ends; args are passed on to redis-server (for example "--requirepass",
+// "secret"). Without the binary the test is skipped with an install hint,
+// except under CI=true, where it fails.
+func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -43,7 +47,7 @@ func Start(t testing.TB) *Server {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	s := &Server{Addr: addr, t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{Addr: addr, t: t, bin: bin, dir: t.TempDir(), args: args}
 	s.Restart()
 	t.Cleanup(s.Stop)
 	return s
@@ -84,11 +88,12 @@ func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
 	_, port, _ := net.SplitHostPort(s.Addr)
-	cmd := exec.Command(s.bin,
+	args := append([]string{
 		"--bind", "127.0.0.1", "--port", port,
 		"--save", "", "--appendonly", "no",
 		"--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"),
-		"--protected-mode", "yes")
+	}, s.args...)
+	cmd := exec.Command(s.bin, args...)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("redistest: starting redis-server: %v", err)
 	}
@@ -117,9 +122,11 @@ func ping(c net.Conn) bool {
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
 		return false
 	}
-	buf := make([]byte, 7)
+	// PONG, or NOAUTH under --requirepass: either way, it is up.
+	buf := make([]byte, 16)
 	n, _ := c.Read(buf)
-	return string(buf[:n]) == "+PONG\r\n"
+	reply := string(buf[:n])
+	return strings.HasPrefix(reply, "+PONG") || strings.HasPrefix(reply, "-NOAUTH")
 }
 
 // URL returns a redis:// URL for database db.
