@@ -17,8 +17,9 @@ import (
 
 // TestAbuseGuardMatchesMemoryAbuseGuard runs both guards through the same
 // strikes and checks at the same times.
-func TestAbuseGuardMatchesMemoryAbuseGuard(t *testing.T) {
-	_, rdb, _ := startRedis(t)
+func TestAbuseGuardMatchesMemoryAbuseGuard(t *testing.T) { eachTopology(t, testAbuseGuardMatches) }
+
+func testAbuseGuardMatches(t *testing.T, rdb redis.UniversalClient) {
 	const strikes, window, blockFor = 3, 10 * time.Second, 30 * time.Second
 	mem := realtimeauth.NewMemoryAbuseGuard(strikes, window, blockFor)
 	rg, err := redisstore.NewAbuseGuard(rdb, strikes, window, blockFor)

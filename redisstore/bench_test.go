@@ -58,7 +58,8 @@ func BenchmarkLimiterAllow(b *testing.B) {
 		}
 	}
 	b.Run("memory", func(b *testing.B) { run(b, realtimeauth.NewMemoryLimiter(limit, time.Minute), nil, false) })
-	for name, parallel := range map[string]bool{"redis": false, "redis-parallel": true} {
+	for _, parallel := range []bool{false, true} {
+		name := map[bool]string{false: "redis", true: "redis-parallel"}[parallel]
 		b.Run(name, func(b *testing.B) {
 			_, rdb, rt := startRedis(b)
 			l, err := redisstore.NewLimiter(rdb, limit, time.Minute)
@@ -106,7 +107,8 @@ func BenchmarkSessionCreate(b *testing.B) {
 		}
 	}
 	b.Run("memory", func(b *testing.B) { run(b, realtimeauth.NewMemoryStore(), nil, false) })
-	for name, parallel := range map[string]bool{"redis": false, "redis-parallel": true} {
+	for _, parallel := range []bool{false, true} {
+		name := map[bool]string{false: "redis", true: "redis-parallel"}[parallel]
 		b.Run(name, func(b *testing.B) {
 			_, rdb, rt := startRedis(b)
 			s, err := redisstore.NewSessionStore(rdb)

@@ -72,3 +72,20 @@ func startRedis(t testing.TB) (*redistest.Server, *redis.Client, *roundTrips) {
 	rdb, rt := newClient(t, srv)
 	return srv, rdb, rt
 }
+
+// eachTopology runs f against a single redis-server and against a one-node
+// Redis Cluster through a ClusterClient, where a script whose keys do not
+// share a slot would fail.
+func eachTopology(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient)) {
+	t.Run("single", func(t *testing.T) {
+		_, rdb, _ := startRedis(t)
+		f(t, rdb)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		srv := redistest.StartCluster(t)
+		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr}, Protocol: 2, DisableIdentity: true})
+		t.Cleanup(func() { _ = rdb.Close() })
+		require.NoError(t, rdb.Ping(context.Background()).Err())
+		f(t, rdb)
+	})
+}

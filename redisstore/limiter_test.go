@@ -28,8 +28,9 @@ type limiterStep struct {
 // TestLimiterMatchesMemoryLimiter runs a MemoryLimiter and a Limiter
 // through the same calls at the same clock readings and requires the same
 // decisions, RetryAfter to the millisecond included.
-func TestLimiterMatchesMemoryLimiter(t *testing.T) {
-	_, rdb, _ := startRedis(t)
+func TestLimiterMatchesMemoryLimiter(t *testing.T) { eachTopology(t, testLimiterMatches) }
+
+func testLimiterMatches(t *testing.T, rdb redis.UniversalClient) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var random []limiterStep
 	for range 600 {

@@ -13,13 +13,15 @@
 //
 // Every decision is one Lua script, hence atomic across instances and one
 // round trip: an admitted token request costs 3 (abuse check, limit, session
-// create), a refresh 2 (abuse check, session update).
+// create), a refresh 2 (abuse check, session update). A script Redis has not
+// cached costs its first call one more; LoadScripts at start-up avoids that.
 //
 // # Keys
 //
 // All keys of one prefix (default "realtimeauth") share the hash tag
-// "{prefix}", so that the scripts, which touch several keys, stay on one
-// Redis Cluster slot:
+// "{prefix}", so that the scripts, which touch several keys (some of them,
+// session hashes, by names the script builds), stay on one Redis Cluster
+// slot; one prefix therefore lives on one cluster node:
 //
 //	{prefix}:limit:<client>      hash w, p, c: window index and its counts  (TTL 2 windows)
 //	{prefix}:abuse:<client>      hash f, u, n: strike window start, block end, strikes
@@ -84,9 +86,11 @@ func WithClock(now func() time.Time) Option {
 	return func(c *config) { c.now = now }
 }
 
-// WithFailOpen makes a Limiter admit a request when Redis fails, logging
-// the failure (at most once a second) to logger, or slog.Default when nil.
-// Default: fail closed, the error reaches the handler, which answers 503.
+// WithFailOpen makes a Limiter admit a request when Redis fails (a
+// Decision with Allowed set and Remaining 0, and no error), logging the
+// failure at most once a second to logger, or slog.Default when nil.
+// Default: fail closed, the error reaches the handler, which answers 503
+// store_unavailable.
 func WithFailOpen(logger *slog.Logger) Option {
 	return func(c *config) {
 		c.failOpen = true

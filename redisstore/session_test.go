@@ -78,8 +78,9 @@ func sess(id, ip, sub string, created time.Time, ttl time.Duration) realtimeauth
 
 // TestSessionStoreMatchesMemoryStore runs a MemoryStore and a SessionStore
 // through the same calls and requires the same results and errors.
-func TestSessionStoreMatchesMemoryStore(t *testing.T) {
-	_, rdb, _ := startRedis(t)
+func TestSessionStoreMatchesMemoryStore(t *testing.T) { eachTopology(t, testSessionStoreMatches) }
+
+func testSessionStoreMatches(t *testing.T, rdb redis.UniversalClient) {
 	ns := time.Nanosecond
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	const ttl = 10 * time.Minute

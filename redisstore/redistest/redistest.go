@@ -53,6 +53,48 @@ func Start(t testing.TB, args ...string) *Server {
 	return s
 }
 
+// StartCluster starts a redis-server as a one-node Redis Cluster that owns
+// every slot, so that tests meet the cluster's rules (a script's keys must
+// share a slot) with a redis.ClusterClient. It skips or fails as Start does.
+func StartCluster(t testing.TB) *Server {
+	t.Helper()
+	s := Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	defer c.Close()
+	if reply := command(c, "CLUSTER", "ADDSLOTSRANGE", "0", "16383"); !strings.HasPrefix(reply, "+OK") {
+		t.Fatalf("redistest: CLUSTER ADDSLOTSRANGE: %q", reply)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(command(c, "CLUSTER", "INFO"), "cluster_state:ok") {
+		if time.Now().After(deadline) {
+			t.Fatal("redistest: the cluster did not reach cluster_state:ok")
+		}
+		time.Sleep(20 * time.Millisecond) // bounded polling for the cluster to settle
+	}
+	return s
+}
+
+// command sends one command and returns the start of its reply.
+func command(c net.Conn, args ...string) string {
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	req := fmt.Sprintf("*%d\r\n", len(args))
+	for _, a := range args {
+		req += fmt.Sprintf("$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write([]byte(req)); err != nil {
+		return err.Error()
+	}
+	buf := make([]byte, 4096)
+	n, err := c.Read(buf)
+	if err != nil {
+		return err.Error()
+	}
+	return string(buf[:n])
+}
+
 // Stop kills the server and waits for it to exit. Stopping a stopped server
 // does nothing.
 func (s *Server) Stop() {
@@ -118,14 +160,8 @@ func (s *Server) Restart() {
 }
 
 func ping(c net.Conn) bool {
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
 	// PONG, or NOAUTH under --requirepass: either way, it is up.
-	buf := make([]byte, 16)
-	n, _ := c.Read(buf)
-	reply := string(buf[:n])
+	reply := command(c, "PING")
 	return strings.HasPrefix(reply, "+PONG") || strings.HasPrefix(reply, "-NOAUTH")
 }
 
