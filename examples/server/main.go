@@ -6,6 +6,9 @@
 //
 //	go run ./examples/server
 //	curl -X POST -H 'Origin: http://localhost:4321' localhost:4321/api/voice-agent/token
+//
+// With REDIS_URL (redis://[user:password@]host:port[/db]) it keeps its rate
+// limits, sessions and abuse state in Redis, shared by every instance.
 package main
 
 import (

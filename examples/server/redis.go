@@ -26,11 +26,14 @@ func parseRedisURL(v string) (*redis.Options, error) {
 		return nil, fmt.Errorf("REDIS_URL: want redis://[user:password@]host:port[/db] or rediss://…: %v", err)
 	}
 	// Bound every call by the request's context, and fail fast when Redis
-	// is down rather than hold requests: the handler then answers 503.
+	// is down rather than hold requests: the handler then answers 503. The
+	// URL's own dial_timeout, read_timeout and write_timeout win.
 	opt.ContextTimeoutEnabled = true
-	opt.DialTimeout = time.Second
-	opt.ReadTimeout = time.Second
-	opt.WriteTimeout = time.Second
+	for _, d := range []*time.Duration{&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout} {
+		if *d == 0 {
+			*d = time.Second
+		}
+	}
 	return opt, nil
 }
 

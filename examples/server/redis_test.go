@@ -35,6 +35,7 @@ func TestRedisURL(t *testing.T) {
 	assert.Equal(t, "s3cret", cfg.Redis.Password)
 	assert.Nil(t, cfg.Redis.TLSConfig)
 	assert.True(t, cfg.Redis.ContextTimeoutEnabled, "calls end with the request")
+	assert.Equal(t, time.Second, cfg.Redis.ReadTimeout)
 
 	// The handler options leave the limit to the Redis limiter: New
 	// refuses WithRateLimit beside WithLimiter.
@@ -45,9 +46,10 @@ func TestRedisURL(t *testing.T) {
 	_, err = realtimeauth.New(&realtimeauth.DevMinter{}, append(cfg.handlerOptions(), realtimeauth.WithLimiter(lim))...)
 	assert.NoError(t, err)
 
-	tls, err := loadConfig(env(map[string]string{"REDIS_URL": "rediss://redis.example.com:6379"}))
+	tls, err := loadConfig(env(map[string]string{"REDIS_URL": "rediss://redis.example.com:6379?read_timeout=5s"}))
 	require.NoError(t, err)
 	assert.NotNil(t, tls.Redis.TLSConfig)
+	assert.Equal(t, 5*time.Second, tls.Redis.ReadTimeout, "the URL's timeouts win")
 }
 
 func TestRedisURLRefused(t *testing.T) {
