@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -27,7 +28,7 @@ type Limiter struct {
 	prefix   string
 	now      func() time.Time
 	failOpen bool
-	cfg      config
+	logger   *slog.Logger
 	lastLog  atomic.Int64 // Unix nanoseconds of the last fail-open log line
 }
 
@@ -50,7 +51,7 @@ func NewLimiter(client redis.UniversalClient, limit int, window time.Duration, o
 	}
 	return &Limiter{
 		client: client, limit: limit, window: window, prefix: c.key("limit"),
-		now: c.now, failOpen: c.failOpen, cfg: c,
+		now: c.now, failOpen: c.failOpen, logger: c.logger,
 	}, nil
 }
 
@@ -60,6 +61,7 @@ func NewLimiter(client redis.UniversalClient, limit int, window time.Duration, o
 // MemoryLimiter.decide's, in the same double-precision steps, so that both
 // decide alike to the last millisecond.
 var limitScript = redis.NewScript(`
+redis.replicate_commands() -- writes after TIME: needed before Redis 5, a no-op since
 local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local win, into
 if ARGV[4] then
@@ -132,6 +134,6 @@ func (l *Limiter) logFailOpen(ctx context.Context, err error) {
 	if now-last < int64(time.Second) || !l.lastLog.CompareAndSwap(last, now) {
 		return
 	}
-	l.cfg.logger.WarnContext(ctx, "redisstore: limiter failed open: admitting requests while redis is unreachable",
+	l.logger.WarnContext(ctx, "redisstore: limiter failed open: admitting requests while redis is unreachable",
 		"error", err.Error())
 }
