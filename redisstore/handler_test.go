@@ -24,6 +24,7 @@ import (
 // instance is one server of a fleet sharing a Redis: its own handler, its
 // own Redis client, behind its own httptest server.
 type instance struct {
+	h      *realtimeauth.Handler
 	url    string
 	rt     *roundTrips
 	events *eventLog
@@ -108,7 +109,7 @@ func newInstance(t *testing.T, rdb redis.UniversalClient, rt *roundTrips, clock 
 	}
 	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
-	return &instance{url: srv.URL, rt: rt, events: events}
+	return &instance{h: h, url: srv.URL, rt: rt, events: events}
 }
 
 // newFleet starts n instances sharing one fresh redis-server, each with its
@@ -188,7 +189,8 @@ func TestFleetSharesTheRateLimit(t *testing.T) {
 }
 
 // TestFleetSharesSessionsAndBlocks: a session opened on one instance
-// refreshes on the other, and a block earned on one holds on the other.
+// refreshes on the other, a revocation on one holds on the other, and so
+// does a block.
 func TestFleetSharesSessionsAndBlocks(t *testing.T) {
 	clock := realtimeauthtest.NewClock(t0)
 	fleet, _ := newFleet(t, 2, clock, fleetConfig{limit: 10, strikes: 3, maxRefreshes: 5, minInterval: 10 * time.Second})
@@ -199,6 +201,9 @@ func TestFleetSharesSessionsAndBlocks(t *testing.T) {
 	clock.Advance(10 * time.Second)
 	assert.Equal(t, http.StatusOK, b.refresh(t, r.sessionID).status, "opened on a, refreshed on b")
 	assert.Equal(t, realtimeauth.CodeRefreshTooSoon, a.refresh(t, r.sessionID).code, "b's refresh counts on a")
+	require.NoError(t, b.h.RevokeSession(context.Background(), r.sessionID))
+	clock.Advance(10 * time.Second)
+	assert.Equal(t, realtimeauth.CodeSessionRevoked, a.refresh(t, r.sessionID).code, "revoked on b, revoked on a")
 
 	for range 3 { // unknown sessions are strikes
 		assert.Equal(t, realtimeauth.CodeSessionNotFound, a.refresh(t, "00000000-0000-4000-8000-000000000000").code)
