@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/realtimeauth/realtimeauth"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 )
 
@@ -34,6 +35,7 @@ type config struct {
 	BlockDuration      time.Duration
 	UpstreamRate       rate.Limit // 0: no budget
 	UpstreamBurst      int
+	Redis              *redis.Options // nil: state in memory (REDIS_URL unset)
 }
 
 // DevMode reports whether tokens are minted locally instead of by OpenAI.
@@ -149,6 +151,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.UpstreamRate == 0 && strings.TrimSpace(getenv("VOICE_AGENT_UPSTREAM_BURST")) != "" {
 		errs = append(errs, errors.New("VOICE_AGENT_UPSTREAM_BURST needs VOICE_AGENT_UPSTREAM_RATE"))
 	}
+	if v := strings.TrimSpace(getenv("REDIS_URL")); v != "" {
+		opt, err := parseRedisURL(v)
+		errs = append(errs, err)
+		c.Redis = opt
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -159,12 +166,14 @@ func badRune(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
 func (c config) handlerOptions() []realtimeauth.Option {
 	opts := []realtimeauth.Option{
 		realtimeauth.WithAllowedOrigins(c.AllowedOrigins...),
-		realtimeauth.WithRateLimit(c.RateLimit, time.Minute),
 		realtimeauth.WithTokenTTL(c.TokenTTL),
 		realtimeauth.WithRefreshPolicy(c.MaxRefreshes, c.RefreshMinInterval),
 		realtimeauth.WithUpstreamTimeout(c.UpstreamTimeout),
 		realtimeauth.WithTrustedProxies(c.TrustedProxies...),
 		realtimeauth.WithAbuseGuard(c.BlockThreshold, c.BlockWindow, c.BlockDuration),
+	}
+	if c.Redis == nil { // with Redis, the limit is the Redis limiter's
+		opts = append(opts, realtimeauth.WithRateLimit(c.RateLimit, time.Minute))
 	}
 	if c.UpstreamRate > 0 {
 		opts = append(opts, realtimeauth.WithUpstreamRate(c.UpstreamRate, c.UpstreamBurst))

@@ -6,6 +6,9 @@
 //
 //	go run ./examples/server
 //	curl -X POST -H 'Origin: http://localhost:4321' localhost:4321/api/voice-agent/token
+//
+// With REDIS_URL (redis://[user:password@]host:port[/db]) it keeps its rate
+// limits, sessions and abuse state in Redis, shared by every instance.
 package main
 
 import (
@@ -62,6 +65,14 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 	}
 
 	opts := append(cfg.handlerOptions(), realtimeauth.WithLogger(logger))
+	if cfg.Redis != nil {
+		redisOpts, closeRedis, err := cfg.redisHandlerOptions(ctx, logger)
+		if err != nil {
+			return err
+		}
+		defer closeRedis()
+		opts = append(opts, redisOpts...)
+	}
 	h, err := realtimeauth.New(minter, opts...)
 	if err != nil {
 		return err

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/redisstore"
+	"github.com/redis/go-redis/v9"
+)
+
+// parseRedisURL reads REDIS_URL (redis://[user:password@]host:port[/db], or
+// rediss:// for TLS). Its errors never repeat the URL, which may hold a
+// password.
+func parseRedisURL(v string) (*redis.Options, error) {
+	opt, err := redis.ParseURL(v)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error quotes the whole URL
+		}
+		return nil, fmt.Errorf("REDIS_URL: want redis://[user:password@]host:port[/db] or rediss://…: %v", err)
+	}
+	// Bound every call by the request's context, and fail fast when Redis
+	// is down rather than hold requests: the handler then answers 503. The
+	// URL's own dial_timeout, read_timeout and write_timeout win.
+	opt.ContextTimeoutEnabled = true
+	for _, d := range []*time.Duration{&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout} {
+		if *d == 0 {
+			*d = time.Second
+		}
+	}
+	return opt, nil
+}
+
+// redisHandlerOptions connects to Redis and returns the options that keep
+// the rate limit, the sessions and the abuse state there, shared by every
+// instance of the server, and a function closing the client.
+func (c config) redisHandlerOptions(ctx context.Context, logger *slog.Logger) ([]realtimeauth.Option, func(), error) {
+	client := redis.NewClient(c.Redis)
+	fail := func(err error) ([]realtimeauth.Option, func(), error) {
+		_ = client.Close()
+		return nil, nil, fmt.Errorf("redis at %s: %w", c.Redis.Addr, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := redisstore.LoadScripts(ctx, client); err != nil {
+		return fail(err)
+	}
+	lim, err := redisstore.NewLimiter(client, c.RateLimit, time.Minute)
+	if err != nil {
+		return fail(err)
+	}
+	store, err := redisstore.NewSessionStore(client)
+	if err != nil {
+		return fail(err)
+	}
+	opts := []realtimeauth.Option{realtimeauth.WithLimiter(lim), realtimeauth.WithSessionStore(store)}
+	if c.BlockThreshold > 0 {
+		guard, err := redisstore.NewAbuseGuard(client, c.BlockThreshold, c.BlockWindow, c.BlockDuration)
+		if err != nil {
+			return fail(err)
+		}
+		opts = append(opts, realtimeauth.WithAbuseStore(guard))
+	}
+	logger.Info("keeping rate limits, sessions and abuse state in Redis (REDIS_URL), shared by every instance",
+		"redis_addr", c.Redis.Addr, "redis_db", c.Redis.DB, "redis_tls", c.Redis.TLSConfig != nil)
+	return opts, func() { _ = client.Close() }, nil
+}

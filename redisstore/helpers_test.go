@@ -1,0 +1,91 @@
+package redisstore_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/realtimeauth/realtimeauth/redisstore/redistest"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// t0 is a whole number of minutes (and seconds) since the Unix epoch, so
+// that a MemoryLimiter created at t0 and a Limiter whose windows start at
+// the epoch cut time alike.
+var t0 = time.Unix(1_800_000_000, 0)
+
+// roundTrips counts the commands and pipelines a client sends: one per
+// network round trip.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		r.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		r.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// Load returns the count so far.
+func (r *roundTrips) Load() int64 { return r.n.Load() }
+
+// newClient returns a client of srv, and its round-trip counter. A stopped
+// server refuses connections at once and dials are not retried; a stalled
+// one is cut off by the caller's context (ContextTimeoutEnabled). The
+// timeouts themselves stay loose enough for -race on a loaded machine.
+func newClient(t testing.TB, srv *redistest.Server) (*redis.Client, *roundTrips) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{
+		Addr:                  srv.Addr,
+		DialTimeout:           3 * time.Second,
+		ReadTimeout:           3 * time.Second,
+		WriteTimeout:          3 * time.Second,
+		PoolTimeout:           2 * time.Second,
+		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
+		DialerRetries:         1,
+		PoolSize:              64,
+		Protocol:              2,
+		DisableIdentity:       true,
+	})
+	rt := &roundTrips{}
+	rdb.AddHook(rt)
+	t.Cleanup(func() { _ = rdb.Close() })
+	require.NoError(t, rdb.Ping(context.Background()).Err())
+	return rdb, rt
+}
+
+// startRedis starts a redis-server for the test and returns a client of it.
+func startRedis(t testing.TB) (*redistest.Server, *redis.Client, *roundTrips) {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb, rt := newClient(t, srv)
+	return srv, rdb, rt
+}
+
+// eachTopology runs f against a single redis-server and against a one-node
+// Redis Cluster through a ClusterClient, where a script whose keys do not
+// share a slot would fail.
+func eachTopology(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient)) {
+	t.Run("single", func(t *testing.T) {
+		_, rdb, _ := startRedis(t)
+		f(t, rdb)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		srv := redistest.StartCluster(t)
+		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr}, Protocol: 2, DisableIdentity: true})
+		t.Cleanup(func() { _ = rdb.Close() })
+		require.NoError(t, rdb.Ping(context.Background()).Err())
+		f(t, rdb)
+	})
+}

@@ -1,0 +1,62 @@
+package redistest
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// recorder stands in for the test, so that Start's skip and failure are
+// observed instead of taken.
+type recorder struct {
+	testing.TB
+	how, msg string
+}
+
+type stopped struct{}
+
+func (r *recorder) Helper() {}
+
+func (r *recorder) Skip(args ...any) {
+	r.how, r.msg = "skip", args[0].(string)
+	panic(stopped{})
+}
+
+func (r *recorder) Fatal(args ...any) {
+	r.how, r.msg = "fatal", args[0].(string)
+	panic(stopped{})
+}
+
+func startWithout(t *testing.T, ci string) *recorder {
+	t.Helper()
+	t.Setenv("PATH", t.TempDir()) // no redis-server on it
+	t.Setenv("CI", ci)
+	r := &recorder{TB: t}
+	func() {
+		defer func() {
+			if v := recover(); v != (stopped{}) {
+				panic(v)
+			}
+		}()
+		Start(r)
+	}()
+	return r
+}
+
+func TestStartWithoutTheBinary(t *testing.T) {
+	r := startWithout(t, "")
+	assert.Equal(t, "skip", r.how)
+	assert.Contains(t, r.msg, "apt-get install redis-server")
+
+	r = startWithout(t, "true")
+	assert.Equal(t, "fatal", r.how, "CI must not skip")
+	assert.Contains(t, r.msg, "apt-get install redis-server")
+}
+
+func TestStartStopRestart(t *testing.T) {
+	s := Start(t)
+	s.Stop()
+	s.Stop() // twice is fine
+	s.Restart()
+	assert.Contains(t, s.URL(0), s.Addr)
+}
