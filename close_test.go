@@ -23,6 +23,7 @@ import (
 // the held requests all finish with a token, later ones are refused, and
 // nothing panics, blocks or leaks.
 func TestCloseAndShutdownWithRequestsInFlight(t *testing.T) {
+	checkGoroutines(t)
 	const inFlight = 20
 	minter := &realtimeauthtest.Minter{}
 	minter.Hold()

@@ -121,6 +121,7 @@ const (
 // server and the whole handler: each gets a clear 4xx, and none changes a
 // session, the limiter or reaches the minter.
 func TestHostileRequests(t *testing.T) {
+	checkGoroutines(t)
 	rig := newHostileRig(t)
 	before := rig.state(t)
 	sid := rig.session

@@ -24,6 +24,43 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// checkGoroutines fails t if goroutines started during it are still
+// running (after a grace period) when it ends. Call it first in a test that
+// is not parallel, so that its cleanup runs last; goroutines of other tests
+// started before it are not counted.
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	before := map[string]bool{}
+	for _, g := range ourGoroutines() {
+		before[goroutineID(g)] = true
+	}
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var leaked []string
+			for _, g := range ourGoroutines() {
+				if !before[goroutineID(g)] {
+					leaked = append(leaked, g)
+				}
+			}
+			if len(leaked) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("goroutines left by the test:\n\n%s", strings.Join(leaked, "\n\n"))
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+// goroutineID returns the "goroutine N" header of a stack.
+func goroutineID(stack string) string {
+	id, _, _ := strings.Cut(stack, " [")
+	return id
+}
+
 // leftoverGoroutines waits up to grace for every goroutine but the
 // runtime's and the test framework's own to end, and returns the stacks of
 // those that do not. Keep-alive connections of the default transport are

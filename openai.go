@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -47,6 +48,7 @@ type openAIConfig struct {
 	retries  int
 	retrySet bool
 	backoff  [2]time.Duration // initial, max
+	logger   *slog.Logger
 }
 
 // Defaults of the OpenAI minter.
@@ -131,6 +133,13 @@ func WithRetryBackoff(initial, maxWait time.Duration) OpenAIOption {
 	return func(c *openAIConfig) { c.backoff = [2]time.Duration{initial, maxWait} }
 }
 
+// WithMinterLogger sets where the minter logs the attempts it retries
+// (status, x-request-id, the wait; never the key). The final failure is the
+// handler's to log. Default: slog.Default().
+func WithMinterLogger(l *slog.Logger) OpenAIOption {
+	return func(c *openAIConfig) { c.logger = l }
+}
+
 var azureResource = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$`)
 
 // NewUpstreamTransport returns the transport the minter uses by default:
@@ -202,6 +211,9 @@ func NewOpenAIMinter(apiKey string, opts ...OpenAIOption) (*OpenAIMinter, error)
 	if c.retries < 0 || c.retries > 10 {
 		return nil, errorf("WithMaxRetries: %d is outside 0..10", c.retries)
 	}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
 	if c.backoff == [2]time.Duration{} {
 		c.backoff = [2]time.Duration{DefaultRetryBackoff, DefaultMaxRetryBackoff}
 	}
@@ -233,7 +245,7 @@ func NewOpenAIMinter(apiKey string, opts ...OpenAIOption) (*OpenAIMinter, error)
 		azure:    c.azure,
 		maxBody:  c.maxBody,
 		now:      c.now,
-		retry:    newRetryPolicy(c.retries, c.backoff[0], c.backoff[1]),
+		retry:    newRetryPolicy(c.retries, c.backoff[0], c.backoff[1], c.logger),
 	}, nil
 }
 

@@ -20,6 +20,7 @@ import (
 // accepts while the minter, on its default transport, mints in sequence and
 // then 50 at a time: after warm-up, no mint opens a connection.
 func TestOpenAIMinterReusesConnections(t *testing.T) {
+	checkGoroutines(t)
 	var accepted atomic.Int64
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)

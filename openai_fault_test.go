@@ -72,6 +72,7 @@ func upstreamBody(body string) http.HandlerFunc {
 // TestUpstreamFaultMatrix drives the whole handler against a real upstream
 // that fails in every way the contract names.
 func TestUpstreamFaultMatrix(t *testing.T) {
+	checkGoroutines(t)
 	future := time.Now().Add(time.Hour).Unix()
 	past := time.Now().Add(-time.Hour).Unix()
 	ms := time.Millisecond
@@ -146,19 +147,21 @@ func TestUpstreamFaultMatrix(t *testing.T) {
 			}))
 			defer up.Close()
 
+			var logs lockedBuffer
+			logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			minter, err := realtimeauth.NewOpenAIMinter(faultKey, append([]realtimeauth.OpenAIOption{
 				realtimeauth.WithBaseURL(up.URL),
 				realtimeauth.WithRetryBackoff(5*ms, 20*ms),
+				realtimeauth.WithMinterLogger(logger),
 			}, tt.minterOp...)...)
 			require.NoError(t, err)
-			var logs lockedBuffer
 			timeout := tt.timeout
 			if timeout == 0 {
 				timeout = 2 * time.Second
 			}
 			h, err := realtimeauth.New(minter,
 				realtimeauth.WithUpstreamTimeout(timeout),
-				realtimeauth.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
+				realtimeauth.WithLogger(logger),
 			)
 			require.NoError(t, err)
 			defer h.Close()
@@ -208,6 +211,7 @@ func TestUpstreamFaultMatrix(t *testing.T) {
 			logged := logs.String()
 			assert.NotContains(t, logged, faultKey, "the log")
 			assert.Contains(t, logged, `"attempts":`+itoa64(tt.hits), "the log records the attempts")
+			assert.Equal(t, int(tt.hits-1), strings.Count(logged, "retrying mint"), "each retry is logged")
 			if strings.Contains(tt.name, "40") || tt.name == "500" {
 				assert.Contains(t, logged, "req_fault", "the log keeps x-request-id")
 				assert.Contains(t, logged, "[redacted]", "the upstream message is logged without the key")

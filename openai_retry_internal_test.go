@@ -1,11 +1,15 @@
 package realtimeauth
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +70,7 @@ type retryRig struct {
 	mu     sync.Mutex
 	waits  []time.Duration
 	jitter float64
+	log    bytes.Buffer // written only by the minting goroutine
 }
 
 func newRetryRig(t *testing.T, script []scriptedAnswer, opts ...OpenAIOption) *retryRig {
@@ -73,7 +78,8 @@ func newRetryRig(t *testing.T, script []scriptedAnswer, opts ...OpenAIOption) *r
 	rr := &retryRig{up: &scriptedUpstream{script: script}}
 	srv := httptest.NewServer(rr.up)
 	t.Cleanup(srv.Close)
-	m, err := NewOpenAIMinter("sk-retry-test-key", append([]OpenAIOption{WithBaseURL(srv.URL)}, opts...)...)
+	m, err := NewOpenAIMinter("sk-retry-test-key", append([]OpenAIOption{WithBaseURL(srv.URL),
+		WithMinterLogger(slog.New(slog.NewJSONHandler(&rr.log, nil)))}, opts...)...)
 	require.NoError(t, err)
 	// The waits are recorded and added to a clock of their own, so that
 	// the deadline check sees them pass.
@@ -201,6 +207,19 @@ func TestOpenAIMinterRetryKeepsRequestID(t *testing.T) {
 	require.NotNil(t, ue)
 	assert.Equal(t, "req_3", ue.RequestID, "the last attempt's request ID")
 	assert.Equal(t, 3, ue.Attempts)
+	// The retried attempts are logged with theirs; the last is the
+	// handler's to log.
+	lines := strings.Split(strings.TrimSpace(rr.log.String()), "\n")
+	require.Len(t, lines, 2)
+	for i, id := range []string{"req_1", "req_2"} {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(lines[i]), &rec))
+		assert.Equal(t, "realtimeauth: retrying mint", rec["msg"])
+		assert.Equal(t, id, rec["request_id"])
+		assert.EqualValues(t, i+1, rec["attempt"])
+		assert.EqualValues(t, 502, rec["upstream_status"])
+	}
+	assert.NotContains(t, rr.log.String(), "sk-retry-test-key")
 }
 
 func TestOpenAIMinterRetryStopsWhenContextEnds(t *testing.T) {

@@ -2,6 +2,7 @@ package realtimeauth
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 )
@@ -16,13 +17,15 @@ type retryPolicy struct {
 	sleep  func(ctx context.Context, d time.Duration) error
 	jitter func() float64
 	now    func() time.Time
+	log    *slog.Logger
 }
 
-func newRetryPolicy(maxRetries int, initial, maxWait time.Duration) retryPolicy {
+func newRetryPolicy(maxRetries int, initial, maxWait time.Duration, log *slog.Logger) retryPolicy {
 	return retryPolicy{
 		maxRetries: maxRetries,
 		initial:    initial,
 		maxWait:    maxWait,
+		log:        log,
 		sleep:      sleepCtx,
 		jitter:     rand.Float64,
 		now:        time.Now,
@@ -74,8 +77,28 @@ func (p retryPolicy) run(ctx context.Context, attempt func() (Token, *UpstreamEr
 		if dl, ok := ctx.Deadline(); ok && dl.Sub(p.now()) <= wait {
 			return Token{}, ue
 		}
+		p.logRetry(ctx, ue, wait)
 		if err := p.sleep(ctx, wait); err != nil {
 			return Token{}, ue
 		}
 	}
+}
+
+func (p retryPolicy) logRetry(ctx context.Context, ue *UpstreamError, wait time.Duration) {
+	if p.log == nil || !p.log.Enabled(ctx, slog.LevelWarn) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.Int("attempt", ue.Attempts),
+		slog.Int("upstream_status", ue.StatusCode),
+		slog.String("request_id", ue.RequestID),
+		slog.Duration("wait", wait),
+	}
+	if ue.Message != "" {
+		attrs = append(attrs, slog.String("upstream_message", ue.Message))
+	}
+	if ue.Err != nil {
+		attrs = append(attrs, slog.String("cause", ue.Err.Error()))
+	}
+	p.log.LogAttrs(ctx, slog.LevelWarn, "realtimeauth: retrying mint", attrs...)
 }
