@@ -27,7 +27,7 @@ func TestCloseAndShutdownWithRequestsInFlight(t *testing.T) {
 	const inFlight = 20
 	minter := &realtimeauthtest.Minter{}
 	minter.Hold()
-	h, err := realtimeauth.New(minter, realtimeauth.WithRateLimit(1000, time.Minute), realtimeauth.WithLogger(quietLogger()))
+	h, err := realtimeauth.New(minter, realtimeauth.WithRateLimit(1000, time.Minute), realtimeauth.WithLogger(silentLogger()))
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
@@ -107,7 +107,7 @@ func TestCloseAndShutdownWithRequestsInFlight(t *testing.T) {
 // that health keeps answering.
 func TestCloseRefusesEveryIssuingEndpoint(t *testing.T) {
 	minter := &realtimeauthtest.Minter{}
-	h, err := realtimeauth.New(minter, realtimeauth.WithLogger(quietLogger()))
+	h, err := realtimeauth.New(minter, realtimeauth.WithLogger(silentLogger()))
 	require.NoError(t, err)
 	require.NoError(t, h.Close())
 	require.NoError(t, h.Close())

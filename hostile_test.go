@@ -47,7 +47,7 @@ func newHostileRig(t *testing.T) *hostileRig {
 		// Malformed requests earn strikes by design; a high threshold keeps
 		// the table's rows from blocking each other.
 		realtimeauth.WithAbuseGuard(1000, time.Minute, time.Minute),
-		realtimeauth.WithLogger(quietLogger()),
+		realtimeauth.WithLogger(silentLogger()),
 	)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = h.Close() })

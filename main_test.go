@@ -126,4 +126,4 @@ func benignGoroutine(stack string) bool {
 	return strings.TrimSpace(stack) == ""
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+func silentLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -200,7 +200,7 @@ func TestSessionsSweptAfterExpiry(t *testing.T) {
 	store := realtimeauth.NewMemoryStore(realtimeauth.WithMemoryClock(clock.Now))
 	h, err := realtimeauth.New(&realtimeauthtest.Minter{Now: clock.Now},
 		realtimeauth.WithClock(clock.Now), realtimeauth.WithSessionStore(store),
-		realtimeauth.WithSessionTTL(10*time.Minute), realtimeauth.WithLogger(quietLogger()))
+		realtimeauth.WithSessionTTL(10*time.Minute), realtimeauth.WithLogger(silentLogger()))
 	require.NoError(t, err)
 	defer h.Close()
 	const sessions = 300

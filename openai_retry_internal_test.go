@@ -26,7 +26,7 @@ type scriptedAnswer struct {
 	hangup bool // close the connection without an answer
 }
 
-var okAnswer = scriptedAnswer{status: 200, body: `{"value":"ek_retry","expires_at":4102444800}`}
+var retryOKAnswer = scriptedAnswer{status: 200, body: `{"value":"ek_retry","expires_at":4102444800}`}
 
 // scriptedUpstream answers in turn from script (the last answer repeats) and
 // records every request body.
@@ -142,28 +142,28 @@ func TestOpenAIMinterRetryPolicy(t *testing.T) {
 		wantWaits []time.Duration
 		wantCode  int
 	}{
-		{"500 then success", []scriptedAnswer{answer(500), okAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
-		{"502 503 then success", []scriptedAnswer{answer(502), answer(503), okAnswer}, nil, 10 * time.Second, true, 3, []time.Duration{500 * ms, 1000 * ms}, 0},
+		{"500 then success", []scriptedAnswer{answer(500), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
+		{"502 503 then success", []scriptedAnswer{answer(502), answer(503), retryOKAnswer}, nil, 10 * time.Second, true, 3, []time.Duration{500 * ms, 1000 * ms}, 0},
 		{"500 forever: two retries", []scriptedAnswer{answer(500)}, nil, 10 * time.Second, false, 3, []time.Duration{500 * ms, 1000 * ms}, 500},
-		{"408 retried", []scriptedAnswer{answer(408), okAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
-		{"409 retried", []scriptedAnswer{answer(409), okAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
-		{"429 with retry-after-ms", []scriptedAnswer{answer(429, "retry-after-ms", "120"), okAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{120 * ms}, 0},
-		{"503 with Retry-After seconds", []scriptedAnswer{answer(503, "Retry-After", "2"), okAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{2 * time.Second}, 0},
-		{"retry-after-ms wins over Retry-After", []scriptedAnswer{answer(429, "retry-after-ms", "30", "Retry-After", "5"), okAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{30 * ms}, 0},
-		{"400 never retried", []scriptedAnswer{answer(400), okAnswer}, nil, 10 * time.Second, false, 1, nil, 400},
-		{"401 never retried", []scriptedAnswer{answer(401), okAnswer}, nil, 10 * time.Second, false, 1, nil, 401},
-		{"403 never retried", []scriptedAnswer{answer(403), okAnswer}, nil, 10 * time.Second, false, 1, nil, 403},
-		{"404 never retried", []scriptedAnswer{answer(404), okAnswer}, nil, 10 * time.Second, false, 1, nil, 404},
-		{"422 never retried", []scriptedAnswer{answer(422), okAnswer}, nil, 10 * time.Second, false, 1, nil, 422},
-		{"x-should-retry false stops a 503", []scriptedAnswer{answer(503, "x-should-retry", "false"), okAnswer}, nil, 10 * time.Second, false, 1, nil, 503},
-		{"x-should-retry true retries a 400", []scriptedAnswer{answer(400, "x-should-retry", "true"), okAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
-		{"connection reset retried", []scriptedAnswer{{hangup: true}, okAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
-		{"malformed 200 not retried", []scriptedAnswer{{status: 200, body: "{"}, okAnswer}, nil, 10 * time.Second, false, 1, nil, 200},
-		{"WithMaxRetries(0)", []scriptedAnswer{answer(500), okAnswer}, []OpenAIOption{WithMaxRetries(0)}, 10 * time.Second, false, 1, nil, 500},
+		{"408 retried", []scriptedAnswer{answer(408), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
+		{"409 retried", []scriptedAnswer{answer(409), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
+		{"429 with retry-after-ms", []scriptedAnswer{answer(429, "retry-after-ms", "120"), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{120 * ms}, 0},
+		{"503 with Retry-After seconds", []scriptedAnswer{answer(503, "Retry-After", "2"), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{2 * time.Second}, 0},
+		{"retry-after-ms wins over Retry-After", []scriptedAnswer{answer(429, "retry-after-ms", "30", "Retry-After", "5"), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{30 * ms}, 0},
+		{"400 never retried", []scriptedAnswer{answer(400), retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 400},
+		{"401 never retried", []scriptedAnswer{answer(401), retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 401},
+		{"403 never retried", []scriptedAnswer{answer(403), retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 403},
+		{"404 never retried", []scriptedAnswer{answer(404), retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 404},
+		{"422 never retried", []scriptedAnswer{answer(422), retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 422},
+		{"x-should-retry false stops a 503", []scriptedAnswer{answer(503, "x-should-retry", "false"), retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 503},
+		{"x-should-retry true retries a 400", []scriptedAnswer{answer(400, "x-should-retry", "true"), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
+		{"connection reset retried", []scriptedAnswer{{hangup: true}, retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
+		{"malformed 200 not retried", []scriptedAnswer{{status: 200, body: "{"}, retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 200},
+		{"WithMaxRetries(0)", []scriptedAnswer{answer(500), retryOKAnswer}, []OpenAIOption{WithMaxRetries(0)}, 10 * time.Second, false, 1, nil, 500},
 		{"WithMaxRetries(4)", []scriptedAnswer{answer(500)}, []OpenAIOption{WithMaxRetries(4)}, 10 * time.Second, false, 5, []time.Duration{500 * ms, time.Second, 2 * time.Second, 4 * time.Second}, 500},
 		{"backoff capped", []scriptedAnswer{answer(500)}, []OpenAIOption{WithMaxRetries(3), WithRetryBackoff(100*ms, 250*ms)}, 10 * time.Second, false, 4, []time.Duration{100 * ms, 200 * ms, 250 * ms}, 500},
-		{"Retry-After past the deadline: no wait", []scriptedAnswer{answer(429, "Retry-After", "30"), okAnswer}, nil, 2 * time.Second, false, 1, nil, 429},
-		{"backoff past the deadline: no wait", []scriptedAnswer{answer(500), okAnswer}, nil, 300 * ms, false, 1, nil, 500},
+		{"Retry-After past the deadline: no wait", []scriptedAnswer{answer(429, "Retry-After", "30"), retryOKAnswer}, nil, 2 * time.Second, false, 1, nil, 429},
+		{"backoff past the deadline: no wait", []scriptedAnswer{answer(500), retryOKAnswer}, nil, 300 * ms, false, 1, nil, 500},
 		{"second backoff past the deadline", []scriptedAnswer{answer(500)}, nil, 1200 * ms, false, 2, []time.Duration{500 * ms}, 500},
 	}
 	for _, tt := range tests {
