@@ -341,7 +341,9 @@ func (m *OpenAIMinter) do(ctx context.Context, body []byte) (Token, *UpstreamErr
 		return Token{}, ue, retryable
 	}
 	if resp.StatusCode != http.StatusOK {
-		ue.Message = m.redact(upstreamMessage(raw))
+		// Redact before upstreamMessage cuts the text, or a key straddling
+		// the cut would leave its prefix behind.
+		ue.Message = upstreamMessage([]byte(m.redact(string(raw))))
 		return Token{}, ue, retryable
 	}
 	var out struct {
