@@ -225,3 +225,38 @@ func itoa64(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
+
+// TestUpstreamRetryRecoversThroughHandler: a 502 and a reset connection,
+// then a good answer, and the client gets its token on the third attempt.
+func TestUpstreamRetryRecoversThroughHandler(t *testing.T) {
+	checkGoroutines(t)
+	var hits atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch hits.Add(1) {
+		case 1:
+			upstreamError(w, http.StatusBadGateway)
+		case 2:
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				_ = conn.Close()
+			}
+		default:
+			upstreamBody(`{"value":"ek_third_time","expires_at":` + itoa64(time.Now().Add(time.Minute).Unix()) + `}`)(w, r)
+		}
+	}))
+	defer up.Close()
+	minter, err := realtimeauth.NewOpenAIMinter(faultKey, realtimeauth.WithBaseURL(up.URL),
+		realtimeauth.WithRetryBackoff(time.Millisecond, 5*time.Millisecond), realtimeauth.WithMinterLogger(silentLogger()))
+	require.NoError(t, err)
+	h, err := realtimeauth.New(minter, realtimeauth.WithLogger(silentLogger()))
+	require.NoError(t, err)
+	defer h.Close()
+
+	r := httptest.NewRequest(http.MethodPost, "/api/voice-agent/token", nil)
+	r.RemoteAddr = "198.51.100.21:40000"
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	assert.Contains(t, w.Body.String(), `"token":"ek_third_time"`)
+	assert.Equal(t, int64(3), hits.Load())
+	assert.Equal(t, 1, h.Stats().ActiveSessions)
+}
