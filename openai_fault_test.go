@@ -240,7 +240,7 @@ func TestUpstreamRetryRecoversThroughHandler(t *testing.T) {
 				_ = conn.Close()
 			}
 		default:
-			upstreamBody(`{"value":"ek_third_time","expires_at":` + itoa64(time.Now().Add(time.Minute).Unix()) + `}`)(w, r)
+			upstreamBody(`{"value":"ek_third_time","expires_at":`+itoa64(time.Now().Add(time.Minute).Unix())+`}`)(w, r)
 		}
 	}))
 	defer up.Close()
