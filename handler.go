@@ -400,10 +400,11 @@ func (h *Handler) mint(k *call, sessCfg json.RawMessage) (Token, *apiError, time
 	h.m.mint(k.now, latency, false)
 	e, retry := errUpstream, time.Duration(0)
 	var ue *UpstreamError
+	errors.As(err, &ue) // for the log, whatever the answer
 	switch {
 	case isDeadline(err):
 		e = errUpstreamTimeout
-	case errors.As(err, &ue) && ue.StatusCode == http.StatusTooManyRequests:
+	case ue != nil && ue.StatusCode == http.StatusTooManyRequests:
 		e, retry = errUpstreamLimited, max(ue.RetryAfter, time.Second)
 	}
 	attrs := []any{"code", e.code, "latency", latency}

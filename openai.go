@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -27,6 +28,7 @@ type OpenAIMinter struct {
 	azure    bool
 	maxBody  int64
 	now      func() time.Time
+	retry    retryPolicy
 }
 
 var _ Minter = (*OpenAIMinter)(nil)
@@ -43,6 +45,10 @@ type openAIConfig struct {
 	azure    bool
 	maxBody  int64
 	now      func() time.Time
+	retries  int
+	retrySet bool
+	backoff  [2]time.Duration // initial, max
+	logger   *slog.Logger
 }
 
 // Defaults of the OpenAI minter.
@@ -51,6 +57,13 @@ const (
 	DefaultRealtimeModel = "gpt-realtime"
 	// DefaultMaxUpstreamBody caps the upstream answer the minter reads.
 	DefaultMaxUpstreamBody = 1 << 20
+	// DefaultMaxRetries is how many times a failed mint is retried.
+	DefaultMaxRetries = 2
+	// DefaultRetryBackoff and DefaultMaxRetryBackoff bound the wait before
+	// a retry when the upstream names none: it doubles from the first to
+	// the second, less up to a quarter of random jitter.
+	DefaultRetryBackoff    = 500 * time.Millisecond
+	DefaultMaxRetryBackoff = 4 * time.Second
 )
 
 // WithBaseURL sets the API base URL. Default "https://api.openai.com/v1".
@@ -99,6 +112,32 @@ func WithMaxUpstreamBody(n int64) OpenAIOption {
 // expired. Default time.Now.
 func WithMinterClock(now func() time.Time) OpenAIOption {
 	return func(c *openAIConfig) { c.now = now }
+}
+
+// WithMaxRetries sets how many times a mint is retried after a connection
+// error or an answer of 408, 409, 429 or 5xx (or one marked
+// x-should-retry: true); other answers are never retried. Default 2; valid
+// range 0..10, 0 turns retries off. Retries never outlast the mint's
+// context: when the wait before the next attempt (the upstream's
+// retry-after-ms or Retry-After, else the backoff) would pass its deadline,
+// the minter returns the last failure at once.
+func WithMaxRetries(n int) OpenAIOption {
+	return func(c *openAIConfig) { c.retries, c.retrySet = n, true }
+}
+
+// WithRetryBackoff sets the wait before a retry when the upstream names
+// none: initial before the first retry, doubling up to maxWait, each less
+// up to a quarter of random jitter. Defaults 500ms and 4s; initial must be
+// in 1ms..maxWait, maxWait at most 1m.
+func WithRetryBackoff(initial, maxWait time.Duration) OpenAIOption {
+	return func(c *openAIConfig) { c.backoff = [2]time.Duration{initial, maxWait} }
+}
+
+// WithMinterLogger sets where the minter logs the attempts it retries
+// (status, x-request-id, the wait; never the key). The final failure is the
+// handler's to log. Default: slog.Default().
+func WithMinterLogger(l *slog.Logger) OpenAIOption {
+	return func(c *openAIConfig) { c.logger = l }
 }
 
 var azureResource = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$`)
@@ -166,6 +205,21 @@ func NewOpenAIMinter(apiKey string, opts ...OpenAIOption) (*OpenAIMinter, error)
 	if c.now == nil {
 		c.now = time.Now
 	}
+	if !c.retrySet {
+		c.retries = DefaultMaxRetries
+	}
+	if c.retries < 0 || c.retries > 10 {
+		return nil, errorf("WithMaxRetries: %d is outside 0..10", c.retries)
+	}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	if c.backoff == [2]time.Duration{} {
+		c.backoff = [2]time.Duration{DefaultRetryBackoff, DefaultMaxRetryBackoff}
+	}
+	if c.backoff[0] < time.Millisecond || c.backoff[0] > c.backoff[1] || c.backoff[1] > time.Minute {
+		return nil, errorf("WithRetryBackoff: %v, %v: initial must be in 1ms..maxWait, maxWait at most 1m", c.backoff[0], c.backoff[1])
+	}
 	var tmpl map[string]json.RawMessage
 	if len(c.template) > 0 {
 		if err := json.Unmarshal(c.template, &tmpl); err != nil || tmpl == nil {
@@ -191,6 +245,7 @@ func NewOpenAIMinter(apiKey string, opts ...OpenAIOption) (*OpenAIMinter, error)
 		azure:    c.azure,
 		maxBody:  c.maxBody,
 		now:      c.now,
+		retry:    newRetryPolicy(c.retries, c.backoff[0], c.backoff[1], c.logger),
 	}, nil
 }
 
@@ -244,13 +299,15 @@ func (m *OpenAIMinter) Mint(ctx context.Context, req MintRequest) (Token, error)
 	if err != nil {
 		return Token{}, err
 	}
-	return m.do(ctx, body)
+	return m.retry.run(ctx, func() (Token, *UpstreamError, bool) { return m.do(ctx, body) })
 }
 
-func (m *OpenAIMinter) do(ctx context.Context, body []byte) (Token, error) {
+// do makes one attempt. It reports whether the failure is worth retrying;
+// its UpstreamError's Attempts is left for the caller to fill in.
+func (m *OpenAIMinter) do(ctx context.Context, body []byte) (Token, *UpstreamError, bool) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, m.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return Token{}, &UpstreamError{Err: err, Attempts: 1}
+		return Token{}, &UpstreamError{Err: err}, false
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Accept", "application/json")
@@ -261,7 +318,9 @@ func (m *OpenAIMinter) do(ctx context.Context, body []byte) (Token, error) {
 	}
 	resp, err := m.client.Do(hreq)
 	if err != nil {
-		return Token{}, &UpstreamError{Err: m.scrubErr(err), Attempts: 1}
+		// A connection error is worth another try, unless our own context
+		// has ended.
+		return Token{}, &UpstreamError{Err: m.scrubErr(err)}, ctx.Err() == nil
 	}
 	defer resp.Body.Close()
 	raw, readErr := io.ReadAll(io.LimitReader(resp.Body, m.maxBody+1))
@@ -269,21 +328,23 @@ func (m *OpenAIMinter) do(ctx context.Context, body []byte) (Token, error) {
 		StatusCode: resp.StatusCode,
 		RequestID:  resp.Header.Get("x-request-id"),
 		RetryAfter: parseRetryAfter(resp.Header, m.now()),
-		Attempts:   1,
 	}
+	retryable := retryableAnswer(resp)
 	if readErr != nil {
+		// The connection broke mid-answer: as retryable as one that broke
+		// before it.
 		ue.Err = m.scrubErr(readErr)
-		return Token{}, ue
+		return Token{}, ue, ctx.Err() == nil
 	}
 	if int64(len(raw)) > m.maxBody {
 		ue.Message = fmt.Sprintf("answer larger than %d bytes", m.maxBody)
-		return Token{}, ue
+		return Token{}, ue, retryable
 	}
 	if resp.StatusCode != http.StatusOK {
 		// Redact before upstreamMessage cuts the text, or a key straddling
 		// the cut would leave its prefix behind.
 		ue.Message = upstreamMessage([]byte(m.redact(string(raw))))
-		return Token{}, ue
+		return Token{}, ue, retryable
 	}
 	var out struct {
 		Value     string  `json:"value"`
@@ -291,18 +352,35 @@ func (m *OpenAIMinter) do(ctx context.Context, body []byte) (Token, error) {
 	}
 	if err := json.Unmarshal(raw, &out); err != nil {
 		ue.Message = "malformed JSON answer"
-		return Token{}, ue
+		return Token{}, ue, false
 	}
 	if out.Value == "" {
 		ue.Message = "answer without a value"
-		return Token{}, ue
+		return Token{}, ue, false
 	}
 	exp := time.Unix(int64(out.ExpiresAt), 0)
 	if out.ExpiresAt <= 0 || !exp.After(m.now()) {
 		ue.Message = "answer with a missing or past expires_at"
-		return Token{}, ue
+		return Token{}, ue, false
 	}
-	return Token{Value: out.Value, ExpiresAt: exp}, nil
+	return Token{Value: out.Value, ExpiresAt: exp}, nil, false
+}
+
+// retryableAnswer follows OpenAI's own SDKs: x-should-retry decides when
+// present; otherwise 408, 409, 429 and 5xx are retried, nothing else.
+func retryableAnswer(resp *http.Response) bool {
+	switch resp.Header.Get("x-should-retry") {
+	case "true":
+		return resp.StatusCode != http.StatusOK
+	case "false":
+		return false
+	}
+	switch s := resp.StatusCode; {
+	case s == http.StatusRequestTimeout, s == http.StatusConflict, s == http.StatusTooManyRequests:
+		return true
+	default:
+		return s >= 500
+	}
 }
 
 // upstreamMessage pulls error.message out of an OpenAI error body, cut to a

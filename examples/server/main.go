@@ -56,7 +56,8 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 			"…) and minted locally; they will not connect to OpenAI. Set OPENAI_API_KEY for real tokens.")
 	} else {
 		m, err := realtimeauth.NewOpenAIMinter(cfg.APIKey,
-			realtimeauth.WithBaseURL(cfg.BaseURL), realtimeauth.WithModel(cfg.Model))
+			realtimeauth.WithBaseURL(cfg.BaseURL), realtimeauth.WithModel(cfg.Model),
+			realtimeauth.WithMinterLogger(logger))
 		if err != nil {
 			return err
 		}
