@@ -115,9 +115,18 @@ func (g *MemoryAbuseGuard) Strike(_ context.Context, key string, now time.Time) 
 		return 0, false, nil // already blocked
 	}
 	if !ok && len(sh.m) >= g.maxPerShard {
-		for k := range sh.m { // evict an arbitrary key
+		// Full: drop the entries that have lapsed first, but scan the shard
+		// at most once per sixteenth of a window, so that a flood of new
+		// keys does not pay a full scan each; then, if still full, forget
+		// an arbitrary key.
+		if now.Sub(sh.lastSweep) >= g.window/16 {
+			sh.sweep(t, int64(g.window))
+		}
+		for k := range sh.m {
+			if len(sh.m) < g.maxPerShard {
+				break
+			}
 			delete(sh.m, k)
-			break
 		}
 	}
 	if !ok || t-e.first >= int64(g.window) || e.until != 0 {

@@ -54,11 +54,15 @@ func WithMemoryClock(now func() time.Time) MemoryOption {
 // implementation tracks at once, which bounds its memory. Default 1,000,000;
 // valid range 1 and up (values below 1 keep the default).
 //
-// At the cap, MemoryLimiter and MemoryAbuseGuard first drop idle keys and
-// then evict an arbitrary tracked key, so memory stays bounded under a flood
-// of distinct clients at the price of forgetting one client's count; a
-// MemoryStore refuses new sessions with ErrStoreFull instead, since
-// forgetting a session would cut off a user.
+// MemoryLimiter and MemoryAbuseGuard hold the cap per shard (the cap divided
+// by their shard count, rounded up), so they may start evicting a little
+// before the total is reached. A full shard first drops the keys that have
+// gone idle (for the limiter that happens at every window boundary, when a
+// key's counts lapse; the abuse guard sweeps a full shard at most once per
+// sixteenth of its window) and then forgets an arbitrary tracked key, so
+// memory stays bounded under a flood of distinct clients at the price of
+// forgetting one client's count. A MemoryStore refuses new sessions with
+// ErrStoreFull instead, since forgetting a session would cut off a user.
 func WithMemoryMaxKeys(n int) MemoryOption {
 	return func(c *memoryConfig) {
 		if n >= 1 {
