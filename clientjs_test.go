@@ -5,9 +5,12 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +96,30 @@ func TestClientScriptIntegrity(t *testing.T) {
 	require.Equal(t, http.StatusOK, w.Code)
 	sum := sha512.Sum384(w.Body.Bytes())
 	assert.Equal(t, "sha384-"+base64.StdEncoding.EncodeToString(sum[:]), realtimeauth.ClientScriptIntegrity())
+}
+
+// TestClientScriptIntegrityDocumented keeps the hash the docs show for
+// client.js in step with the script.
+func TestClientScriptIntegrityDocumented(t *testing.T) {
+	sri := regexp.MustCompile(`sha384-[A-Za-z0-9+/]{64}`)
+	found := 0
+	for _, name := range []string{"README.md", "docs/browser.md"} {
+		b, err := os.ReadFile(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		require.NoError(t, err)
+		for i, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, "client.js") {
+				continue
+			}
+			for _, h := range sri.FindAllString(line, -1) {
+				found++
+				assert.Equal(t, realtimeauth.ClientScriptIntegrity(), h, "%s:%d shows a stale hash", name, i+1)
+			}
+		}
+	}
+	assert.Positive(t, found, "the docs show the client's integrity hash")
 }
 
 func TestClientTypesServed(t *testing.T) {

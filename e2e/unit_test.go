@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +14,49 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
+
+// startTestdataServer serves the handler (dev mode) and testdata/ on
+// loopback, and returns its origin.
+func startTestdataServer(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	origin := "http://" + srv.Listener.Addr().String()
+	// Chromium sends Origin even for a same-origin module script.
+	h, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithAllowedOrigins(origin))
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/api/voice-agent/", h)
+	mux.Handle("/", http.FileServer(http.Dir("testdata")))
+	mux.HandleFunc("GET /sri.html", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = fmt.Fprintf(w, `<!doctype html><script type="importmap">{"integrity":{"/api/voice-agent/client.js":%q}}</script>`,
+			r.URL.Query().Get("integrity"))
+	})
+	srv.Config.Handler = mux
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return origin
+}
+
+// TestClientScriptSRI checks in Chromium that an import map pinning the
+// module to realtimeauth.ClientScriptIntegrity() admits it, and that a
+// wrong hash is refused: the hash the README shows protects users.
+func TestClientScriptSRI(t *testing.T) {
+	ctx := newBrowser(t)
+	origin := startTestdataServer(t)
+	const load = `import("/api/voice-agent/client.js").then((m) => typeof m.getTokenManager, (e) => "refused: " + e)`
+	for _, tc := range []struct {
+		name, integrity, want string
+	}{
+		{"right hash", realtimeauth.ClientScriptIntegrity(), "function"},
+		{"wrong hash", "sha384-" + strings.Repeat("A", 64), "refused: TypeError"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(origin+"/sri.html?integrity="+url.QueryEscape(tc.integrity))))
+			assert.True(t, strings.HasPrefix(eval[string](t, ctx, load), tc.want))
+		})
+	}
+}
 
 type unitResult struct {
 	Name  string `json:"name"`
@@ -23,18 +69,7 @@ type unitResult struct {
 // reports each as a subtest. They use a fake clock and a fake fetch.
 func TestClientUnit(t *testing.T) {
 	ctx := newBrowser(t)
-	srv := httptest.NewUnstartedServer(nil)
-	origin := "http://" + srv.Listener.Addr().String()
-	// Chromium sends Origin even for a same-origin module script.
-	h, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithAllowedOrigins(origin))
-	require.NoError(t, err)
-	mux := http.NewServeMux()
-	mux.Handle("/api/voice-agent/", h)
-	mux.Handle("/", http.FileServer(http.Dir("testdata")))
-	srv.Config.Handler = mux
-	srv.Start()
-	t.Cleanup(srv.Close)
-
+	origin := startTestdataServer(t)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(origin+"/unit.html")))
 	t.Cleanup(func() {
 		if t.Failed() {
