@@ -35,10 +35,10 @@ func chromiumPath(t *testing.T) string {
 // newBrowser starts a fresh headless chromium and returns a tab's context.
 // The browser's console messages and uncaught exceptions are logged when the
 // test ends.
-func newBrowser(t *testing.T) context.Context {
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := chromiumPath(t)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true),
@@ -50,7 +50,7 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(900, 1000),
-	)
+	}, extra...)...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	var mu sync.Mutex
 	var console []string

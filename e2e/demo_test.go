@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -32,20 +33,52 @@ type exampleServer struct {
 	log    bytes.Buffer
 }
 
-// startExampleServer builds the example server and starts it on a free
-// loopback port with env added to a minimal environment (never the
-// caller's OPENAI_API_KEY: the server runs in dev mode).
+var server struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// TestMain removes the example server built for the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if server.dir != "" {
+		_ = os.RemoveAll(server.dir)
+	}
+	os.Exit(code)
+}
+
+// buildExampleServer builds ./examples/server once for every test, with
+// -race when the tests have it (which reuses their compiled packages and
+// checks the server for races too).
+func buildExampleServer(t *testing.T) string {
+	t.Helper()
+	server.once.Do(func() {
+		if server.dir, server.err = os.MkdirTemp("", "realtimeauth-e2e-"); server.err != nil {
+			return
+		}
+		server.bin = filepath.Join(server.dir, "server")
+		args := []string{"build", "-o", server.bin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		build := exec.Command("go", append(args, "./examples/server")...)
+		build.Dir = ".." // the repository root, where go.work is
+		if out, err := build.CombinedOutput(); err != nil {
+			server.err = fmt.Errorf("go build ./examples/server: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, server.err)
+	return server.bin
+}
+
+// startExampleServer starts the example server on a free loopback port
+// with env added to a minimal environment: never the caller's
+// OPENAI_API_KEY, so it runs in dev mode unless env gives it a key.
 func startExampleServer(t *testing.T, env ...string) *exampleServer {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "server")
-	args := []string{"build", "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, "./examples/server")...)
-	build.Dir = ".." // the repository root, where go.work is
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build ./examples/server: %s", out)
+	bin := buildExampleServer(t)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -139,6 +172,7 @@ const currentToken = `import("/api/voice-agent/client.js").then((m) => m.getToke
 // 10 s token: load, Connect, a refresh before expiry, no token in
 // storage, then the server stops and the token expires. About 20 s.
 func TestDemoPage(t *testing.T) {
+	t.Parallel() // the browser tests mostly wait: run them side by side
 	ctx := newBrowser(t)
 	srv := startExampleServer(t,
 		"VOICE_AGENT_TOKEN_DURATION=10",

@@ -42,6 +42,7 @@ func startTestdataServer(t *testing.T) string {
 // module to realtimeauth.ClientScriptIntegrity() admits it, and that a
 // wrong hash is refused: the hash the README shows protects users.
 func TestClientScriptSRI(t *testing.T) {
+	t.Parallel() // the browser tests mostly wait: run them side by side
 	ctx := newBrowser(t)
 	origin := startTestdataServer(t)
 	const load = `import("/api/voice-agent/client.js").then((m) => typeof m.getTokenManager, (e) => "refused: " + e)`
@@ -68,6 +69,7 @@ type unitResult struct {
 // in chromium, against the module the handler embeds and serves, and
 // reports each as a subtest. They use a fake clock and a fake fetch.
 func TestClientUnit(t *testing.T) {
+	t.Parallel() // the browser tests mostly wait: run them side by side
 	ctx := newBrowser(t)
 	origin := startTestdataServer(t)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(origin+"/unit.html")))
