@@ -48,7 +48,8 @@ class FakeClock {
   async advance(ms) {
     const end = this.t + ms;
     await flush();
-    for (;;) {
+    for (let fired = 0; ; fired++) {
+      if (fired > 10_000) throw new AssertionError("runaway timers: more than 10000 fired in one advance");
       let next = null;
       for (const [id, tm] of this.timers) {
         if (tm.at <= end && (!next || tm.at < next[1].at)) next = [id, tm];
