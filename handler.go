@@ -42,6 +42,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveIssue(w, r, true)
 	case "/health":
 		h.serveHealth(w, r)
+	case "/client.js":
+		h.serveStatic(w, r, &clientScript)
+	case "/client.d.ts":
+		h.serveStatic(w, r, &clientTypes)
 	default:
 		_, forwardedTLS := h.ips.clientAddr(r)
 		h.writeError(w, r.TLS != nil || forwardedTLS, errNotFound, 0)

@@ -8,6 +8,7 @@
 //	POST {base}/token          mint a token and open a session
 //	POST {base}/refresh-token  a new token for an existing session
 //	GET  {base}/health         status and metrics
+//	GET  {base}/client.js      the browser client, an ES module (and client.d.ts)
 //
 // with a CORS allow-list, per-client sliding-window rate limits that a
 // forged X-Forwarded-For cannot dodge, sessions bound to their client with

@@ -82,6 +82,7 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 
 	mux := http.NewServeMux()
 	mux.Handle("/api/voice-agent/", h)
+	registerDemo(mux)
 
 	srv := &http.Server{
 		Handler:           mux,
