@@ -43,8 +43,9 @@ func TestTokenFetchesOnceAndCaches(t *testing.T) {
 func TestTokenSingleFlight(t *testing.T) {
 	h := newHarness(t)
 	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
 	h.minter.Func = func(ctx context.Context, req realtimeauth.MintRequest) (realtimeauth.Token, error) {
-		close(entered)
+		once.Do(func() { close(entered) })
 		<-release
 		return realtimeauth.Token{Value: "ek_shared", ExpiresAt: h.clock.Now().Add(req.TTL)}, nil
 	}
