@@ -20,7 +20,7 @@ func TestTokenFetchesOnceAndCaches(t *testing.T) {
 	rec := newRecorder()
 	c := h.client(rec, 0)
 
-	tok, err := c.Token(context.Background())
+	tok, err := c.Token(testCtx(t))
 	require.NoError(t, err)
 	assert.Equal(t, "ek_test_1", tok.Token)
 	assert.True(t, realtimeauth.ValidSessionID(tok.SessionID), tok.SessionID)
@@ -31,7 +31,7 @@ func TestTokenFetchesOnceAndCaches(t *testing.T) {
 	assert.Equal(t, tok, recv(t, rec.refreshed), "Refreshed fires for the first token too")
 
 	h.timers.Advance(20 * time.Second) // before the refresh time
-	again, err := c.Token(context.Background())
+	again, err := c.Token(testCtx(t))
 	require.NoError(t, err)
 	assert.Equal(t, tok, again)
 	assert.Equal(t, []string{"/token"}, h.requests())
@@ -49,7 +49,9 @@ func TestTokenSingleFlight(t *testing.T) {
 		<-release
 		return realtimeauth.Token{Value: "ek_shared", ExpiresAt: h.clock.Now().Add(req.TTL)}, nil
 	}
-	c := h.client(nil, 0)
+	// No retries: a caller that did not share the request would fail at
+	// once (the handler allows 10 token requests a minute), not wait.
+	c := h.client(nil, 0, tokenclient.WithBackoff(time.Second, time.Second, 1))
 
 	const n = 100
 	var started, done sync.WaitGroup
@@ -60,7 +62,7 @@ func TestTokenSingleFlight(t *testing.T) {
 		go func() {
 			defer done.Done()
 			started.Done()
-			tok, err := c.Token(context.Background())
+			tok, err := c.Token(testCtx(t))
 			results[i] = result{tok, err}
 		}()
 	}
@@ -93,7 +95,7 @@ func TestTokenCallerCancelLeavesSharedRequest(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	first := tokenAsync(c, ctx)
 	<-entered
-	second := tokenAsync(c, context.Background())
+	second := tokenAsync(c, testCtx(t))
 	cancel()
 	r := recv(t, first)
 	assert.ErrorIs(t, r.err, context.Canceled)
@@ -133,7 +135,7 @@ func TestRefreshOnTimeUnderClockSkew(t *testing.T) {
 			c := h.client(rec, skew)
 			local := t0.Add(skew)
 
-			first, err := c.Token(context.Background())
+			first, err := c.Token(testCtx(t))
 			require.NoError(t, err)
 			assert.Equal(t, local.Add(60*time.Second), first.ExpiresAt, "local expiry")
 			assert.Equal(t, t0.Add(60*time.Second).UnixMilli(), first.ServerExpiresAt.UnixMilli())
@@ -150,7 +152,7 @@ func TestRefreshOnTimeUnderClockSkew(t *testing.T) {
 			assert.Equal(t, first.SessionID, second.SessionID)
 			assert.Equal(t, "ek_test_2", second.Token)
 			assert.Equal(t, local.Add(32500*time.Millisecond+60*time.Second), second.ExpiresAt)
-			tok, err := c.Token(context.Background())
+			tok, err := c.Token(testCtx(t))
 			require.NoError(t, err)
 			assert.Equal(t, second, tok)
 			assert.Empty(t, drain(rec.errs))
@@ -180,7 +182,7 @@ func TestRefreshSchedule(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, realtimeauth.WithTokenTTL(tt.ttl))
 			c := h.client(nil, 0, tt.opts...)
-			_, err := c.Token(context.Background())
+			_, err := c.Token(testCtx(t))
 			require.NoError(t, err)
 			assert.Equal(t, []time.Duration{tt.refresh, tt.ttl}, h.timers.Requested())
 		})
@@ -193,19 +195,19 @@ func TestAutoRefreshOff(t *testing.T) {
 	h := newHarness(t)
 	rec := newRecorder()
 	c := h.client(rec, 0, tokenclient.WithAutoRefresh(false), tokenclient.WithJitter(0))
-	first, err := c.Token(context.Background())
+	first, err := c.Token(testCtx(t))
 	require.NoError(t, err)
 	recv(t, rec.refreshed)
 	assert.Equal(t, []time.Duration{60 * time.Second}, h.timers.Pending(), "only the expiry timer")
 
 	h.timers.Advance(40 * time.Second)
 	assert.Equal(t, []string{"/token"}, h.requests())
-	tok, err := c.Token(context.Background())
+	tok, err := c.Token(testCtx(t))
 	require.NoError(t, err)
 	assert.Equal(t, first, tok, "still valid: returned at once")
 	second := recv(t, rec.refreshed)
 	assert.Equal(t, first.SessionID, second.SessionID)
-	tok, err = c.Token(context.Background())
+	tok, err = c.Token(testCtx(t))
 	require.NoError(t, err)
 	assert.Equal(t, second, tok)
 	assert.Equal(t, []string{"/token", "/refresh-token"}, h.requests())
@@ -216,10 +218,10 @@ func TestAutoRefreshOff(t *testing.T) {
 func TestTokenWaitsWhenTokenNearExpiry(t *testing.T) {
 	h := newHarness(t)
 	c := h.client(nil, 0, tokenclient.WithAutoRefresh(false), tokenclient.WithMinValidity(10*time.Second))
-	first, err := c.Token(context.Background())
+	first, err := c.Token(testCtx(t))
 	require.NoError(t, err)
 	h.timers.Advance(51 * time.Second)
-	tok, err := c.Token(context.Background())
+	tok, err := c.Token(testCtx(t))
 	require.NoError(t, err)
 	assert.NotEqual(t, first.Token, tok.Token)
 	assert.Equal(t, first.SessionID, tok.SessionID)
@@ -234,7 +236,7 @@ func TestBackoff(t *testing.T) {
 	rec := newRecorder()
 	c := h.client(rec, 0, tokenclient.WithBackoff(time.Second, 3*time.Second, 5))
 
-	res := tokenAsync(c, context.Background())
+	res := tokenAsync(c, testCtx(t))
 	var waits []time.Duration
 	for i := 1; i <= 4; i++ {
 		h.waitRequested(i)
@@ -269,7 +271,7 @@ func TestBackoffHonoursRetryAfter(t *testing.T) {
 	rec := newRecorder()
 	c := h.client(rec, 0)
 
-	res := tokenAsync(c, context.Background())
+	res := tokenAsync(c, testCtx(t))
 	e := recv(t, rec.errs)
 	assert.Equal(t, http.StatusServiceUnavailable, e.Status)
 	assert.Equal(t, realtimeauth.CodeUpstreamRateLimited, e.Code)
@@ -292,7 +294,7 @@ func TestRefreshTooSoonWaitsRetryAfter(t *testing.T) {
 	h := newHarness(t, realtimeauth.WithRefreshPolicy(10, 45*time.Second))
 	rec := newRecorder()
 	c := h.client(rec, 0, tokenclient.WithJitter(0))
-	first, err := c.Token(context.Background())
+	first, err := c.Token(testCtx(t))
 	require.NoError(t, err)
 	recv(t, rec.refreshed)
 

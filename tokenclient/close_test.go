@@ -26,8 +26,8 @@ func TestCloseDuringRequest(t *testing.T) {
 	}
 	rec := newRecorder()
 	c := h.client(rec, 0)
-	res1 := tokenAsync(c, context.Background())
-	res2 := tokenAsync(c, context.Background())
+	res1 := tokenAsync(c, testCtx(t))
+	res2 := tokenAsync(c, testCtx(t))
 	<-entered
 
 	require.NoError(t, c.Close())
@@ -46,7 +46,7 @@ func TestCloseDuringBackoff(t *testing.T) {
 	h.minter.SetError(errors.New("upstream down"))
 	rec := newRecorder()
 	c := h.client(rec, 0)
-	res := tokenAsync(c, context.Background())
+	res := tokenAsync(c, testCtx(t))
 	h.waitRequested(1)
 	require.Len(t, h.timers.Pending(), 1)
 
@@ -63,7 +63,7 @@ func TestCallsAfterClose(t *testing.T) {
 	h := newHarness(t)
 	rec := newRecorder()
 	c := h.client(rec, 0)
-	_, err := c.Token(context.Background())
+	_, err := c.Token(testCtx(t))
 	require.NoError(t, err)
 	recv(t, rec.refreshed)
 	require.Len(t, h.timers.Pending(), 2)
@@ -71,7 +71,7 @@ func TestCallsAfterClose(t *testing.T) {
 	require.NoError(t, c.Close())
 	require.NoError(t, c.Close(), "idempotent")
 	assert.Empty(t, h.timers.Pending())
-	_, err = c.Token(context.Background())
+	_, err = c.Token(testCtx(t))
 	assert.ErrorIs(t, err, tokenclient.ErrClosed)
 	h.timers.Advance(time.Hour)
 	assert.Empty(t, drain(rec.expired))
@@ -86,7 +86,7 @@ func TestNoGoroutineLeftAfterClose(t *testing.T) {
 	h := newHarness(t)
 	c, err := tokenclient.New(h.base)
 	require.NoError(t, err)
-	_, err = c.Token(context.Background())
+	_, err = c.Token(testCtx(t))
 	require.NoError(t, err)
 	require.NotEmpty(t, leftovers(), "the check sees the client's connection")
 

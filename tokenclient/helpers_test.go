@@ -219,3 +219,13 @@ func requireNoLeftovers(t *testing.T) {
 	}
 	require.Empty(t, leftovers(), "goroutines left after Close")
 }
+
+// testCtx bounds a wait that a broken client could make endless; it
+// measures nothing.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var _ tokenclient.Clock = (*realtimeauthtest.TimerClock)(nil)

@@ -78,7 +78,7 @@ func TestRequestShape(t *testing.T) {
 		tokenclient.WithHeader("X-Trace", "1"), tokenclient.WithHeader("X-Trace", "2"))
 	require.NoError(t, err)
 	defer c.Close()
-	_, err = c.Token(context.Background())
+	_, err = c.Token(testCtx(t))
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	r := got[0]
