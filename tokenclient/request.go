@@ -31,9 +31,7 @@ func (c *Client) request(sessionID string, attempt int) (TokenData, *Error) {
 	if err != nil {
 		return TokenData{}, fail(0, err)
 	}
-	for k, v := range c.cfg.header {
-		req.Header[k] = v
-	}
+	req.Header = c.cfg.header.Clone()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	sent := c.cfg.clock.Now()
