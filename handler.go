@@ -479,7 +479,10 @@ func (h *Handler) readBody(k *call) (*[]byte, *apiError) {
 	if r.ContentLength > h.cfg.maxBodyBytes {
 		return nil, errTooLarge
 	}
-	if !isJSONMediaType(r.Header.Get("Content-Type")) {
+	// A declared length is refused before reading; a chunked body only if
+	// it turns out not to be empty.
+	jsonType := isJSONMediaType(r.Header.Get("Content-Type"))
+	if r.ContentLength > 0 && !jsonType {
 		return nil, errMediaType
 	}
 	bp := bodyPool.Get().(*[]byte)
@@ -505,6 +508,10 @@ func (h *Handler) readBody(k *call) (*[]byte, *apiError) {
 		}
 	}
 	*bp = b
+	if len(b) > 0 && !jsonType {
+		putBody(bp)
+		return nil, errMediaType
+	}
 	return bp, nil
 }
 
@@ -599,7 +606,9 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, tls, errMethod, 0)
 		return
 	}
-	body := healthBody(h.Stats())
+	ctx, cancel := context.WithTimeout(r.Context(), statsTimeout)
+	defer cancel()
+	body := healthBody(h.stats(ctx))
 	setSecurityHeaders(w.Header(), tls)
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {

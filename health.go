@@ -156,12 +156,21 @@ func depStatus(d dependency, windowFailures int64) string {
 	return ServiceOperational
 }
 
+// statsTimeout bounds the session store's Count in Stats.
+const statsTimeout = 2 * time.Second
+
 // Stats returns the figures the health endpoint reports. It asks the
 // session store for its count, with a two-second deadline.
 func (h *Handler) Stats() Stats {
-	now := h.now()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
+	return h.stats(ctx)
+}
+
+// stats is Stats within ctx: the health endpoint passes the request's
+// context, so a client that goes away does not keep a store call running.
+func (h *Handler) stats(ctx context.Context) Stats {
+	now := h.now()
 	active, countErr := h.store.Count(ctx, now)
 	// A successful count is a sign of life too: without it, a store that
 	// failed three health checks stayed "down" after it recovered, until a
