@@ -28,7 +28,27 @@ var (
 	hdrAllowPOST  = []string{"OPTIONS, POST"}
 	hdrAllowGET   = []string{"GET, HEAD"}
 	hdrCloseConn  = []string{"close"}
+	hdrTrue       = []string{"true"}
 )
+
+// setActualCORSHeaders writes what rs/cors writes on an actual (not
+// preflight) request from an origin already checked as allowed: Vary:
+// Origin, Access-Control-Allow-Origin echoing the request's Origin, and
+// Access-Control-Allow-Credentials when enabled. Writing them here instead
+// of calling cors.HandlerFunc skips a second origin check and rs/cors's
+// per-request debug-log argument list, which allocates even with its log
+// off.
+func setActualCORSHeaders(hd http.Header, r *http.Request, credentials bool) {
+	if vary := hd["Vary"]; vary == nil {
+		hd["Vary"] = hdrVaryOrigin
+	} else {
+		hd["Vary"] = append(vary, "Origin")
+	}
+	hd["Access-Control-Allow-Origin"] = r.Header["Origin"]
+	if credentials {
+		hd["Access-Control-Allow-Credentials"] = hdrTrue
+	}
+}
 
 // setSecurityHeaders sets the headers every JSON answer carries.
 func setSecurityHeaders(hd http.Header, tls bool) {
