@@ -274,9 +274,9 @@ func postRequest(path, body string) (*http.Request, *reusableBody) {
 	return r, rb
 }
 
-// serve runs one request through h into a fresh recorder and checks the
+// serveBench runs one request through h into a fresh recorder and checks the
 // status.
-func serve(b *testing.B, h http.Handler, r *http.Request, want int) {
+func serveBench(b *testing.B, h http.Handler, r *http.Request, want int) {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	if w.Code != want {
@@ -330,7 +330,7 @@ func BenchmarkHandler(b *testing.B) {
 				b.StartTimer()
 			}
 			rb.rewind()
-			serve(b, h, r, http.StatusOK)
+			serveBench(b, h, r, http.StatusOK)
 		}
 	})
 	b.Run("refresh", func(b *testing.B) {
@@ -346,7 +346,7 @@ func BenchmarkHandler(b *testing.B) {
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			rb.rewind()
-			serve(b, h, r, http.StatusOK)
+			serveBench(b, h, r, http.StatusOK)
 		}
 	})
 	b.Run("health", func(b *testing.B) {
@@ -355,18 +355,18 @@ func BenchmarkHandler(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			serve(b, h, r, http.StatusOK)
+			serveBench(b, h, r, http.StatusOK)
 		}
 	})
 	b.Run("429", func(b *testing.B) {
 		h := benchHandler(b, realtimeauth.WithRateLimit(1, time.Hour), realtimeauth.WithAbuseGuard(0, 0, 0))
 		r, rb := postRequest("/api/voice-agent/token", "")
-		serve(b, h, r, http.StatusOK)
+		serveBench(b, h, r, http.StatusOK)
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			rb.rewind()
-			serve(b, h, r, http.StatusTooManyRequests)
+			serveBench(b, h, r, http.StatusTooManyRequests)
 		}
 	})
 	b.Run("403-origin", func(b *testing.B) {
@@ -377,20 +377,20 @@ func BenchmarkHandler(b *testing.B) {
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			rb.rewind()
-			serve(b, h, r, http.StatusForbidden)
+			serveBench(b, h, r, http.StatusForbidden)
 		}
 	})
 	b.Run("403-blocked", func(b *testing.B) {
 		h := benchHandler(b, realtimeauth.WithAbuseGuard(1, time.Hour, time.Hour))
 		r, rb := postRequest("/api/voice-agent/token", "")
 		r.Header.Set("Origin", "https://evil.example")
-		serve(b, h, r, http.StatusForbidden) // the strike that blocks
+		serveBench(b, h, r, http.StatusForbidden) // the strike that blocks
 		r.Header.Set("Origin", benchOrigin)
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			rb.rewind()
-			serve(b, h, r, http.StatusForbidden)
+			serveBench(b, h, r, http.StatusForbidden)
 		}
 	})
 	b.Run("bare-net-http", func(b *testing.B) {
@@ -402,7 +402,7 @@ func BenchmarkHandler(b *testing.B) {
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			rb.rewind()
-			serve(b, h, r, http.StatusOK)
+			serveBench(b, h, r, http.StatusOK)
 		}
 	})
 }

@@ -16,19 +16,19 @@ func errorf(format string, a ...any) error {
 // Header values, shared by every response. Each slice has len == cap, so a
 // later Header.Add copies instead of writing into the shared array.
 var (
-	hdrJSON       = []string{"application/json"}
-	hdrNoStore    = []string{"no-store"}
-	hdrNoCache    = []string{"no-cache"}
-	hdrNosniff    = []string{"nosniff"}
-	hdrDeny       = []string{"DENY"}
-	hdrCSP        = []string{"default-src 'none'; frame-ancestors 'none'"}
-	hdrNoReferrer = []string{"no-referrer"}
-	hdrHSTS       = []string{"max-age=63072000; includeSubDomains"}
-	hdrVaryOrigin = []string{"Origin"}
-	hdrAllowPOST  = []string{"OPTIONS, POST"}
-	hdrAllowGET   = []string{"GET, HEAD"}
-	hdrCloseConn  = []string{"close"}
-	hdrTrue       = []string{"true"}
+	hdrJSON             = []string{"application/json"}
+	hdrNoStore          = []string{"no-store"}
+	hdrNoCache          = []string{"no-cache"}
+	hdrNosniff          = []string{"nosniff"}
+	hdrDeny             = []string{"DENY"}
+	hdrCSP              = []string{"default-src 'none'; frame-ancestors 'none'"}
+	hdrNoReferrer       = []string{"no-referrer"}
+	hdrHSTS             = []string{"max-age=63072000; includeSubDomains"}
+	hdrVaryOrigin       = []string{"Origin"}
+	hdrAllowPOST        = []string{"OPTIONS, POST"}
+	hdrAllowGET         = []string{"GET, HEAD"}
+	hdrCloseConn        = []string{"close"}
+	hdrAllowCredentials = []string{"true"}
 )
 
 // setActualCORSHeaders writes what rs/cors writes on an actual (not
@@ -46,7 +46,7 @@ func setActualCORSHeaders(hd http.Header, r *http.Request, credentials bool) {
 	}
 	hd["Access-Control-Allow-Origin"] = r.Header["Origin"]
 	if credentials {
-		hd["Access-Control-Allow-Credentials"] = hdrTrue
+		hd["Access-Control-Allow-Credentials"] = hdrAllowCredentials
 	}
 }
 
