@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/realtimeauth/realtimeauth"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // benchKeys returns n distinct IPv4 address strings, allocated up front so
@@ -102,12 +104,8 @@ func TestMemoryLimiterBenchCases(t *testing.T) {
 			_, _ = l.Allow(ctx, k)
 		}
 		d, err := l.Allow(ctx, keys[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := strings.HasSuffix(c.name, "/admit"); d.Allowed != want {
-			t.Errorf("%s: second event allowed = %v, want %v", c.name, d.Allowed, want)
-		}
+		require.NoError(t, err)
+		assert.Equal(t, strings.HasSuffix(c.name, "/admit"), d.Allowed, "%s: second event allowed", c.name)
 	}
 }
 
