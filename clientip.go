@@ -131,6 +131,25 @@ func parseForwardedAddr(s string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// addrString returns a's text form. When remote (a RemoteAddr,
+// "host:port") holds exactly that text as its host, it returns that
+// substring instead of a new string: for a direct client, the common case,
+// this saves an allocation per request.
+func addrString(a netip.Addr, remote string) string {
+	var buf [64]byte
+	b := a.AppendTo(buf[:0])
+	if i := strings.LastIndexByte(remote, ':'); i > 0 {
+		host := remote[:i]
+		if len(host) > 2 && host[0] == '[' && host[len(host)-1] == ']' {
+			host = host[1 : len(host)-1]
+		}
+		if host == string(b) {
+			return host
+		}
+	}
+	return string(b)
+}
+
 // limitKey is the key a client is limited and blocked by: an IPv4 address
 // as is, an IPv6 address by its /64, since one host commonly holds a whole
 // /64 and could otherwise rotate through it.

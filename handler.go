@@ -3,6 +3,7 @@ package realtimeauth
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io"
@@ -54,7 +55,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) newCall(w http.ResponseWriter, r *http.Request) call {
 	addr, forwardedTLS := h.ips.clientAddr(r)
-	ip := addr.String()
+	ip := addrString(addr, r.RemoteAddr)
 	key := ip
 	if addr.Is6() {
 		key = limitKey(addr)
@@ -96,7 +97,7 @@ func (h *Handler) issue(k *call, refresh bool) int {
 		if !h.origins.allowed(origin) {
 			return h.deny(k, errOrigin, 0, EventOriginRejected, SeverityMedium, true)
 		}
-		h.cors.HandlerFunc(k.w, k.r) // Access-Control-Allow-Origin, Vary
+		setActualCORSHeaders(k.w.Header(), k.r, h.cfg.allowCredentials)
 	} else {
 		k.w.Header()["Vary"] = hdrVaryOrigin
 	}
@@ -206,7 +207,7 @@ func (h *Handler) token(k *call, body []byte) int {
 	if res == nil && st != 0 {
 		return st
 	}
-	k.sessionID = uuid.NewString()
+	k.sessionID = newSessionID()
 	err := h.store.Create(ctx, Session{
 		ID:           k.sessionID,
 		ClientIP:     k.client.ip,
@@ -430,10 +431,22 @@ var errClientGone = newAPIError(499, CodeClientClosedRequest, "the client closed
 
 func (h *Handler) writeToken(k *call, tok Token) {
 	setSecurityHeaders(k.w.Header(), k.client.tls)
-	buf := make([]byte, 0, 160+len(tok.Value))
-	buf = appendToken(buf, tok, h.now(), k.sessionID)
+	bp := bodyPool.Get().(*[]byte)
+	buf := appendToken((*bp)[:0], tok, h.now(), k.sessionID)
 	k.w.WriteHeader(http.StatusOK)
-	_, _ = k.w.Write(buf)
+	_, _ = k.w.Write(buf) // Write copies, so the buffer goes back to the pool
+	*bp = buf
+	putBody(bp)
+}
+
+// newSessionID returns a random (version 4) UUID in canonical form, as
+// uuid.NewString does, without its allocation of the 16 random bytes.
+func newSessionID() string {
+	var u uuid.UUID
+	_, _ = rand.Read(u[:])  // crypto/rand.Read never fails, and b does not escape
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // variant RFC 4122
+	return u.String()
 }
 
 // preflight answers a CORS preflight, or a plain OPTIONS.
@@ -538,6 +551,15 @@ func parseRefreshBody(b []byte) (string, *apiError) {
 	if !isJSONObject(b) {
 		return "", errBadRefreshBody
 	}
+	if sid, ok := singleSessionID(b); ok {
+		return checkSessionID(sid)
+	}
+	return decodeRefreshBody(b)
+}
+
+// decodeRefreshBody is parseRefreshBody's general path, for a valid JSON
+// object of any shape.
+func decodeRefreshBody(b []byte) (string, *apiError) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if _, err := dec.Token(); err != nil { // {
 		return "", errBadRefreshBody
@@ -567,6 +589,10 @@ func parseRefreshBody(b []byte) (string, *apiError) {
 		}
 		sid = s
 	}
+	return checkSessionID(sid)
+}
+
+func checkSessionID(sid string) (string, *apiError) {
 	if sid == "" {
 		return "", errMissingSessionID
 	}
@@ -574,6 +600,34 @@ func parseRefreshBody(b []byte) (string, *apiError) {
 		return "", errBadSessionID
 	}
 	return sid, nil
+}
+
+// singleSessionID recognises, without a decoder, the body a client
+// normally sends: {"sessionId":"…"} with optional whitespace and no
+// escape in the value. b must already be a valid JSON object; anything
+// else reports false and takes the general path, so the result is the
+// same as the decoder's.
+func singleSessionID(b []byte) (string, bool) {
+	const ws = " \t\r\n"
+	rest := bytes.TrimLeft(b, ws)
+	for _, want := range []string{"{", `"sessionId"`, ":", `"`} {
+		var ok bool
+		if rest, ok = bytes.CutPrefix(rest, []byte(want)); !ok {
+			return "", false
+		}
+		if want != `"` {
+			rest = bytes.TrimLeft(rest, ws)
+		}
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
+		return "", false
+	}
+	sid := rest[:end]
+	if tail := bytes.TrimSpace(rest[end+1:]); len(tail) != 1 || tail[0] != '}' {
+		return "", false
+	}
+	return string(sid), true
 }
 
 // ValidSessionID reports whether id has the form of the session IDs the

@@ -16,19 +16,39 @@ func errorf(format string, a ...any) error {
 // Header values, shared by every response. Each slice has len == cap, so a
 // later Header.Add copies instead of writing into the shared array.
 var (
-	hdrJSON       = []string{"application/json"}
-	hdrNoStore    = []string{"no-store"}
-	hdrNoCache    = []string{"no-cache"}
-	hdrNosniff    = []string{"nosniff"}
-	hdrDeny       = []string{"DENY"}
-	hdrCSP        = []string{"default-src 'none'; frame-ancestors 'none'"}
-	hdrNoReferrer = []string{"no-referrer"}
-	hdrHSTS       = []string{"max-age=63072000; includeSubDomains"}
-	hdrVaryOrigin = []string{"Origin"}
-	hdrAllowPOST  = []string{"OPTIONS, POST"}
-	hdrAllowGET   = []string{"GET, HEAD"}
-	hdrCloseConn  = []string{"close"}
+	hdrJSON             = []string{"application/json"}
+	hdrNoStore          = []string{"no-store"}
+	hdrNoCache          = []string{"no-cache"}
+	hdrNosniff          = []string{"nosniff"}
+	hdrDeny             = []string{"DENY"}
+	hdrCSP              = []string{"default-src 'none'; frame-ancestors 'none'"}
+	hdrNoReferrer       = []string{"no-referrer"}
+	hdrHSTS             = []string{"max-age=63072000; includeSubDomains"}
+	hdrVaryOrigin       = []string{"Origin"}
+	hdrAllowPOST        = []string{"OPTIONS, POST"}
+	hdrAllowGET         = []string{"GET, HEAD"}
+	hdrCloseConn        = []string{"close"}
+	hdrAllowCredentials = []string{"true"}
 )
+
+// setActualCORSHeaders writes what rs/cors writes on an actual (not
+// preflight) request from an origin already checked as allowed: Vary:
+// Origin, Access-Control-Allow-Origin echoing the request's Origin, and
+// Access-Control-Allow-Credentials when enabled. Writing them here instead
+// of calling cors.HandlerFunc skips a second origin check and rs/cors's
+// per-request debug-log argument list, which allocates even with its log
+// off.
+func setActualCORSHeaders(hd http.Header, r *http.Request, credentials bool) {
+	if vary := hd["Vary"]; vary == nil {
+		hd["Vary"] = hdrVaryOrigin
+	} else {
+		hd["Vary"] = append(vary, "Origin")
+	}
+	hd["Access-Control-Allow-Origin"] = r.Header["Origin"]
+	if credentials {
+		hd["Access-Control-Allow-Credentials"] = hdrAllowCredentials
+	}
+}
 
 // setSecurityHeaders sets the headers every JSON answer carries.
 func setSecurityHeaders(hd http.Header, tls bool) {

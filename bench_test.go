@@ -1,0 +1,406 @@
+package realtimeauth_test
+
+// Benchmarks of the hot paths. Run them with
+//
+//	go test -run '^$' -bench . -benchmem -count 5 . | tee new.txt
+//	benchstat new.txt
+//
+// The peer limiters and the over-the-wire load test live in the nested
+// bench module (see docs/perf.md).
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/realtimeauth/realtimeauth"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// benchKeys returns n distinct IPv4 address strings, allocated up front so
+// that a benchmark measures the limiter and not the key building.
+func benchKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("10.%d.%d.%d", i>>16&0xff, i>>8&0xff, i&0xff)
+	}
+	return keys
+}
+
+// limiterCase is one limiter workload: how many keys, and a limit and
+// window that either always admit or, once warm, always reject.
+type limiterCase struct {
+	name   string
+	keys   int
+	limit  int
+	window time.Duration
+}
+
+// limiterCases are shared with the bench module's peers (which copy them):
+// "admit" never reaches the limit during a benchmark (for one key the
+// window is short so that tens of millions of decisions a second stay
+// under it), "reject" is over its limit after the warm-up.
+var limiterCases = []limiterCase{
+	{"1key/admit", 1, realtimeauth.MaxMemoryLimit, 10 * time.Millisecond},
+	{"1key/reject", 1, 1, time.Hour},
+	{"100000keys/admit", 100_000, realtimeauth.MaxMemoryLimit, time.Hour},
+	{"100000keys/reject", 100_000, 1, time.Hour},
+}
+
+func BenchmarkMemoryLimiter(b *testing.B) {
+	ctx := context.Background()
+	for _, c := range limiterCases {
+		keys := benchKeys(c.keys)
+		warm := func() *realtimeauth.MemoryLimiter {
+			l := realtimeauth.NewMemoryLimiter(c.limit, c.window)
+			for _, k := range keys {
+				_, _ = l.Allow(ctx, k)
+			}
+			return l
+		}
+		b.Run(c.name+"/serial", func(b *testing.B) {
+			l := warm()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				_, _ = l.Allow(ctx, keys[i%len(keys)])
+			}
+		})
+		b.Run(c.name+"/parallel", func(b *testing.B) {
+			l := warm()
+			var worker atomic.Uint32
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				// Each goroutine walks the keys from its own offset.
+				i := int(worker.Add(1)) * 7919
+				for pb.Next() {
+					_, _ = l.Allow(ctx, keys[i%len(keys)])
+					i++
+				}
+			})
+		})
+	}
+}
+
+// TestMemoryLimiterBenchCases checks that the benchmark cases do what
+// their names say, so a change of semantics cannot silently turn an
+// "admit" benchmark into a "reject" one.
+func TestMemoryLimiterBenchCases(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range limiterCases {
+		keys := benchKeys(c.keys)
+		l := realtimeauth.NewMemoryLimiter(c.limit, c.window)
+		for _, k := range keys {
+			_, _ = l.Allow(ctx, k)
+		}
+		d, err := l.Allow(ctx, keys[0])
+		require.NoError(t, err)
+		assert.Equal(t, strings.HasSuffix(c.name, "/admit"), d.Allowed, "%s: second event allowed", c.name)
+	}
+}
+
+func BenchmarkMemoryStore(b *testing.B) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const live = 10_000
+	ids := make([]string, live)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("00000000-0000-4000-8000-%012x", i)
+	}
+	newStore := func() *realtimeauth.MemoryStore {
+		s := realtimeauth.NewMemoryStore(realtimeauth.WithMemoryClock(func() time.Time { return t0 }))
+		for _, id := range ids {
+			if err := s.Create(ctx, realtimeauth.Session{ID: id, ClientIP: "10.0.0.1",
+				CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), LastIssuedAt: t0}, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return s
+	}
+	b.Run("create", func(b *testing.B) {
+		// IDs are made before the clock starts; the store is replaced every
+		// 100,000 creates so that it stays under its key cap.
+		const batch = 100_000
+		fresh := make([]string, batch)
+		for i := range fresh {
+			fresh[i] = fmt.Sprintf("10000000-0000-4000-8000-%012x", i)
+		}
+		s := newStore()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if i%batch == 0 && i > 0 {
+				b.StopTimer()
+				s = newStore()
+				b.StartTimer()
+			}
+			err := s.Create(ctx, realtimeauth.Session{ID: fresh[i%batch], ClientIP: "10.0.0.1",
+				CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), LastIssuedAt: t0}, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("get", func(b *testing.B) {
+		s := newStore()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := s.Get(ctx, ids[i%live], t0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("update", func(b *testing.B) {
+		// The refresh path's update: every condition checked, a refresh
+		// counted (no refresh limit, so it never runs out).
+		s := newStore()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			_, err := s.Update(ctx, ids[i%live], realtimeauth.SessionUpdate{
+				Now: t0, ClientIP: "10.0.0.1", AddRefreshes: 1, LastIssuedAt: t0,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// forwardedChain returns an X-Forwarded-For value of n entries: n-1 forged
+// addresses a client wrote, then the client's address as the proxy saw it.
+func forwardedChain(n int) string {
+	parts := make([]string, n)
+	for i := range parts[:n-1] {
+		parts[i] = fmt.Sprintf("198.51.100.%d", i%250)
+	}
+	parts[n-1] = "203.0.113.7"
+	return strings.Join(parts, ", ")
+}
+
+func BenchmarkClientIP(b *testing.B) {
+	h, err := realtimeauth.New(zeroMinter{}, realtimeauth.WithLogger(discardLogger),
+		realtimeauth.WithTrustedProxies("10.0.0.0/8"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{1, 10, 1000} {
+		b.Run("xff="+strconv.Itoa(n), func(b *testing.B) {
+			r := httptest.NewRequest(http.MethodPost, "/api/voice-agent/token", nil)
+			r.RemoteAddr = "10.1.2.3:5555"
+			r.Header.Set("X-Forwarded-For", forwardedChain(n))
+			if got := h.ClientIP(r).String(); got != "203.0.113.7" {
+				b.Fatalf("ClientIP = %s", got)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				h.ClientIP(r)
+			}
+		})
+	}
+}
+
+var discardLogger = slog.New(slog.DiscardHandler)
+
+// zeroMinter answers at once with a fixed token, so that a benchmark
+// measures the handler and not the minter.
+type zeroMinter struct{}
+
+func (zeroMinter) Mint(_ context.Context, req realtimeauth.MintRequest) (realtimeauth.Token, error) {
+	return realtimeauth.Token{Value: benchToken, ExpiresAt: time.Now().Add(req.TTL)}, nil
+}
+
+const benchToken = "ek_68af0d1c2b3e4f5a6b7c8d9e0f1a2b3c"
+
+// reusableBody is a request body that can be rewound, so that a benchmark
+// loop does not allocate one per request.
+type reusableBody struct {
+	strings.Reader
+	s string
+}
+
+func (b *reusableBody) Close() error { return nil }
+func (b *reusableBody) rewind()      { b.Reset(b.s) }
+
+func newBody(s string) *reusableBody {
+	b := &reusableBody{s: s}
+	b.rewind()
+	return b
+}
+
+const benchOrigin = "https://app.example.com"
+
+// benchHandler is the handler as the example server configures it, with a
+// discard logger and a zero-latency minter.
+func benchHandler(b *testing.B, opts ...realtimeauth.Option) *realtimeauth.Handler {
+	b.Helper()
+	all := append([]realtimeauth.Option{
+		realtimeauth.WithLogger(discardLogger),
+		realtimeauth.WithAllowedOrigins(benchOrigin),
+		realtimeauth.WithRateLimit(realtimeauth.MaxMemoryLimit, time.Minute),
+		realtimeauth.WithRefreshPolicy(1_000_000, 0),
+	}, opts...)
+	h, err := realtimeauth.New(zeroMinter{}, all...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h
+}
+
+func postRequest(path, body string) (*http.Request, *reusableBody) {
+	rb := newBody(body)
+	r := httptest.NewRequest(http.MethodPost, path, nil)
+	r.Body = rb
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Origin", benchOrigin)
+	if body != "" {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	r.RemoteAddr = "192.0.2.10:40000"
+	return r, rb
+}
+
+// serveBench runs one request through h into a fresh recorder and checks the
+// status.
+func serveBench(b *testing.B, h http.Handler, r *http.Request, want int) {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != want {
+		b.Fatalf("status %d, want %d: %s", w.Code, want, w.Body)
+	}
+}
+
+// tokenBody is the size of the handler's token answer, for the bare
+// handler that stands in for it.
+var tokenBody = `{"success":true,"token":"` + benchToken + `","expiresAt":1767225660000,"expiresIn":60,` +
+	`"serverTime":1767225600000,"sessionId":"2f1d7a3c-5b6e-4f70-8a9b-0c1d2e3f4a5b"}`
+
+// bareHandler writes what the token endpoint writes (the same headers and a
+// JSON body of the same size) and nothing else, with header values shared
+// between requests as the handler does: the floor any handler serving this
+// answer pays in net/http.
+func bareHandler(w http.ResponseWriter, _ *http.Request) {
+	hd := w.Header()
+	for k, v := range bareHeaders {
+		hd[k] = v
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, tokenBody)
+}
+
+var bareHeaders = map[string][]string{
+	"Content-Type":                {"application/json"},
+	"Cache-Control":               {"no-store"},
+	"Pragma":                      {"no-cache"},
+	"X-Content-Type-Options":      {"nosniff"},
+	"X-Frame-Options":             {"DENY"},
+	"Content-Security-Policy":     {"default-src 'none'; frame-ancestors 'none'"},
+	"Referrer-Policy":             {"no-referrer"},
+	"Vary":                        {"Origin"},
+	"Access-Control-Allow-Origin": {benchOrigin},
+}
+
+func BenchmarkHandler(b *testing.B) {
+	b.Run("token", func(b *testing.B) {
+		// Each token request opens a session; the handler is replaced every
+		// 100,000 requests so that the store stays under its cap.
+		const batch = 100_000
+		h := benchHandler(b)
+		r, rb := postRequest("/api/voice-agent/token", "")
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if i%batch == 0 && i > 0 {
+				b.StopTimer()
+				h = benchHandler(b)
+				b.StartTimer()
+			}
+			rb.rewind()
+			serveBench(b, h, r, http.StatusOK)
+		}
+	})
+	b.Run("refresh", func(b *testing.B) {
+		h := benchHandler(b)
+		r, _ := postRequest("/api/voice-agent/token", "")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		sid := w.Body.String()
+		sid = sid[strings.Index(sid, `"sessionId":"`)+13:]
+		sid = sid[:strings.IndexByte(sid, '"')]
+		r, rb := postRequest("/api/voice-agent/refresh-token", `{"sessionId":"`+sid+`"}`)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			rb.rewind()
+			serveBench(b, h, r, http.StatusOK)
+		}
+	})
+	b.Run("health", func(b *testing.B) {
+		h := benchHandler(b)
+		r := httptest.NewRequest(http.MethodGet, "/api/voice-agent/health", nil)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			serveBench(b, h, r, http.StatusOK)
+		}
+	})
+	b.Run("429", func(b *testing.B) {
+		h := benchHandler(b, realtimeauth.WithRateLimit(1, time.Hour), realtimeauth.WithAbuseGuard(0, 0, 0))
+		r, rb := postRequest("/api/voice-agent/token", "")
+		serveBench(b, h, r, http.StatusOK)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			rb.rewind()
+			serveBench(b, h, r, http.StatusTooManyRequests)
+		}
+	})
+	b.Run("403-origin", func(b *testing.B) {
+		h := benchHandler(b, realtimeauth.WithAbuseGuard(0, 0, 0))
+		r, rb := postRequest("/api/voice-agent/token", "")
+		r.Header.Set("Origin", "https://evil.example")
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			rb.rewind()
+			serveBench(b, h, r, http.StatusForbidden)
+		}
+	})
+	b.Run("403-blocked", func(b *testing.B) {
+		h := benchHandler(b, realtimeauth.WithAbuseGuard(1, time.Hour, time.Hour))
+		r, rb := postRequest("/api/voice-agent/token", "")
+		r.Header.Set("Origin", "https://evil.example")
+		serveBench(b, h, r, http.StatusForbidden) // the strike that blocks
+		r.Header.Set("Origin", benchOrigin)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			rb.rewind()
+			serveBench(b, h, r, http.StatusForbidden)
+		}
+	})
+	b.Run("bare-net-http", func(b *testing.B) {
+		// The same recorder and request through a handler that only writes
+		// the token answer's headers and body: the harness's own share.
+		r, rb := postRequest("/api/voice-agent/token", "")
+		h := http.HandlerFunc(bareHandler)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			rb.rewind()
+			serveBench(b, h, r, http.StatusOK)
+		}
+	})
+}
