@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/bits"
-	"reflect"
 	"sync"
 	"time"
 )
@@ -43,13 +42,13 @@ type MemoryOption func(*memoryConfig)
 type memoryConfig struct {
 	now     func() time.Time
 	maxKeys int
-	// wallClock is set when now is time.Now itself, so that elapsed time
-	// can be read with time.Since, which reads only the monotonic clock.
+	// wallClock is set when no clock was given, so that elapsed time can
+	// be read with time.Since, which reads only the monotonic clock.
 	wallClock bool
 }
 
 // WithMemoryClock sets the clock the in-memory implementation reads, for
-// tests. Default: time.Now.
+// tests. Default (also when now is nil): time.Now.
 func WithMemoryClock(now func() time.Time) MemoryOption {
 	return func(c *memoryConfig) { c.now = now }
 }
@@ -76,14 +75,13 @@ func WithMemoryMaxKeys(n int) MemoryOption {
 }
 
 func newMemoryConfig(opts []MemoryOption) memoryConfig {
-	c := memoryConfig{now: time.Now, maxKeys: 1_000_000}
+	c := memoryConfig{maxKeys: 1_000_000}
 	for _, o := range opts {
 		o(&c)
 	}
 	if c.now == nil {
-		c.now = time.Now
+		c.now, c.wallClock = time.Now, true
 	}
-	c.wallClock = reflect.ValueOf(c.now).Pointer() == reflect.ValueOf(time.Now).Pointer()
 	return c
 }
 

@@ -284,8 +284,13 @@ func (c *config) resolve() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("realtimeauth: "+format, a...)) }
 
+	// The default in-memory parts read the handler's clock when one was
+	// given, and the wall clock (through their faster path) otherwise.
+	var memClock func() time.Time
 	if c.now == nil {
 		c.now = time.Now
+	} else {
+		memClock = c.now
 	}
 	if c.logger == nil {
 		c.logger = slog.Default()
@@ -295,7 +300,7 @@ func (c *config) resolve() error {
 	} else if c.memoryMaxKeys < 0 {
 		bad("WithMemoryLimits: maxKeys %d must be at least 1", c.memoryMaxKeys)
 	}
-	mem := []MemoryOption{WithMemoryClock(c.now), WithMemoryMaxKeys(c.memoryMaxKeys)}
+	mem := []MemoryOption{WithMemoryClock(memClock), WithMemoryMaxKeys(c.memoryMaxKeys)}
 
 	if c.limiter != nil && c.rateLimitSet {
 		bad("WithRateLimit cannot be combined with WithLimiter: set the limit on the Limiter")
