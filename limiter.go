@@ -112,9 +112,14 @@ const (
 // window's events were spread evenly; it never admits more than limit events
 // in one fixed window, and at most 2*limit in the worst-case sliding window
 // (all of the previous window's events at its very end), typically much
-// fewer. Each key costs one 8-byte value in a sharded map, so a million
-// tracked clients take tens of megabytes (see the README's Performance
-// section), and deciding takes no allocation for a key already tracked.
+// fewer. Each key is tracked by its 64-bit hash (seeded at random per
+// limiter) with one 8-byte value of state, in a sharded map: about 38 bytes
+// of heap per tracked client, the key string itself not kept, so a million
+// tracked clients take under 40 MB (see the README's Performance section),
+// and deciding takes no allocation for a key already tracked. Two keys whose
+// hashes collide would share a count; with a million tracked keys the chance
+// that any two do is about 3 in 100 million, and the random seed means no
+// client can aim for one.
 //
 // Idle keys (no event for a full window) are dropped lazily: a shard sweeps
 // itself at most once per window, when it is next used, so there is no
@@ -134,7 +139,7 @@ var _ Limiter = (*MemoryLimiter)(nil)
 
 type limiterShard struct {
 	mu        sync.Mutex
-	m         map[string]uint64 // packed: window index, previous count, current count
+	m         map[uint64]uint64 // key hash → packed window index, previous count, current count
 	lastSweep uint64            // window index of the last sweep
 	_         [40]byte          // keep shards on separate cache lines
 }
@@ -158,7 +163,7 @@ func NewMemoryLimiter(limit int, window time.Duration, opts ...MemoryOption) *Me
 	}
 	l.maxPerShard = max(1, (c.maxKeys+limiterShards-1)/limiterShards)
 	for i := range l.shards {
-		l.shards[i].m = make(map[string]uint64)
+		l.shards[i].m = make(map[uint64]uint64)
 	}
 	return l
 }
@@ -196,13 +201,14 @@ func (l *MemoryLimiter) Allow(_ context.Context, key string) (Decision, error) {
 	n := elapsed / l.window
 	win, into := uint64(n), elapsed-n*l.window // one division, not two
 
-	sh := &l.shards[maphash.String(l.seed, key)&(limiterShards-1)]
+	hk := maphash.String(l.seed, key)
+	sh := &l.shards[hk&(limiterShards-1)]
 	sh.mu.Lock()
 	if win != sh.lastSweep {
 		sh.sweep(win)
 	}
 	var prev, cur uint64
-	v, ok := sh.m[key]
+	v, ok := sh.m[hk]
 	if ok {
 		sw, sp, sc := unpack(v)
 		switch (win - sw) & windowMask {
@@ -216,7 +222,7 @@ func (l *MemoryLimiter) Allow(_ context.Context, key string) (Decision, error) {
 	}
 	d := l.decide(prev, cur, into)
 	if d.Allowed {
-		sh.m[key] = pack(win, prev, cur+1)
+		sh.m[hk] = pack(win, prev, cur+1)
 	}
 	sh.mu.Unlock()
 	return d, nil
