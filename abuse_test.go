@@ -144,7 +144,7 @@ func jsonBodyOrEmpty(b []byte) map[string]any {
 // health, and ends after blockFor.
 func TestBlockLifecycle(t *testing.T) {
 	ev := &events{}
-	r := newRig(t, realtimeauth.WithAbuseGuard(3, 10*time.Minute, 15*time.Minute), realtimeauth.WithEventHook(ev.hook))
+	r := newRig(t, realtimeauth.WithAbuseGuard(3, 10*time.Minute, 15*time.Minute), realtimeauth.WithEventHook(ev.Hook))
 	id := issueToken(t, r.h, striker)["sessionId"].(string)
 	bad := req{path: refrURL, remote: striker, body: refreshBody(uuid.NewString())}
 
@@ -156,8 +156,8 @@ func TestBlockLifecycle(t *testing.T) {
 	serveReq(r.h, bad)
 	assert.Equal(t, 200, serveReq(r.h, req{path: tokenURL, remote: striker}).Code, "two strikes in this window")
 	serveReq(r.h, bad)
-	require.Len(t, ev.named(realtimeauth.EventClientBlocked), 1)
-	blocked := ev.named(realtimeauth.EventClientBlocked)[0]
+	require.Len(t, ev.Named(realtimeauth.EventClientBlocked), 1)
+	blocked := ev.Named(realtimeauth.EventClientBlocked)[0]
 	assert.Equal(t, "198.51.100.66", blocked.ClientIP)
 	assert.Equal(t, 15*time.Minute, blocked.RetryAfter)
 	assert.Equal(t, realtimeauth.SeverityHigh, blocked.Severity)
@@ -176,7 +176,7 @@ func TestBlockLifecycle(t *testing.T) {
 	assertError(t, serveReq(r.h, req{path: tokenURL, remote: striker}), 403, "blocked", 1)
 	r.clock.Advance(time.Second)
 	assert.Equal(t, 200, serveReq(r.h, req{path: tokenURL, remote: striker}).Code)
-	assert.Len(t, ev.named(realtimeauth.EventClientBlocked), 1, "one event per block, not per request")
+	assert.Len(t, ev.Named(realtimeauth.EventClientBlocked), 1, "one event per block, not per request")
 }
 
 // TestBlockedReachesNothing: a blocked client costs no limiter, store or
@@ -204,14 +204,14 @@ func TestOneBlockEventUnderConcurrency(t *testing.T) {
 	ev := &events{}
 	logs := &syncBuffer{}
 	r := newRig(t, realtimeauth.WithAbuseGuard(5, time.Minute, time.Minute),
-		realtimeauth.WithEventHook(ev.hook), realtimeauth.WithLogger(newTextLogger(logs)))
+		realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLogger(newTextLogger(logs)))
 	for round := 1; round <= 2; round++ {
 		var wg sync.WaitGroup
 		for range 100 {
 			wg.Go(func() { serveReq(r.h, req{path: refrURL, remote: striker, body: refreshBody("x")}) })
 		}
 		wg.Wait()
-		assert.Len(t, ev.named(realtimeauth.EventClientBlocked), round)
+		assert.Len(t, ev.Named(realtimeauth.EventClientBlocked), round)
 		assert.Equal(t, round, strings.Count(logs.String(), "event=client_blocked"))
 		r.clock.Advance(time.Minute) // the block ends
 	}

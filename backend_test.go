@@ -43,12 +43,12 @@ func (s *brokenStore) Update(ctx context.Context, id string, u realtimeauth.Sess
 func TestBackendFailures(t *testing.T) {
 	t.Run("limiter", func(t *testing.T) {
 		ev := &events{}
-		r := newRig(t, realtimeauth.WithLimiter(brokenLimiter{}), realtimeauth.WithEventHook(ev.hook))
+		r := newRig(t, realtimeauth.WithLimiter(brokenLimiter{}), realtimeauth.WithEventHook(ev.Hook))
 		for range 3 {
 			assertError(t, serveReq(r.h, req{path: tokenURL}), 503, "store_unavailable", 0)
 		}
 		assert.Equal(t, 0, r.mint.Calls())
-		assert.Len(t, ev.named(realtimeauth.EventStoreError), 3)
+		assert.Len(t, ev.Named(realtimeauth.EventStoreError), 3)
 		st := r.h.Stats()
 		assert.Equal(t, realtimeauth.ServiceDown, st.RateLimit.Status)
 		assert.Equal(t, realtimeauth.StatusUnhealthy, st.Status)

@@ -101,12 +101,12 @@ func TestEvents(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := &events{}
 			logs := &syncBuffer{}
-			r := newRig(t, append(tc.opts, realtimeauth.WithEventHook(ev.hook), realtimeauth.WithLogger(newTextLogger(logs)))...)
+			r := newRig(t, append(tc.opts, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLogger(newTextLogger(logs)))...)
 			q := tc.prep(t, r)
 			q.headers = mergeHeaders(q.headers, map[string]string{"User-Agent": ua})
-			before := len(ev.named(tc.event))
+			before := len(ev.Named(tc.event))
 			serveReq(r.h, q)
-			got := ev.named(tc.event)
+			got := ev.Named(tc.event)
 			require.Len(t, got, before+1, "one %s event", tc.event)
 			e := got[len(got)-1]
 			assert.Equal(t, tc.event, e.Name)
@@ -183,7 +183,7 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 	h, err := realtimeauth.New(m,
 		realtimeauth.WithAllowedOrigins(origin),
 		realtimeauth.WithLogger(newTextLogger(logs)),
-		realtimeauth.WithEventHook(ev.hook),
+		realtimeauth.WithEventHook(ev.Hook),
 		realtimeauth.WithAuthenticator(bearerAuth),
 		realtimeauth.WithRefreshPolicy(2, 0),
 		realtimeauth.WithMaxSessionsPerSubject(3),
@@ -213,7 +213,7 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 	do(tok(1, "alice"))
 	do(tok(1, "alice")) // too many sessions
 	ids := []string{}
-	for _, e := range ev.named(realtimeauth.EventTokenIssued) {
+	for _, e := range ev.Named(realtimeauth.EventTokenIssued) {
 		ids = append(ids, e.SessionID)
 	}
 	require.Len(t, ids, 3)
@@ -242,7 +242,7 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 
 	require.NotEmpty(t, tokens)
 	all := logs.String()
-	evs := ev.all()
+	evs := ev.All()
 	for _, name := range []string{
 		realtimeauth.EventTokenIssued, realtimeauth.EventTokenRefreshed, realtimeauth.EventRateLimitExceeded,
 		realtimeauth.EventClientBlocked, realtimeauth.EventOriginRejected, realtimeauth.EventSessionMismatch,
@@ -250,7 +250,7 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 		realtimeauth.EventUpstreamError, realtimeauth.EventInvalidRequest, realtimeauth.EventSessionNotFound,
 		realtimeauth.EventTooManySessions,
 	} {
-		assert.NotEmpty(t, ev.named(name), "path %s was run", name)
+		assert.NotEmpty(t, ev.Named(name), "path %s was run", name)
 		assert.Contains(t, all, "event="+name)
 	}
 	assert.Contains(t, all, "upstream_status=401", "upstream failures are logged")

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -257,31 +256,4 @@ func post(t *testing.T, c *http.Client, url, body string, hdr map[string]string)
 type syncBuffer = realtimeauthtest.Buffer
 
 // events collects the events a handler emits.
-type events struct {
-	mu  sync.Mutex
-	evs []realtimeauth.Event
-}
-
-func (e *events) hook(ev realtimeauth.Event) {
-	e.mu.Lock()
-	e.evs = append(e.evs, ev)
-	e.mu.Unlock()
-}
-
-func (e *events) named(name string) []realtimeauth.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []realtimeauth.Event
-	for _, ev := range e.evs {
-		if ev.Name == name {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
-
-func (e *events) all() []realtimeauth.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]realtimeauth.Event(nil), e.evs...)
-}
+type events = realtimeauthtest.Events

@@ -24,13 +24,13 @@ func as(subject string) map[string]string {
 func TestAuthenticator(t *testing.T) {
 	ev := &events{}
 	r := newRig(t, realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithRefreshPolicy(10, 0),
-		realtimeauth.WithEventHook(ev.hook))
+		realtimeauth.WithEventHook(ev.Hook))
 
 	assertError(t, serveReq(r.h, req{path: tokenURL}), 401, "unauthorized", 0)
 	assertError(t, serveReq(r.h, req{path: tokenURL, headers: as("bad")}), 401, "unauthorized", 0)
 	assertError(t, serveReq(r.h, req{path: refrURL, body: refreshBody(uuid.NewString())}), 401, "unauthorized", 0)
 	assert.Equal(t, 0, r.mint.Calls(), "unauthenticated requests never reach the minter")
-	require.Len(t, ev.named(realtimeauth.EventUnauthorized), 3)
+	require.Len(t, ev.Named(realtimeauth.EventUnauthorized), 3)
 
 	// An empty subject with no error is unauthenticated too.
 	empty := newRig(t, realtimeauth.WithAuthenticator(func(*http.Request) (string, error) { return "", nil }))
@@ -40,7 +40,7 @@ func TestAuthenticator(t *testing.T) {
 	require.Equal(t, 200, w.Code, w.Body.String())
 	id := jsonBody(t, w.Body.Bytes())["sessionId"].(string)
 	assert.Equal(t, "alice", r.mint.Requests()[0].Subject)
-	assert.Equal(t, "alice", ev.named(realtimeauth.EventTokenIssued)[0].Subject)
+	assert.Equal(t, "alice", ev.Named(realtimeauth.EventTokenIssued)[0].Subject)
 
 	// The subject is stored with the session.
 	assertError(t, serveReq(r.h, req{path: refrURL, headers: as("mallory"), body: refreshBody(id)}), 403, "session_mismatch", 0)
@@ -101,7 +101,7 @@ func TestRevocation(t *testing.T) {
 	ctx := context.Background()
 	ev := &events{}
 	r := newRig(t, realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithRefreshPolicy(10, 0),
-		realtimeauth.WithEventHook(ev.hook))
+		realtimeauth.WithEventHook(ev.Hook))
 	open := func(subject string) string {
 		w := serveReq(r.h, req{path: tokenURL, headers: as(subject)})
 		require.Equal(t, 200, w.Code)
@@ -117,7 +117,7 @@ func TestRevocation(t *testing.T) {
 	calls := r.mint.Calls()
 	assertError(t, serveReq(r.h, req{path: refrURL, headers: as("bob"), body: refreshBody(b)}), 401, "session_revoked", 0)
 	assert.Equal(t, calls, r.mint.Calls())
-	assert.Len(t, ev.named(realtimeauth.EventSessionRevoked), 1)
+	assert.Len(t, ev.Named(realtimeauth.EventSessionRevoked), 1)
 
 	n, err := r.h.RevokeSubject(ctx, "alice")
 	require.NoError(t, err)

@@ -27,30 +27,7 @@ type instance struct {
 	h      *realtimeauth.Handler
 	url    string
 	rt     *roundTrips
-	events *eventLog
-}
-
-type eventLog struct {
-	mu     sync.Mutex
-	events []realtimeauth.Event
-}
-
-func (l *eventLog) add(e realtimeauth.Event) {
-	l.mu.Lock()
-	l.events = append(l.events, e)
-	l.mu.Unlock()
-}
-
-func (l *eventLog) count(name string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, e := range l.events {
-		if e.Name == name {
-			n++
-		}
-	}
-	return n
+	events *realtimeauthtest.Events
 }
 
 type fleetConfig struct {
@@ -76,11 +53,11 @@ func newInstance(t *testing.T, rdb redis.UniversalClient, rt *roundTrips, clock 
 	}
 	lim, err := redisstore.NewLimiter(rdb, fc.limit, time.Minute, limOpts...)
 	require.NoError(t, err)
-	events := &eventLog{}
+	events := &realtimeauthtest.Events{}
 	opts := []realtimeauth.Option{
 		realtimeauth.WithLimiter(lim),
 		realtimeauth.WithRefreshPolicy(fc.maxRefreshes, fc.minInterval),
-		realtimeauth.WithEventHook(events.add),
+		realtimeauth.WithEventHook(events.Hook),
 		realtimeauth.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 	}
 	if clock != nil {
@@ -184,7 +161,7 @@ func TestFleetSharesTheRateLimit(t *testing.T) {
 	assert.Equal(t, int64(50), ok.Load())
 	assert.Equal(t, int64(150), refused.Load())
 	assert.Equal(t, 50, minter.Calls())
-	assert.Equal(t, 1, fleet[0].events.count(realtimeauth.EventClientBlocked)+fleet[1].events.count(realtimeauth.EventClientBlocked),
+	assert.Equal(t, 1, fleet[0].events.Count(realtimeauth.EventClientBlocked)+fleet[1].events.Count(realtimeauth.EventClientBlocked),
 		"one block, started once across the fleet")
 }
 
@@ -209,7 +186,7 @@ func TestFleetSharesSessionsAndBlocks(t *testing.T) {
 		assert.Equal(t, realtimeauth.CodeSessionNotFound, a.refresh(t, "00000000-0000-4000-8000-000000000000").code)
 	}
 	assert.Equal(t, realtimeauth.CodeBlocked, b.token(t).code, "blocked on a, blocked on b")
-	assert.Equal(t, 1, a.events.count(realtimeauth.EventClientBlocked))
+	assert.Equal(t, 1, a.events.Count(realtimeauth.EventClientBlocked))
 	clock.Advance(15 * time.Minute)
 	assert.Equal(t, http.StatusOK, b.token(t).status, "the block ends on time")
 }
