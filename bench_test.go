@@ -6,7 +6,7 @@ package realtimeauth_test
 //	benchstat new.txt
 //
 // The peer limiters and the over-the-wire load test live in the nested
-// bench module (see docs/perf.md).
+// bench module (see the README's Performance section).
 
 import (
 	"context"

@@ -16,7 +16,7 @@ import (
 // once every address has been seen) and by the sessions alive within one
 // SessionTTL, reached during the warm-up. It catches a leak of a few hundred
 // bytes per request or more (a 10 s run sends 10,000 requests or more);
-// smaller leaks need the 60 s run in docs/soak.md or longer.
+// smaller leaks need the README's 60 s soak run or longer.
 const heapTolerance = 8 << 20
 
 // TestSoak runs the load server in this process and drives it with the soak
