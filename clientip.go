@@ -1,6 +1,7 @@
 package realtimeauth
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -24,6 +25,7 @@ type ipResolver struct {
 
 func parseTrustedProxies(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
+	var errs []error
 	for _, s := range list {
 		s = strings.TrimSpace(s)
 		if s == "" {
@@ -32,7 +34,8 @@ func parseTrustedProxies(list []string) ([]netip.Prefix, error) {
 		if strings.Contains(s, "/") {
 			p, err := netip.ParsePrefix(s)
 			if err != nil {
-				return nil, fmt.Errorf("realtimeauth: WithTrustedProxies: %q is not a CIDR or an address", s)
+				errs = append(errs, fmt.Errorf("realtimeauth: WithTrustedProxies: %q is not a CIDR or an address", s))
+				continue
 			}
 			if p.Addr().Is4In6() {
 				p = netip.PrefixFrom(p.Addr().Unmap(), max(0, p.Bits()-96))
@@ -42,10 +45,14 @@ func parseTrustedProxies(list []string) ([]netip.Prefix, error) {
 		}
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("realtimeauth: WithTrustedProxies: %q is not a CIDR or an address", s)
+			errs = append(errs, fmt.Errorf("realtimeauth: WithTrustedProxies: %q is not a CIDR or an address", s))
+			continue
 		}
 		a = a.Unmap().WithZone("")
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

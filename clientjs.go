@@ -12,7 +12,7 @@ import (
 )
 
 // The browser client, served at GET {base}/client.js with its types at
-// {base}/client.d.ts. See docs/browser.md.
+// {base}/client.d.ts. See the README's Browser client section.
 var (
 	//go:embed js/realtimeauth.js
 	clientJS []byte

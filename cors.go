@@ -1,6 +1,7 @@
 package realtimeauth
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -20,8 +21,10 @@ type wildOrigin struct {
 	port   string // ":8443" or ""
 }
 
+// parseOrigins reads the allow-list; its error names every bad entry.
 func parseOrigins(list []string) (*originMatcher, error) {
 	m := &originMatcher{exact: make(map[string]struct{})}
+	var errs []error
 	for _, raw := range list {
 		s := strings.TrimSpace(raw)
 		if s == "*" {
@@ -30,7 +33,8 @@ func parseOrigins(list []string) (*originMatcher, error) {
 		}
 		o, w, err := parseOrigin(s)
 		if err != nil {
-			return nil, fmt.Errorf("realtimeauth: WithAllowedOrigins: %q: %v", raw, err)
+			errs = append(errs, fmt.Errorf("realtimeauth: WithAllowedOrigins: %q: %v", raw, err))
+			continue
 		}
 		if w != nil {
 			m.wild = append(m.wild, *w)
@@ -39,7 +43,10 @@ func parseOrigins(list []string) (*originMatcher, error) {
 		}
 	}
 	if m.all && (len(m.exact) > 0 || len(m.wild) > 0) {
-		return nil, fmt.Errorf(`realtimeauth: WithAllowedOrigins: "*" must stand alone`)
+		errs = append(errs, fmt.Errorf(`realtimeauth: WithAllowedOrigins: "*" must stand alone`))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -140,3 +140,23 @@ func TestBasePath(t *testing.T) {
 		assertError(t, serveReq(r.h, req{path: tokenURL}), 404, "not_found", 0)
 	}
 }
+
+// One error names every option at fault, whichever check finds it.
+func TestNewNamesEveryBadOption(t *testing.T) {
+	_, err := realtimeauth.New(&realtimeauthtest.Minter{},
+		realtimeauth.WithTokenTTL(5*time.Second),
+		realtimeauth.WithAllowedOrigins("null", "ftp://example.com", "https://ok.example.com"),
+		realtimeauth.WithTrustedProxies("10.0.0.0/33", "not-an-address"),
+	)
+	require.Error(t, err)
+	for _, want := range []string{
+		"WithTokenTTL",
+		`WithAllowedOrigins: "null"`,
+		`WithAllowedOrigins: "ftp://example.com"`,
+		`WithTrustedProxies: "10.0.0.0/33"`,
+		`WithTrustedProxies: "not-an-address"`,
+	} {
+		assert.Contains(t, err.Error(), want)
+	}
+	assert.NotContains(t, err.Error(), "ok.example.com")
+}

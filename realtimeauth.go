@@ -13,7 +13,7 @@
 // with a CORS allow-list, per-client sliding-window rate limits that a
 // forged X-Forwarded-For cannot dodge, sessions bound to their client with
 // refresh limits, suspicious-activity blocking, OWASP headers and
-// Cache-Control: no-store on every answer.
+// Cache-Control: no-store on every JSON answer.
 //
 // Mount it in the server you have:
 //
@@ -42,6 +42,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
@@ -115,18 +116,16 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 		}
 		o(&c)
 	}
-	if err := c.resolve(); err != nil {
-		return nil, err
-	}
+	// Every check runs, so that one error names every option at fault.
+	errs := []error{c.resolve()}
 	origins, err := parseOrigins(c.origins)
-	if err != nil {
-		return nil, err
-	}
-	if origins.all && c.allowCredentials {
-		return nil, errorf(`WithAllowCredentials cannot be combined with the origin "*"`)
+	errs = append(errs, err)
+	if err == nil && origins.all && c.allowCredentials {
+		errs = append(errs, errorf(`WithAllowCredentials cannot be combined with the origin "*"`))
 	}
 	trusted, err := parseTrustedProxies(c.trustedProxies)
-	if err != nil {
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	h := &Handler{

@@ -1,6 +1,8 @@
 // Package realtimeauthtest provides test doubles for code that uses
-// realtimeauth: a fake clock and a fake Minter. OpenAI itself is the only
-// part that should be faked; use the real in-memory (or Redis) stores.
+// realtimeauth: a fake clock (Clock), a fake clock with timers (TimerClock),
+// a fake Minter, a recorder of security events (Events) and a log buffer
+// safe for concurrent writers (Buffer). OpenAI itself is the only part that
+// should be faked; use the real in-memory (or Redis) stores.
 package realtimeauthtest
 
 import (

@@ -57,9 +57,10 @@ func NewLimiter(client redis.UniversalClient, limit int, window time.Duration, o
 
 // limitScript: KEYS[1] the key's state; ARGV limit, window (ns), TTL (ms),
 // and, with an injected clock, the window index and the nanoseconds into it.
-// It returns {allowed, remaining, retry-after in ms}. The arithmetic is
-// MemoryLimiter.decide's, in the same double-precision steps, so that both
-// decide alike to the last millisecond.
+// It returns {allowed, remaining, retry-after in ms}. It applies
+// MemoryLimiter.decide's rule (which works in exact integer nanoseconds) in
+// Lua's doubles; the conformance test requires both to decide alike to the
+// millisecond.
 var limitScript = redis.NewScript(`
 redis.replicate_commands() -- writes after TIME: needed before Redis 5, a no-op since
 local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])

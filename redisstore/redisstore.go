@@ -11,9 +11,11 @@
 //		realtimeauth.WithSessionStore(store),
 //		realtimeauth.WithAbuseStore(guard))
 //
-// Every decision is one Lua script, hence atomic across instances and one
-// round trip: an admitted token request costs 3 (abuse check, limit, session
-// create), a refresh 2 (abuse check, session update). A script Redis has not
+// Every write (a limit decision, a strike, a session create or update) is
+// one Lua script, hence atomic across instances and one round trip, and the
+// abuse check is one HGET: an admitted token request costs 3 round trips
+// (abuse check, limit, session create), a refresh 2 (abuse check, session
+// update). A script Redis has not
 // cached costs its first call one more; LoadScripts at start-up avoids that.
 //
 // # Keys
