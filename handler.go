@@ -64,7 +64,7 @@ func (h *Handler) newCall(w http.ResponseWriter, r *http.Request) call {
 		w:      w,
 		r:      r,
 		now:    h.now(),
-		client: client{addr: addr, ip: ip, key: key, tls: r.TLS != nil || forwardedTLS},
+		client: client{ip: ip, key: key, tls: r.TLS != nil || forwardedTLS},
 	}
 }
 

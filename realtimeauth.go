@@ -44,7 +44,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -214,10 +213,9 @@ func (d *DevMinter) Mint(ctx context.Context, req MintRequest) (Token, error) {
 	return Token{Value: DevTokenPrefix + hex.EncodeToString(b[:]), ExpiresAt: now().Add(req.TTL)}, nil
 }
 
-// limitKeyFor and the address string are computed once per request.
+// client is who a request comes from, resolved once per request.
 type client struct {
-	addr netip.Addr
-	ip   string // full address
-	key  string // limit and block key
-	tls  bool   // arrived over TLS (directly or at a trusted proxy)
+	ip  string // full address
+	key string // limit and block key
+	tls bool   // arrived over TLS (directly or at a trusted proxy)
 }
