@@ -86,7 +86,12 @@ func (p *ipResolver) clientAddr(r *http.Request) (addr netip.Addr, forwardedTLS 
 	if len(p.trusted) == 0 || !p.isTrusted(peer) {
 		return peer, false
 	}
-	forwardedTLS = strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+	return p.forwardedFor(r, peer), strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
+// forwardedFor walks X-Forwarded-For from the right, from the trusted peer,
+// to the first hop that is not a trusted proxy.
+func (p *ipResolver) forwardedFor(r *http.Request, peer netip.Addr) netip.Addr {
 	last := peer // the nearest hop we trust so far
 	hops := 0
 	lines := r.Header["X-Forwarded-For"]
@@ -97,7 +102,7 @@ func (p *ipResolver) clientAddr(r *http.Request) (addr netip.Addr, forwardedTLS 
 		}
 		for line != "" {
 			if hops++; hops > maxForwardedHops {
-				return last, forwardedTLS
+				return last
 			}
 			var entry string
 			if j := strings.LastIndexByte(line, ','); j >= 0 {
@@ -113,15 +118,41 @@ func (p *ipResolver) clientAddr(r *http.Request) (addr netip.Addr, forwardedTLS 
 			if !ok {
 				// A trusted proxy passed on something unparsable: go no
 				// further than the hop that sent it.
-				return last, forwardedTLS
+				return last
 			}
 			if !p.isTrusted(a) {
-				return a, forwardedTLS
+				return a
 			}
 			last = a
 		}
 	}
-	return last, forwardedTLS
+	return last
+}
+
+// client is who a request comes from, resolved once per request.
+type client struct {
+	ip      string // full address
+	key     string // the client's limit and block key: IPv4 address or IPv6 /64
+	prefix  string // an IPv6 client's /48, "" for IPv4
+	tls     bool   // arrived over TLS (directly or at a trusted proxy)
+	proxied bool   // through a trusted proxy, whose X-Request-Id is believed
+}
+
+// client resolves r's client.
+func (p *ipResolver) client(r *http.Request) client {
+	peer := peerAddr(r)
+	addr, c := peer, client{tls: r.TLS != nil}
+	if len(p.trusted) > 0 && p.isTrusted(peer) {
+		addr, c.proxied = p.forwardedFor(r, peer), true
+		c.tls = c.tls || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+	}
+	c.ip = addrString(addr, r.RemoteAddr)
+	c.key = c.ip
+	if addr.Is6() {
+		c.key = limitKey(addr)
+		c.prefix = netip.PrefixFrom(addr, 48).Masked().String()
+	}
+	return c
 }
 
 // parseForwardedAddr accepts "1.2.3.4", "1.2.3.4:80", "::1" and "[::1]:80".

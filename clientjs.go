@@ -51,51 +51,44 @@ var (
 )
 
 // serveStatic serves f: GET and HEAD only, ETag and 304, CORS for allowed
-// origins. A refused Origin gets 403 origin_not_allowed rather than the
-// file without CORS headers: the browser would refuse that file anyway, and
-// the 403's code in the network panel says why. No strike is recorded: a
-// script load is no attempt on a token.
-func (h *Handler) serveStatic(w http.ResponseWriter, r *http.Request, f *staticFile) {
-	k := h.newCall(w, r)
-	hd := w.Header()
-	hd["Vary"] = hdrVaryOrigin
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+// origins (written by rs/cors). A refused Origin gets 403
+// origin_not_allowed rather than the file without CORS headers: the browser
+// would refuse that file anyway, and the 403's code in the network panel
+// says why. Like every refused origin it is an event, not a strike.
+func (h *Handler) serveStatic(k *request, f *staticFile) {
+	hd := k.w.Header()
+	if k.r.Method != http.MethodGet && k.r.Method != http.MethodHead {
 		hd["Allow"] = hdrAllowGET
-		h.writeError(w, k.client.tls, errMethod, 0)
+		writeError(k.w, k.client.tls, errorTable[refMethod], 0)
 		return
 	}
-	if _, blocked := h.checkBlocked(&k); blocked {
+	k.start = h.now()
+	k.now = k.start
+	if !h.checkBlocked(k) {
 		return
 	}
-	if origin := r.Header.Get("Origin"); origin != "" {
-		if !h.origins.allowed(origin) {
-			h.writeError(w, k.client.tls, errOrigin, 0)
-			return
-		}
-		hd["Access-Control-Allow-Origin"] = []string{origin}
-		if h.cfg.allowCredentials {
-			hd["Access-Control-Allow-Credentials"] = hdrTrue
-		}
+	if o := k.r.Header.Get("Origin"); o != "" && !h.origins.allowed(o) {
+		h.refuse(k, refOrigin, 0)
+		return
 	}
+	h.getCORS.HandlerFunc(k.w, k.r)
 	hd["Cache-Control"] = hdrNoCache
 	hd["X-Content-Type-Options"] = hdrNosniff
 	hd["Etag"] = f.etag
 	if k.client.tls {
 		hd["Strict-Transport-Security"] = hdrHSTS
 	}
-	if etagMatches(r.Header.Get("If-None-Match"), f.etag[0]) {
-		w.WriteHeader(http.StatusNotModified)
+	if etagMatches(k.r.Header.Get("If-None-Match"), f.etag[0]) {
+		k.w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	hd["Content-Type"] = f.contentType
 	hd["Content-Length"] = []string{strconv.Itoa(len(f.body))}
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodGet {
-		_, _ = w.Write(f.body)
+	k.w.WriteHeader(http.StatusOK)
+	if k.r.Method == http.MethodGet {
+		_, _ = k.w.Write(f.body)
 	}
 }
-
-var hdrTrue = []string{"true"}
 
 // etagMatches applies If-None-Match's weak comparison (RFC 9110 13.1.2).
 func etagMatches(header, etag string) bool {

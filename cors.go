@@ -51,11 +51,10 @@ func parseOrigins(list []string) (*originMatcher, error) {
 	return m, nil
 }
 
-// ParseOrigin checks that s is a browser origin ("scheme://host[:port]", or
-// a "scheme://*.domain[:port]" pattern) and returns it normalised: lower
-// case, without the scheme's default port. The example server uses it to
-// refuse a bad ALLOWED_ORIGINS at start.
-func ParseOrigin(s string) (string, error) {
+// normalOrigin checks that s is a browser origin ("scheme://host[:port]",
+// or a "scheme://*.domain[:port]" pattern) and returns it normalised: lower
+// case, without the scheme's default port.
+func normalOrigin(s string) (string, error) {
 	if s == "*" {
 		return s, nil
 	}

@@ -34,9 +34,6 @@ var (
 	// ErrForbidden can be wrapped by a WithSessionConfig hook to refuse a
 	// request with 403 instead of 400.
 	ErrForbidden = errors.New("realtimeauth: forbidden")
-	// ErrUnauthenticated can be wrapped by a WithAuthenticator hook; any
-	// error from the hook is a 401 in any case.
-	ErrUnauthenticated = errors.New("realtimeauth: unauthenticated")
 )
 
 // UpstreamError describes a failed call to the token issuer. Its Message is
@@ -81,34 +78,127 @@ func (e *UpstreamError) Unwrap() []error {
 	return []error{ErrUpstream, e.Err}
 }
 
-// Error codes: the stable "code" field of every error response. Clients
-// branch on these, never on the human-readable "error" text.
+// Code is the stable "code" field of every error answer. Clients branch on
+// it, never on the human-readable "error" text.
+type Code string
+
+// The error codes.
 const (
-	CodeInvalidRequest       = "invalid_request"
-	CodeUnsupportedMediaType = "unsupported_media_type"
-	CodeOriginNotAllowed     = "origin_not_allowed"
-	CodeUnauthorized         = "unauthorized"
-	CodeForbidden            = "forbidden"
-	CodeBlocked              = "blocked"
-	CodeSessionMismatch      = "session_mismatch"
-	CodeSessionRevoked       = "session_revoked"
-	CodeRefreshLimitReached  = "refresh_limit_reached"
-	CodeSessionNotFound      = "session_not_found"
-	CodeNotFound             = "not_found"
-	CodeMethodNotAllowed     = "method_not_allowed"
-	CodePayloadTooLarge      = "payload_too_large"
-	CodeRateLimited          = "rate_limited"
-	CodeRefreshTooSoon       = "refresh_too_soon"
-	CodeTooManySessions      = "too_many_sessions"
-	CodeUpstreamError        = "upstream_error"
-	CodeUpstreamRateLimited  = "upstream_rate_limited"
-	CodeUpstreamBusy         = "upstream_busy"
-	CodeUpstreamTimeout      = "upstream_timeout"
-	CodeStoreUnavailable     = "store_unavailable"
-	CodeInternal             = "internal_error"
+	CodeInvalidRequest       Code = "invalid_request"
+	CodeUnsupportedMediaType Code = "unsupported_media_type"
+	CodeOriginNotAllowed     Code = "origin_not_allowed"
+	CodeUnauthorized         Code = "unauthorized"
+	CodeForbidden            Code = "forbidden"
+	CodeBlocked              Code = "blocked"
+	CodeSessionMismatch      Code = "session_mismatch"
+	CodeSessionRevoked       Code = "session_revoked"
+	CodeRefreshLimitReached  Code = "refresh_limit_reached"
+	CodeSessionNotFound      Code = "session_not_found"
+	CodeNotFound             Code = "not_found"
+	CodeMethodNotAllowed     Code = "method_not_allowed"
+	CodePayloadTooLarge      Code = "payload_too_large"
+	CodeRateLimited          Code = "rate_limited"
+	CodeRefreshTooSoon       Code = "refresh_too_soon"
+	CodeTooManySessions      Code = "too_many_sessions"
+	CodeUpstreamError        Code = "upstream_error"
+	CodeUpstreamRateLimited  Code = "upstream_rate_limited"
+	CodeUpstreamBusy         Code = "upstream_busy"
+	CodeUpstreamTimeout      Code = "upstream_timeout"
+	CodeStoreUnavailable     Code = "store_unavailable"
+	CodeInternal             Code = "internal_error"
 	// CodeUnavailable: the handler was closed.
-	CodeUnavailable = "unavailable"
+	CodeUnavailable Code = "unavailable"
 	// CodeClientClosedRequest: the client went away during the mint (status
 	// 499, as nginx logs it); nobody reads the answer.
-	CodeClientClosedRequest = "client_closed_request"
+	CodeClientClosedRequest Code = "client_closed_request"
 )
+
+// refusal names one row of the error table; call sites name the row and
+// nothing else.
+type refusal uint8
+
+const (
+	refBadJSON refusal = iota
+	refBadRefreshBody
+	refMissingSessionID
+	refBadSessionID
+	refBodyRead
+	refTooLarge
+	refMediaType
+	refSessionConfig
+	refForbidden
+	refInternal
+	refOrigin
+	refUnauthorized
+	refBlocked
+	refSessionMismatch
+	refSessionRevoked
+	refRefreshLimit
+	refSessionNotFound
+	refNotFound
+	refMethod
+	refRateLimited
+	refRefreshTooSoon
+	refTooManySessions
+	refStoreFull
+	refUpstream
+	refUpstreamLimited
+	refUpstreamBusy
+	refUpstreamTimeout
+	refStoreUnavailable
+	refUnavailable
+	refClientGone
+	numRefusals
+)
+
+// row is one refusal: its answer (status, code, message), the event it
+// emits ("" for none) at its severity, and whether it is a strike against
+// the client.
+type row struct {
+	status int
+	code   Code
+	msg    string
+	event  EventName
+	sev    Severity
+	strike bool
+}
+
+// errorTable is every refusal the handler can answer. A strike is earned by
+// what only a broken or hostile client does (a malformed or oversized body,
+// an unknown or foreign session, a failed authentication, going over a
+// limit); a refused Origin is not one, since only a browser sends a foreign
+// Origin, and any page the victim visits can make it send one. The blocked
+// answer emits no event per request: client_blocked is emitted once, when
+// the block starts.
+var errorTable = [numRefusals]row{
+	refBadJSON:          {400, CodeInvalidRequest, "request body must be empty or a JSON object", EventInvalidRequest, SeverityLow, true},
+	refBadRefreshBody:   {400, CodeInvalidRequest, `request body must be a JSON object with a string "sessionId"`, EventInvalidRequest, SeverityLow, true},
+	refMissingSessionID: {400, CodeInvalidRequest, "sessionId is required", EventInvalidRequest, SeverityLow, true},
+	refBadSessionID:     {400, CodeInvalidRequest, "sessionId is malformed", EventInvalidRequest, SeverityLow, true},
+	refBodyRead:         {400, CodeInvalidRequest, "could not read the request body", EventInvalidRequest, SeverityLow, true},
+	refTooLarge:         {413, CodePayloadTooLarge, "request body too large", EventInvalidRequest, SeverityLow, true},
+	refMediaType:        {415, CodeUnsupportedMediaType, "request body must be application/json", EventInvalidRequest, SeverityLow, false},
+	refSessionConfig:    {400, CodeInvalidRequest, "the session configuration for this request was refused", EventInvalidRequest, SeverityLow, false},
+	refForbidden:        {403, CodeForbidden, "forbidden", EventInvalidRequest, SeverityLow, false},
+	refInternal:         {500, CodeInternal, "internal error", EventInvalidRequest, SeverityHigh, false},
+	refOrigin:           {403, CodeOriginNotAllowed, "origin not allowed", EventOriginRejected, SeverityMedium, false},
+	refUnauthorized:     {401, CodeUnauthorized, "authentication required", EventUnauthorized, SeverityMedium, true},
+	refBlocked:          {403, CodeBlocked, "too much suspicious activity from this client; try again later", "", "", false},
+	refSessionMismatch:  {403, CodeSessionMismatch, "session belongs to another client", EventSessionMismatch, SeverityHigh, true},
+	refSessionRevoked:   {401, CodeSessionRevoked, "session revoked", EventSessionRevoked, SeverityMedium, false},
+	refRefreshLimit:     {403, CodeRefreshLimitReached, "session has reached its refresh limit; start a new session", EventRefreshLimitReached, SeverityLow, false},
+	refSessionNotFound:  {404, CodeSessionNotFound, "session not found or expired", EventSessionNotFound, SeverityMedium, true},
+	refNotFound:         {404, CodeNotFound, "not found", "", "", false},
+	refMethod:           {405, CodeMethodNotAllowed, "method not allowed", "", "", false},
+	refRateLimited:      {429, CodeRateLimited, "too many token requests; try again later", EventRateLimitExceeded, SeverityMedium, true},
+	refRefreshTooSoon:   {429, CodeRefreshTooSoon, "refresh requested too soon after the last token", EventRefreshTooSoon, SeverityLow, false},
+	refTooManySessions:  {429, CodeTooManySessions, "too many open sessions for this user", EventTooManySessions, SeverityMedium, false},
+	refStoreFull:        {429, CodeTooManySessions, "the server holds too many sessions; try again later", EventTooManySessions, SeverityMedium, false},
+	refUpstream:         {502, CodeUpstreamError, "the token issuer failed; try again", EventUpstreamError, SeverityHigh, false},
+	refUpstreamLimited:  {503, CodeUpstreamRateLimited, "the token issuer is rate limiting this server; try again later", EventUpstreamError, SeverityHigh, false},
+	refUpstreamBusy:     {503, CodeUpstreamBusy, "token budget exhausted; try again later", EventUpstreamBusy, SeverityHigh, false},
+	refUpstreamTimeout:  {504, CodeUpstreamTimeout, "the token issuer did not answer in time", EventUpstreamError, SeverityHigh, false},
+	refStoreUnavailable: {503, CodeStoreUnavailable, "a backing store is unavailable; try again later", EventStoreError, SeverityHigh, false},
+	refUnavailable:      {503, CodeUnavailable, "shutting down", "", "", false},
+	refClientGone:       {499, CodeClientClosedRequest, "the client closed the request", "", "", false},
+}

@@ -3,36 +3,33 @@ package realtimeauth
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 )
 
-// Names of the security events, stable across releases.
-const (
-	EventTokenIssued         = "token_issued"
-	EventTokenRefreshed      = "token_refreshed"
-	EventRateLimitExceeded   = "rate_limit_exceeded"
-	EventClientBlocked       = "client_blocked"
-	EventOriginRejected      = "origin_rejected"
-	EventSessionMismatch     = "session_mismatch"
-	EventRefreshLimitReached = "refresh_limit_reached"
-	EventRefreshTooSoon      = "refresh_too_soon"
-	EventSessionRevoked      = "session_revoked"
-	EventUnauthorized        = "unauthorized"
-	EventUpstreamError       = "upstream_error"
-	EventInvalidRequest      = "invalid_request"
-	EventSessionNotFound     = "session_not_found"
-	EventTooManySessions     = "too_many_sessions"
-	EventUpstreamBusy        = "upstream_busy"
-	EventStoreError          = "store_error"
-)
+// EventName names a security event. The names are stable across releases.
+type EventName string
 
+// The security events.
 const (
-	levelInfo  = slog.LevelInfo
-	levelWarn  = slog.LevelWarn
-	levelError = slog.LevelError
+	EventTokenIssued         EventName = "token_issued"
+	EventTokenRefreshed      EventName = "token_refreshed"
+	EventSessionEvicted      EventName = "session_evicted"
+	EventRateLimitExceeded   EventName = "rate_limit_exceeded"
+	EventClientBlocked       EventName = "client_blocked"
+	EventOriginRejected      EventName = "origin_rejected"
+	EventSessionMismatch     EventName = "session_mismatch"
+	EventRefreshLimitReached EventName = "refresh_limit_reached"
+	EventRefreshTooSoon      EventName = "refresh_too_soon"
+	EventSessionRevoked      EventName = "session_revoked"
+	EventUnauthorized        EventName = "unauthorized"
+	EventUpstreamError       EventName = "upstream_error"
+	EventInvalidRequest      EventName = "invalid_request"
+	EventSessionNotFound     EventName = "session_not_found"
+	EventTooManySessions     EventName = "too_many_sessions"
+	EventUpstreamBusy        EventName = "upstream_busy"
+	EventStoreError          EventName = "store_error"
 )
-
-func attrErr(err error) slog.Attr { return slog.String("error", err.Error()) }
 
 // Severity grades an Event.
 type Severity string
@@ -59,38 +56,57 @@ func (s Severity) level() slog.Level {
 // Event is one security-relevant decision. It never carries a token value or
 // an API key: Detail is one of the handler's own fixed phrases.
 type Event struct {
-	Name      string
+	Name      EventName
 	Time      time.Time
 	Severity  Severity
+	RequestID string
 	ClientIP  string
 	UserAgent string
 	Subject   string
 	SessionID string
 	// Status and Code are the HTTP answer the decision led to.
 	Status int
-	Code   string
+	Code   Code
 	// RetryAfter is the wait the client was told, if any.
 	RetryAfter time.Duration
 	// Detail is a short fixed explanation.
 	Detail string
 }
 
-// EventHook receives every Event (WithEventHook). It runs on the request's
-// goroutine: keep it fast, hand slow work to a goroutine of your own.
+// EventHook receives every Event (WithEventHook), including those the log
+// leaves out. It runs on the request's goroutine: keep it fast, hand slow
+// work to a goroutine of your own.
 type EventHook func(Event)
 
-func (h *Handler) emit(ctx context.Context, ev Event) {
+// newEvent is the event named name about the request k.
+func (h *Handler) newEvent(k *request, name EventName, sev Severity) Event {
+	return Event{
+		Name:      name,
+		Time:      k.now,
+		Severity:  sev,
+		RequestID: k.id,
+		ClientIP:  k.client.ip,
+		UserAgent: k.r.UserAgent(),
+		Subject:   k.subject,
+		SessionID: k.sessionID,
+	}
+}
+
+// emit hands ev to the hook and, within the log's allowance, to the log;
+// extra attributes go to the log line only.
+func (h *Handler) emit(k *request, ev Event, extra ...slog.Attr) {
 	if h.cfg.eventHook != nil {
 		h.cfg.eventHook(ev)
 	}
 	lvl := ev.Severity.level()
-	if !h.log.Enabled(ctx, lvl) {
+	if !h.logs(k.r.Context(), lvl) || !h.quota.admit(h, string(ev.Name), k.client.key, lvl, k.now) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 11)
+	attrs := make([]slog.Attr, 0, 12+len(extra))
 	attrs = append(attrs,
-		slog.String("event", ev.Name),
+		slog.String("event", string(ev.Name)),
 		slog.String("severity", string(ev.Severity)),
+		slog.String("request_id", ev.RequestID),
 		slog.String("client_ip", ev.ClientIP),
 	)
 	if ev.UserAgent != "" {
@@ -103,13 +119,103 @@ func (h *Handler) emit(ctx context.Context, ev Event) {
 		attrs = append(attrs, slog.String("session_id", ev.SessionID))
 	}
 	if ev.Status != 0 {
-		attrs = append(attrs, slog.Int("status", ev.Status), slog.String("code", ev.Code))
+		attrs = append(attrs, slog.Int("status", ev.Status), slog.String("code", string(ev.Code)))
 	}
 	if ev.RetryAfter > 0 {
-		attrs = append(attrs, slog.Duration("retry_after", ev.RetryAfter))
+		attrs = append(attrs, slog.Float64("retry_after", ev.RetryAfter.Seconds()))
 	}
 	if ev.Detail != "" {
 		attrs = append(attrs, slog.String("detail", ev.Detail))
 	}
-	h.log.LogAttrs(ctx, lvl, "realtimeauth security event", attrs...)
+	attrs = append(attrs, extra...)
+	h.log.LogAttrs(k.r.Context(), lvl, "realtimeauth security event", attrs...)
+}
+
+// logf writes a line about request k that is not an event (a backend
+// failure), with the request's ID, within the same allowance as events.
+func (h *Handler) logf(k *request, lvl slog.Level, msg string, attrs ...slog.Attr) {
+	if !h.logs(k.r.Context(), lvl) || !h.quota.admit(h, msg, k.client.key, lvl, k.now) {
+		return
+	}
+	all := append([]slog.Attr{slog.String("request_id", k.id), slog.String("client_ip", k.client.ip)}, attrs...)
+	h.log.LogAttrs(k.r.Context(), lvl, msg, all...)
+}
+
+// logs reports whether a line at lvl is written at all. Without
+// WithLogger, info lines (one per issued token) are left out: the default
+// logger writes each line with its own system call.
+func (h *Handler) logs(ctx context.Context, lvl slog.Level) bool {
+	return lvl >= h.minLevel && h.log.Enabled(ctx, lvl)
+}
+
+func attrErr(err error) slog.Attr { return slog.String("error", err.Error()) }
+
+// Log suppression: lines of one kind (an event name or a log message) about
+// one client are written at most logsPerMinute times per minute of the
+// handler's clock; the rest are counted, and the count is written as one
+// "suppressed" line per kind and client at the first line of any later
+// minute. There is no goroutine: the summary waits for the next line.
+const (
+	logsPerMinute = 10
+	// maxLogKeys bounds the kinds and clients tracked in one minute; past
+	// it, further clients share one count per kind (client "*").
+	maxLogKeys = 10_000
+)
+
+type logKey struct{ kind, client string }
+
+type logCount struct {
+	logged, suppressed int32
+	level              slog.Level
+}
+
+type logQuota struct {
+	mu     sync.Mutex
+	minute int64
+	counts map[logKey]logCount
+}
+
+type logSummary struct {
+	key   logKey
+	count logCount
+}
+
+// admit reports whether a line of kind about client may be written at now,
+// and writes the summaries of the minute that now has ended.
+func (q *logQuota) admit(h *Handler, kind, client string, lvl slog.Level, now time.Time) bool {
+	minute := now.Unix() / 60
+	q.mu.Lock()
+	var ended []logSummary
+	prev := q.minute
+	if minute > q.minute {
+		for key, c := range q.counts {
+			if c.suppressed > 0 {
+				ended = append(ended, logSummary{key, c})
+			}
+		}
+		clear(q.counts)
+		q.minute = minute
+	}
+	key := logKey{kind, client}
+	c, ok := q.counts[key]
+	if !ok && len(q.counts) >= maxLogKeys {
+		key.client = "*"
+		c = q.counts[key]
+	}
+	c.level = lvl
+	admitted := c.logged < logsPerMinute
+	if admitted {
+		c.logged++
+	} else {
+		c.suppressed++
+	}
+	q.counts[key] = c
+	q.mu.Unlock()
+	from := time.Unix(prev*60, 0).UTC()
+	for _, s := range ended {
+		h.log.LogAttrs(context.Background(), s.count.level, "realtimeauth: log lines suppressed",
+			slog.String("kind", s.key.kind), slog.String("client", s.key.client),
+			slog.Int("suppressed", int(s.count.suppressed)), slog.Time("minute", from))
+	}
+	return admitted
 }

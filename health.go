@@ -2,6 +2,8 @@ package realtimeauth
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -62,12 +64,12 @@ const (
 )
 
 type bucket struct {
-	slot                   int64 // which bucketSpan since the Unix epoch
-	requests, errors       int64
-	latency                time.Duration
-	mints, mintFailures    int64
-	mintLatency            time.Duration
-	limiterErrs, storeErrs int64
+	slot                int64 // which bucketSpan since the Unix epoch
+	requests, errors    int64
+	latency             time.Duration
+	mints, mintFailures int64
+	mintLatency         time.Duration
+	storeErrs           int64
 }
 
 type dependency struct{ consecutive int }
@@ -86,7 +88,6 @@ type metrics struct {
 	totalRequests  int64
 	totalRefreshes int64
 	upstream       dependency
-	limiter        dependency
 	store          dependency
 }
 
@@ -125,15 +126,6 @@ func (m *metrics) mint(t time.Time, d time.Duration, ok bool) {
 		b.mintFailures++
 	}
 	m.upstream.record(ok)
-	m.mu.Unlock()
-}
-
-func (m *metrics) limiterResult(t time.Time, ok bool) {
-	m.mu.Lock()
-	if !ok {
-		m.at(t).limiterErrs++
-	}
-	m.limiter.record(ok)
 	m.mu.Unlock()
 }
 
@@ -190,12 +182,11 @@ func (h *Handler) stats(ctx context.Context) Stats {
 			sum.mints += b.mints
 			sum.mintFailures += b.mintFailures
 			sum.mintLatency += b.mintLatency
-			sum.limiterErrs += b.limiterErrs
 			sum.storeErrs += b.storeErrs
 		}
 	}
 	st.TotalRequests, st.TotalRefreshes = h.m.totalRequests, h.m.totalRefreshes
-	upstream, limiter, store := h.m.upstream, h.m.limiter, h.m.store
+	upstream, store := h.m.upstream, h.m.store
 	h.m.mu.Unlock()
 
 	if sum.requests > 0 {
@@ -210,13 +201,15 @@ func (h *Handler) stats(ctx context.Context) Stats {
 			st.OpenAI.Status = ServiceDegraded
 		}
 	}
-	st.RateLimit.Status = depStatus(limiter, sum.limiterErrs)
+	// The allowances live in the session store: rate limiting is as well
+	// as the store is.
 	st.SessionTracking.Status = depStatus(store, sum.storeErrs)
 	if countErr != nil {
 		st.SessionTracking.Status = ServiceDown
 	} else {
 		st.ActiveSessions = active
 	}
+	st.RateLimit.Status = st.SessionTracking.Status
 
 	st.Status = StatusHealthy
 	for _, s := range []string{st.OpenAI.Status, st.RateLimit.Status, st.SessionTracking.Status} {
@@ -233,4 +226,57 @@ func (h *Handler) stats(ctx context.Context) Stats {
 		st.Status = StatusDegraded
 	}
 	return st
+}
+
+func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
+	_, forwardedTLS := h.ips.clientAddr(r)
+	tls := r.TLS != nil || forwardedTLS
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header()["Allow"] = hdrAllowGET
+		writeError(w, tls, errorTable[refMethod], 0)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), statsTimeout)
+	defer cancel()
+	body := healthBody(h.stats(ctx))
+	setSecurityHeaders(w.Header(), tls)
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(body)
+	}
+}
+
+type healthService struct {
+	Status  string   `json:"status"`
+	Latency *float64 `json:"latency,omitempty"`
+}
+
+func healthBody(st Stats) []byte {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	lat := ms(st.OpenAI.Latency)
+	v := struct {
+		Status    string                   `json:"status"`
+		Timestamp int64                    `json:"timestamp"`
+		Uptime    int64                    `json:"uptime"`
+		Services  map[string]healthService `json:"services"`
+		Metrics   map[string]any           `json:"metrics"`
+	}{
+		Status:    st.Status,
+		Timestamp: st.Time.UnixMilli(),
+		Uptime:    st.Uptime.Milliseconds(),
+		Services: map[string]healthService{
+			"openaiApi":       {Status: st.OpenAI.Status, Latency: &lat},
+			"rateLimit":       {Status: st.RateLimit.Status},
+			"sessionTracking": {Status: st.SessionTracking.Status},
+		},
+		Metrics: map[string]any{
+			"totalRequests":       st.TotalRequests,
+			"activeSessions":      st.ActiveSessions,
+			"totalRefreshes":      st.TotalRefreshes,
+			"errorRate":           st.ErrorRate,
+			"averageResponseTime": ms(st.AverageResponseTime),
+		},
+	}
+	b, _ := json.Marshal(v)
+	return b
 }

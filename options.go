@@ -3,7 +3,6 @@ package realtimeauth
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -30,80 +29,123 @@ type Authenticator func(r *http.Request) (subject string, err error)
 type SessionConfigFunc func(r *http.Request, subject string) (json.RawMessage, error)
 
 type config struct {
-	limiter                 Limiter
-	rateLimit               int
-	rateWindow              time.Duration
-	rateLimitSet            bool
-	store                   SessionStore
-	origins                 []string
-	originsSet              bool
-	allowCredentials        bool
-	corsHeaders             []string
-	tokenTTL                time.Duration
-	sessionTTL              time.Duration
-	maxRefreshes            int
-	minRefreshInterval      time.Duration
-	refreshPolicySet        bool
-	trustedProxies          []string
-	basePath                string
-	logger                  *slog.Logger
-	upstreamTimeout         time.Duration
-	maxBodyBytes            int64
-	now                     func() time.Time
-	abuseStrikes            int
-	abuseWindow, abuseBlock time.Duration
-	abuseGuard              AbuseGuard
-	abuseSet                bool
-	authenticator           Authenticator
-	subjectLimiter          Limiter
-	subjectLimit            int
-	subjectWindow           time.Duration
-	maxSessionsPerSubject   int
-	upstreamRate            rate.Limit
-	upstreamBurst           int
-	upstreamRateSet         bool
-	sessionConfig           SessionConfigFunc
-	eventHook               EventHook
-	memoryMaxKeys           int
+	store                       SessionStore
+	abuseGuard                  AbuseGuard
+	abuseSet                    bool
+	rateLimit, mintLimit        int
+	rateWindow, mintWindow      time.Duration
+	rateSet, mintSet            bool
+	prefixShare                 int
+	prefixRateLimit             int // rateLimit × prefixShare, at most maxAllowance
+	prefixMintLimit             int
+	subjectLimit                int
+	subjectWindow               time.Duration
+	maxPerClient, maxSessions   int
+	maxPerSubject               int
+	origins                     []string
+	allowCredentials            bool
+	corsHeaders                 []string
+	tokenTTL, sessionTTL        time.Duration
+	maxRefreshes                int
+	minRefreshInterval          time.Duration
+	refreshPolicySet            bool
+	trustedProxies              []string
+	basePath                    string
+	logger                      *slog.Logger
+	quietInfo                   bool
+	upstreamTimeout             time.Duration
+	maxBodyBytes                int64
+	now                         func() time.Time
+	authenticator               Authenticator
+	upstreamRate                rate.Limit
+	upstreamBurst               int
+	upstreamRateSet             bool
+	sessionConfig               SessionConfigFunc
+	eventHook                   EventHook
+	maxPerClientSet, maxSessSet bool
 }
 
-// Defaults.
+// DefaultBasePath is where the endpoints live unless WithBasePath says
+// otherwise.
+const DefaultBasePath = "/api/voice-agent"
+
+// The other defaults, stated in each option's doc.
 const (
-	DefaultRateLimit          = 10
-	DefaultRateWindow         = time.Minute
-	DefaultTokenTTL           = 60 * time.Second
-	DefaultSessionTTL         = time.Hour
-	DefaultMaxRefreshes       = 120
-	DefaultMinRefreshInterval = 10 * time.Second
-	DefaultBasePath           = "/api/voice-agent"
-	DefaultUpstreamTimeout    = 10 * time.Second
-	DefaultMaxBodyBytes       = 64 << 10
-	DefaultAbuseStrikes       = 10
-	DefaultAbuseWindow        = 10 * time.Minute
-	DefaultAbuseBlock         = 15 * time.Minute
+	defaultRateLimit          = 10
+	defaultMintLimit          = 30
+	defaultPrefixShare        = 16
+	defaultMaxPerClient       = 10
+	defaultMaxSessions        = 1_000_000
+	defaultTokenTTL           = 60 * time.Second
+	defaultSessionTTL         = time.Hour
+	defaultMaxRefreshes       = 120
+	defaultMinRefreshInterval = 10 * time.Second
+	defaultUpstreamTimeout    = 10 * time.Second
+	defaultMaxBodyBytes       = 64 << 10
+	// maxAllowance is the largest limit an allowance can have (the memory
+	// store packs a window's counts into 10 bits).
+	maxAllowance = 1023
 )
 
-// WithLimiter sets the per-client Limiter for token requests, keyed by client
-// IP (an IPv6 client by its /64). Default: a MemoryLimiter with WithRateLimit's
-// numbers. Cannot be combined with WithRateLimit, whose numbers it would
-// ignore: configure the limit on the Limiter itself.
-func WithLimiter(l Limiter) Option {
-	return func(c *config) { c.limiter = l }
-}
-
-// WithRateLimit sets the default limiter's limit: n token requests per window
-// per client IP, as a sliding window. Default 10 per minute. n must be in
-// 1..MaxMemoryLimit, window positive. Rejected requests do not use up the
-// window.
-func WithRateLimit(n int, window time.Duration) Option {
-	return func(c *config) { c.rateLimit, c.rateWindow, c.rateLimitSet = n, window, true }
-}
-
-// WithSessionStore sets where sessions are kept. Default: a MemoryStore,
-// which serves one process; use a shared store (redisstore) behind a load
-// balancer.
+// WithSessionStore sets where sessions, and the allowances they are charged
+// against, are kept. Default: a MemoryStore, which serves one process; use
+// a shared store (redisstore) behind a load balancer.
 func WithSessionStore(s SessionStore) Option {
 	return func(c *config) { c.store = s }
+}
+
+// WithAbuseGuard sets what keeps strikes and blocks: a client that earns
+// strikes (a rate_limited refusal, an unknown or foreign session, a
+// malformed or oversized body, a failed authentication) is blocked, and
+// gets 403 blocked on every endpoint but health, reaching neither the
+// store nor the upstream. nil turns blocking off. Default:
+// NewMemoryAbuseGuard(10, 10*time.Minute, 15*time.Minute), 10 strikes
+// within 10 minutes block for 15.
+func WithAbuseGuard(g AbuseGuard) Option {
+	return func(c *config) { c.abuseGuard, c.abuseSet = g, true }
+}
+
+// WithRateLimit sets how many new sessions (token requests) a client may
+// open: n per window. A client is an IPv4 address or an IPv6 /64. Default
+// 10 per minute; n in 1..1023, window positive. Any interval of one
+// window's length admits at most max(n+1, 5n/4) (see MemoryLimiter); a
+// refused request does not count.
+func WithRateLimit(n int, window time.Duration) Option {
+	return func(c *config) { c.rateLimit, c.rateWindow, c.rateSet = n, window, true }
+}
+
+// WithMintLimit sets how many tokens a client may be minted, by token and
+// refresh requests together: n per window. Default 30 per minute; n in
+// 1..1023, window positive. With WithRateLimit and WithMaxSessionsPerClient
+// it bounds what one client costs (docs/limits.md).
+func WithMintLimit(n int, window time.Duration) Option {
+	return func(c *config) { c.mintLimit, c.mintWindow, c.mintSet = n, window, true }
+}
+
+// WithPrefixShare sets how many clients one IPv6 /48 counts as at most: the
+// /48 has its own WithRateLimit and WithMintLimit allowances, f times each
+// client's (at most 1023), so that a site's 65,536 /64s do not each get a
+// full share. Default 16; valid 1..65536.
+func WithPrefixShare(f int) Option {
+	return func(c *config) { c.prefixShare = f }
+}
+
+// WithMaxSessionsPerClient caps a client's live sessions. A new session at
+// the cap closes the client's least recently used one (event
+// session_evicted; its refresh then answers 404 session_not_found), so that
+// a user who reloads a page many times is never locked out. Default 10;
+// valid 1..1,000,000.
+func WithMaxSessionsPerClient(n int) Option {
+	return func(c *config) { c.maxPerClient, c.maxPerClientSet = n, true }
+}
+
+// WithMaxSessions caps the live sessions of the store. When it is full, a
+// new session of a client holding fewer sessions than the heaviest client
+// closes the heaviest client's least recently used session; a client among
+// the heaviest gets 429 too_many_sessions. Default 1,000,000; valid
+// 1..100,000,000.
+func WithMaxSessions(n int) Option {
+	return func(c *config) { c.maxSessions, c.maxSessSet = n, true }
 }
 
 // WithAllowedOrigins sets the browser origins allowed to call the token and
@@ -175,14 +217,19 @@ func WithBasePath(p string) Option {
 	return func(c *config) { c.basePath = p }
 }
 
-// WithLogger sets the logger for security events and upstream failures.
-// Default: slog.Default(). The handler never logs a token or an API key.
+// WithLogger sets the logger for security events and backend failures; it
+// then also gets the info events (token_issued, token_refreshed). Default:
+// slog.Default(), without the info events, which would cost a line and a
+// write per token. Either way, lines of one kind about one client are
+// written at most 10 times a minute, the rest summarised in one
+// "suppressed" line; the event hook sees every event. The handler never
+// logs a token or an API key.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
 }
 
-// WithUpstreamTimeout bounds each mint, retries included. Default 10s; valid
-// range 100ms..2m.
+// WithUpstreamTimeout bounds each mint, retries included, unless the Minter
+// mints in-process (see Minter). Default 10s; valid range 100ms..2m.
 func WithUpstreamTimeout(d time.Duration) Option {
 	return func(c *config) { c.upstreamTimeout = d }
 }
@@ -194,36 +241,9 @@ func WithMaxBodyBytes(n int64) Option {
 }
 
 // WithClock sets the handler's clock, for tests. Default time.Now. The
-// default in-memory limiter and store read the same clock.
+// handler passes the time it reads to the store and the abuse guard.
 func WithClock(now func() time.Time) Option {
 	return func(c *config) { c.now = now }
-}
-
-// WithMemoryLimits caps the keys each default in-memory part tracks (see
-// WithMemoryMaxKeys). Default 1,000,000; valid range 1 and up.
-func WithMemoryLimits(maxKeys int) Option {
-	return func(c *config) { c.memoryMaxKeys = maxKeys }
-}
-
-// WithAbuseGuard sets suspicious-activity blocking: a client IP that earns
-// strikes strikes within window (a rate_limited rejection, an unknown or
-// malformed session ID, a session used from another IP, a refused origin, a
-// malformed or oversized body, a failed authentication) is blocked for
-// blockFor: 403 blocked on every endpoint but health, reaching neither the
-// limiter, the store nor the upstream. Defaults 10 strikes, 10 minutes, 15
-// minutes; strikes 0 turns blocking off, otherwise 1..1,000,000 with window
-// and blockFor positive.
-func WithAbuseGuard(strikes int, window, blockFor time.Duration) Option {
-	return func(c *config) {
-		c.abuseStrikes, c.abuseWindow, c.abuseBlock, c.abuseSet = strikes, window, blockFor, true
-	}
-}
-
-// WithAbuseStore replaces the in-memory abuse state with a shared one (for
-// example redisstore's), which then carries its own thresholds;
-// WithAbuseGuard's numbers are ignored.
-func WithAbuseStore(g AbuseGuard) Option {
-	return func(c *config) { c.abuseGuard = g }
 }
 
 // WithAuthenticator requires token and refresh requests to authenticate:
@@ -235,32 +255,26 @@ func WithAuthenticator(a Authenticator) Option {
 	return func(c *config) { c.authenticator = a }
 }
 
-// WithSubjectRateLimit adds a second limit keyed by subject, beside the
-// per-IP one: n token requests per window per user. Default off; n in
-// 1..MaxMemoryLimit, window positive. Needs WithAuthenticator.
+// WithSubjectRateLimit limits the tokens minted for one subject, by token
+// and refresh requests together, from any client: n per window. Default
+// off; n in 1..1023, window positive. Needs WithAuthenticator.
 func WithSubjectRateLimit(n int, window time.Duration) Option {
 	return func(c *config) { c.subjectLimit, c.subjectWindow = n, window }
-}
-
-// WithSubjectLimiter sets the per-subject Limiter itself (for example a
-// shared one); it replaces WithSubjectRateLimit. Needs WithAuthenticator.
-func WithSubjectLimiter(l Limiter) Option {
-	return func(c *config) { c.subjectLimiter = l }
 }
 
 // WithMaxSessionsPerSubject caps a user's live sessions at n (429
 // too_many_sessions beyond it), checked and counted atomically. Default 0,
 // no cap; valid 0..1,000,000. Needs WithAuthenticator.
 func WithMaxSessionsPerSubject(n int) Option {
-	return func(c *config) { c.maxSessionsPerSubject = n }
+	return func(c *config) { c.maxPerSubject = n }
 }
 
 // WithUpstreamRate sets a per-process budget on mint calls, a token bucket
 // of r mints per second with the given burst, so that a flood from many
-// clients cannot exhaust the organisation's OpenAI limits. Exhausted, a
-// request gets 503 upstream_busy with Retry-After and the upstream is not
-// called. Default: off. r must be positive (rate.Inf is allowed) and burst
-// at least 1.
+// clients cannot exhaust the organisation's OpenAI limits. It is taken
+// only once every other check has passed. Exhausted, a request gets 503
+// upstream_busy with Retry-After and the upstream is not called. Default:
+// off. r must be positive (rate.Inf is allowed) and burst at least 1.
 func WithUpstreamRate(r rate.Limit, burst int) Option {
 	return func(c *config) { c.upstreamRate, c.upstreamBurst, c.upstreamRateSet = r, burst, true }
 }
@@ -282,57 +296,95 @@ func WithEventHook(f EventHook) Option {
 // option at fault.
 func (c *config) resolve() error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("realtimeauth: "+format, a...)) }
-
-	// The default in-memory parts read the handler's clock when one was
-	// given, and the wall clock (through their faster path) otherwise.
-	var memClock func() time.Time
+	bad := func(format string, a ...any) { errs = append(errs, errorf(format, a...)) }
 	if c.now == nil {
 		c.now = time.Now
-	} else {
-		memClock = c.now
 	}
 	if c.logger == nil {
-		c.logger = slog.Default()
-	}
-	if c.memoryMaxKeys == 0 {
-		c.memoryMaxKeys = 1_000_000
-	} else if c.memoryMaxKeys < 0 {
-		bad("WithMemoryLimits: maxKeys %d must be at least 1", c.memoryMaxKeys)
-	}
-	mem := []MemoryOption{WithMemoryClock(memClock), WithMemoryMaxKeys(c.memoryMaxKeys)}
-
-	if c.limiter != nil && c.rateLimitSet {
-		bad("WithRateLimit cannot be combined with WithLimiter: set the limit on the Limiter")
-	}
-	if !c.rateLimitSet {
-		c.rateLimit, c.rateWindow = DefaultRateLimit, DefaultRateWindow
-	}
-	if c.limiter == nil {
-		if err := checkLimit("WithRateLimit", c.rateLimit, c.rateWindow); err != nil {
-			errs = append(errs, err)
-		} else {
-			c.limiter = NewMemoryLimiter(c.rateLimit, c.rateWindow, mem...)
-		}
+		c.logger, c.quietInfo = slog.Default(), true
 	}
 	if c.store == nil {
-		c.store = NewMemoryStore(mem...)
+		c.store = NewMemoryStore()
 	}
+	if !c.abuseSet {
+		c.abuseGuard = NewMemoryAbuseGuard(10, 10*time.Minute, 15*time.Minute)
+	}
+	c.resolveLimits(bad)
+	c.resolveSessions(bad)
+	c.resolveRequests(bad)
+	if c.authenticator == nil {
+		if c.subjectLimit != 0 {
+			bad("WithSubjectRateLimit needs WithAuthenticator: without it there is no subject")
+		}
+		if c.maxPerSubject != 0 {
+			bad("WithMaxSessionsPerSubject needs WithAuthenticator: without it there is no subject")
+		}
+	}
+	if c.upstreamRateSet && (c.upstreamRate <= 0 || c.upstreamBurst < 1) {
+		bad("WithUpstreamRate: rate %v must be positive and burst %d at least 1", c.upstreamRate, c.upstreamBurst)
+	}
+	return errors.Join(errs...)
+}
 
+// resolveLimits fills and checks the allowances and the caps.
+func (c *config) resolveLimits(bad func(string, ...any)) {
+	if !c.rateSet {
+		c.rateLimit, c.rateWindow = defaultRateLimit, time.Minute
+	}
+	if !c.mintSet {
+		c.mintLimit, c.mintWindow = defaultMintLimit, time.Minute
+	}
+	if c.prefixShare == 0 {
+		c.prefixShare = defaultPrefixShare
+	}
+	checkLimit := func(name string, n int, w time.Duration) {
+		if n < 1 || n > maxAllowance || w <= 0 {
+			bad("%s: %d per %v: the limit must be in 1..%d and the window positive", name, n, w, maxAllowance)
+		}
+	}
+	checkLimit("WithRateLimit", c.rateLimit, c.rateWindow)
+	checkLimit("WithMintLimit", c.mintLimit, c.mintWindow)
+	if c.subjectLimit != 0 || c.subjectWindow != 0 {
+		checkLimit("WithSubjectRateLimit", c.subjectLimit, c.subjectWindow)
+	}
+	if c.prefixShare < 1 || c.prefixShare > 65536 {
+		bad("WithPrefixShare: %d is outside 1..65536", c.prefixShare)
+	}
+	c.prefixRateLimit = min(c.rateLimit*c.prefixShare, maxAllowance)
+	c.prefixMintLimit = min(c.mintLimit*c.prefixShare, maxAllowance)
+	if !c.maxPerClientSet {
+		c.maxPerClient = defaultMaxPerClient
+	}
+	if c.maxPerClient < 1 || c.maxPerClient > 1_000_000 {
+		bad("WithMaxSessionsPerClient: %d is outside 1..1000000", c.maxPerClient)
+	}
+	if !c.maxSessSet {
+		c.maxSessions = defaultMaxSessions
+	}
+	if c.maxSessions < 1 || c.maxSessions > 100_000_000 {
+		bad("WithMaxSessions: %d is outside 1..100000000", c.maxSessions)
+	}
+	if c.maxPerSubject < 0 || c.maxPerSubject > 1_000_000 {
+		bad("WithMaxSessionsPerSubject: %d is outside 0..1000000", c.maxPerSubject)
+	}
+}
+
+// resolveSessions fills and checks the token and session lives.
+func (c *config) resolveSessions(bad func(string, ...any)) {
 	if c.tokenTTL == 0 {
-		c.tokenTTL = DefaultTokenTTL
+		c.tokenTTL = defaultTokenTTL
 	}
 	if c.tokenTTL < 10*time.Second || c.tokenTTL > 2*time.Hour || c.tokenTTL%time.Second != 0 {
 		bad("WithTokenTTL: %v is outside 10s..2h or not whole seconds", c.tokenTTL)
 	}
 	if c.sessionTTL == 0 {
-		c.sessionTTL = max(DefaultSessionTTL, c.tokenTTL)
+		c.sessionTTL = max(defaultSessionTTL, c.tokenTTL)
 	}
 	if c.sessionTTL < c.tokenTTL || c.sessionTTL > 24*time.Hour {
 		bad("WithSessionTTL: %v is outside the token TTL (%v)..24h", c.sessionTTL, c.tokenTTL)
 	}
 	if !c.refreshPolicySet {
-		c.maxRefreshes, c.minRefreshInterval = DefaultMaxRefreshes, DefaultMinRefreshInterval
+		c.maxRefreshes, c.minRefreshInterval = defaultMaxRefreshes, defaultMinRefreshInterval
 	}
 	if c.maxRefreshes < 1 || c.maxRefreshes > 1_000_000 {
 		bad("WithRefreshPolicy: maxRefreshes %d is outside 1..1000000", c.maxRefreshes)
@@ -340,7 +392,10 @@ func (c *config) resolve() error {
 	if c.minRefreshInterval < 0 || c.minRefreshInterval > c.sessionTTL {
 		bad("WithRefreshPolicy: minInterval %v is outside 0..session TTL", c.minRefreshInterval)
 	}
+}
 
+// resolveRequests fills and checks what shapes a request and its answer.
+func (c *config) resolveRequests(bad func(string, ...any)) {
 	if c.basePath == "" {
 		c.basePath = DefaultBasePath
 	}
@@ -351,13 +406,13 @@ func (c *config) resolve() error {
 		bad("WithBasePath: %q must start with / and not end with one", c.basePath)
 	}
 	if c.upstreamTimeout == 0 {
-		c.upstreamTimeout = DefaultUpstreamTimeout
+		c.upstreamTimeout = defaultUpstreamTimeout
 	}
 	if c.upstreamTimeout < 100*time.Millisecond || c.upstreamTimeout > 2*time.Minute {
 		bad("WithUpstreamTimeout: %v is outside 100ms..2m", c.upstreamTimeout)
 	}
 	if c.maxBodyBytes == 0 {
-		c.maxBodyBytes = DefaultMaxBodyBytes
+		c.maxBodyBytes = defaultMaxBodyBytes
 	}
 	if c.maxBodyBytes < 64 || c.maxBodyBytes > 10<<20 {
 		bad("WithMaxBodyBytes: %d is outside 64..10485760", c.maxBodyBytes)
@@ -370,48 +425,6 @@ func (c *config) resolve() error {
 			bad("WithCORSHeaders: %q is not a header name", h)
 		}
 	}
-
-	if c.abuseGuard == nil {
-		if !c.abuseSet {
-			c.abuseStrikes, c.abuseWindow, c.abuseBlock = DefaultAbuseStrikes, DefaultAbuseWindow, DefaultAbuseBlock
-		}
-		if c.abuseStrikes != 0 {
-			if err := checkAbuse(c.abuseStrikes, c.abuseWindow, c.abuseBlock); err != nil {
-				errs = append(errs, err)
-			} else {
-				c.abuseGuard = NewMemoryAbuseGuard(c.abuseStrikes, c.abuseWindow, c.abuseBlock, mem...)
-			}
-		}
-	}
-
-	if c.authenticator == nil {
-		if c.subjectLimit != 0 {
-			bad("WithSubjectRateLimit needs WithAuthenticator: without it there is no subject")
-		}
-		if c.subjectLimiter != nil {
-			bad("WithSubjectLimiter needs WithAuthenticator: without it there is no subject")
-		}
-		if c.maxSessionsPerSubject != 0 {
-			bad("WithMaxSessionsPerSubject needs WithAuthenticator: without it there is no subject")
-		}
-	}
-	if c.subjectLimiter != nil && c.subjectLimit != 0 {
-		bad("WithSubjectRateLimit cannot be combined with WithSubjectLimiter")
-	}
-	if c.subjectLimiter == nil && c.subjectLimit != 0 {
-		if err := checkLimit("WithSubjectRateLimit", c.subjectLimit, c.subjectWindow); err != nil {
-			errs = append(errs, err)
-		} else {
-			c.subjectLimiter = NewMemoryLimiter(c.subjectLimit, c.subjectWindow, mem...)
-		}
-	}
-	if c.maxSessionsPerSubject < 0 || c.maxSessionsPerSubject > 1_000_000 {
-		bad("WithMaxSessionsPerSubject: %d is outside 0..1000000", c.maxSessionsPerSubject)
-	}
-	if c.upstreamRateSet && (c.upstreamRate <= 0 || c.upstreamBurst < 1) {
-		bad("WithUpstreamRate: rate %v must be positive and burst %d at least 1", c.upstreamRate, c.upstreamBurst)
-	}
-	return errors.Join(errs...)
 }
 
 func validHeaderName(h string) bool {

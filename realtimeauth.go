@@ -10,9 +10,11 @@
 //	GET  {base}/health         status and metrics
 //	GET  {base}/client.js      the browser client, an ES module (and client.d.ts)
 //
-// with a CORS allow-list, per-client sliding-window rate limits that a
-// forged X-Forwarded-For cannot dodge, sessions bound to their client with
-// refresh limits, suspicious-activity blocking, OWASP headers and
+// with a CORS allow-list, per-client allowances that count every mint (a
+// forged X-Forwarded-For cannot dodge them, an IPv6 site's /48 counts as a
+// few clients), sessions bound to their client with refresh limits and
+// capped per client and in total, an upstream budget taken only after every
+// free check, suspicious-activity blocking, OWASP headers and
 // Cache-Control: no-store on every JSON answer.
 //
 // Mount it in the server you have:
@@ -32,9 +34,10 @@
 //	mux.Handle("/api/voice-agent/", h)
 //
 // The parts are swappable behind small interfaces: a Minter (OpenAI, Azure
-// OpenAI, DevMinter, a fake in tests), a Limiter, a SessionStore and an
-// AbuseGuard. The in-memory defaults serve one process; the redisstore
-// module shares them between instances.
+// OpenAI, DevMinter, a fake in tests), a SessionStore (which keeps the
+// sessions and the allowances they are charged against) and an AbuseGuard.
+// The in-memory defaults serve one process; the redisstore module shares
+// them between instances.
 package realtimeauth
 
 import (
@@ -43,7 +46,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +60,11 @@ import (
 // concurrent use and honour ctx's deadline. An error that wraps
 // ErrUpstream (see UpstreamError) is mapped by its status; a deadline
 // exceeded is a 504; anything else is a 502.
+//
+// The handler bounds each Mint with WithUpstreamTimeout, unless the Minter
+// has a method Local() bool that reports true: one that mints in-process
+// (DevMinter, a test fake) needs no deadline, and is given the request's
+// context as it is.
 type Minter interface {
 	Mint(ctx context.Context, req MintRequest) (Token, error)
 }
@@ -74,31 +84,45 @@ type MintRequest struct {
 	Session json.RawMessage
 }
 
-// Token is an ephemeral key and its expiry.
+// Token is an ephemeral key and what the client needs to know about it.
 type Token struct {
 	Value     string
 	ExpiresAt time.Time
+	// Mode is "realtime" (also when empty) for a key that works against
+	// OpenAI, "demo" for a fake one (DevMinter); the answer's "mode" field,
+	// which the original service's clients read.
+	Mode string
+	// Model is the model the key was minted for, or ""; the answer's
+	// "model" field, so that a page can pass the same one to the Agents SDK.
+	Model string
 }
 
-// Handler serves the token, refresh and health endpoints. It is safe for
-// concurrent use and immutable after New.
+const (
+	modeRealtime = "realtime"
+	modeDemo     = "demo"
+)
+
+// Handler serves the token, refresh, health and script endpoints. It is
+// safe for concurrent use and immutable after New.
 type Handler struct {
-	cfg            config
-	minter         Minter
-	limiter        Limiter
-	subjectLimiter Limiter
-	store          SessionStore
-	guard          AbuseGuard
-	origins        *originMatcher
-	cors           *cors.Cors
-	ips            ipResolver
-	upstream       *rate.Limiter
-	base           string
-	now            func() time.Time
-	log            *slog.Logger
-	start          time.Time
-	m              metrics
-	closed         atomic.Bool
+	cfg      config
+	minter   Minter
+	store    SessionStore
+	guard    AbuseGuard
+	origins  *originMatcher
+	cors     *cors.Cors // the token and refresh endpoints
+	getCORS  *cors.Cors // the scripts
+	ips      ipResolver
+	upstream *rate.Limiter
+	base     string
+	now      func() time.Time
+	log      *slog.Logger
+	// quietInfo leaves info lines out of the log (no WithLogger).
+	quietInfo bool
+	quota     logQuota
+	start     time.Time
+	m         metrics
+	closed    atomic.Bool
 }
 
 // New returns a Handler that mints tokens with m. It applies the options,
@@ -128,26 +152,29 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{
-		cfg:            c,
-		minter:         m,
-		limiter:        c.limiter,
-		subjectLimiter: c.subjectLimiter,
-		store:          c.store,
-		guard:          c.abuseGuard,
-		origins:        origins,
-		ips:            ipResolver{trusted: trusted},
-		base:           c.basePath,
-		now:            c.now,
-		log:            c.logger,
+		cfg:       c,
+		minter:    m,
+		store:     c.store,
+		guard:     c.abuseGuard,
+		origins:   origins,
+		ips:       ipResolver{trusted: trusted},
+		base:      c.basePath,
+		now:       c.now,
+		log:       c.logger,
+		quietInfo: c.quietInfo,
+		quota:     logQuota{counts: make(map[logKey]logCount)},
 	}
 	h.start = h.now()
-	h.cors = cors.New(cors.Options{
-		AllowOriginFunc:  origins.allowed,
-		AllowedMethods:   []string{"POST"},
-		AllowedHeaders:   c.corsHeaders,
-		AllowCredentials: c.allowCredentials,
-		MaxAge:           600,
-	})
+	corsFor := func(methods ...string) *cors.Cors {
+		return cors.New(cors.Options{
+			AllowOriginFunc:  origins.allowed,
+			AllowedMethods:   methods,
+			AllowedHeaders:   c.corsHeaders,
+			AllowCredentials: c.allowCredentials,
+			MaxAge:           600,
+		})
+	}
+	h.cors, h.getCORS = corsFor(http.MethodPost), corsFor(http.MethodGet, http.MethodHead)
 	if c.upstreamRateSet {
 		h.upstream = rate.NewLimiter(c.upstreamRate, c.upstreamBurst)
 	}
@@ -158,8 +185,8 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 // 503 unavailable from then on, while health keeps answering. The handler
 // runs no background goroutine, so there is nothing else to stop. Close is
 // idempotent and safe while requests are in flight; it does not close a
-// Limiter, SessionStore or AbuseGuard passed in by option, which belong to
-// the caller.
+// SessionStore or AbuseGuard passed in by option, which belong to the
+// caller.
 func (h *Handler) Close() error {
 	h.closed.Store(true)
 	return nil
@@ -169,8 +196,8 @@ func (h *Handler) Close() error {
 // and it no longer counts as active. Revoking an unknown or expired session
 // returns ErrSessionNotFound; revoking twice is not an error.
 func (h *Handler) RevokeSession(ctx context.Context, id string) error {
-	_, err := h.store.Update(ctx, id, SessionUpdate{Now: h.now(), Revoke: true})
-	if err == ErrSessionRevoked {
+	_, err := h.store.Revoke(ctx, id, h.now())
+	if errors.Is(err, ErrSessionRevoked) {
 		return nil
 	}
 	return err
@@ -183,12 +210,13 @@ func (h *Handler) RevokeSubject(ctx context.Context, subject string) (int, error
 	if subject == "" {
 		return 0, errorf("RevokeSubject: empty subject")
 	}
-	return h.store.RevokeSubject(ctx, subject, h.now())
+	revoked, err := h.store.RevokeSubject(ctx, subject, h.now())
+	return len(revoked), err
 }
 
 // DevMinter issues fake tokens locally, for development without an OpenAI
-// key: "ek_dev_" and 32 random hex digits, useless against OpenAI. The zero
-// value is ready to use.
+// key: "ek_dev_" and 32 random hex digits, useless against OpenAI, in mode
+// "demo". The zero value is ready to use.
 type DevMinter struct {
 	// Now is the clock for ExpiresAt; nil means time.Now.
 	Now func() time.Time
@@ -210,12 +238,13 @@ func (d *DevMinter) Mint(ctx context.Context, req MintRequest) (Token, error) {
 	}
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return Token{Value: DevTokenPrefix + hex.EncodeToString(b[:]), ExpiresAt: now().Add(req.TTL)}, nil
+	return Token{Value: DevTokenPrefix + hex.EncodeToString(b[:]), ExpiresAt: now().Add(req.TTL), Mode: modeDemo}, nil
 }
 
-// client is who a request comes from, resolved once per request.
-type client struct {
-	ip  string // full address
-	key string // limit and block key
-	tls bool   // arrived over TLS (directly or at a trusted proxy)
+// Local reports true: a DevMinter mints in-process, so the handler sets
+// no deadline on it (see Minter).
+func (d *DevMinter) Local() bool { return true }
+
+func errorf(format string, a ...any) error {
+	return fmt.Errorf("realtimeauth: "+format, a...)
 }

@@ -1,0 +1,307 @@
+package realtimeauth
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// kind is what a request asks for: it chooses the body parser, the store
+// operation (open a session, or refresh one) and the event of success.
+// Token and refresh requests are the kinds today; a call relay is another
+// kind that opens a session and parses an SDP body.
+type kind struct {
+	parse  func(k *request) (refusal, bool)
+	open   bool // Open a session; otherwise Refresh k.sessionID
+	issued EventName
+}
+
+var (
+	kindToken   = &kind{parse: parseTokenBody, open: true, issued: EventTokenIssued}
+	kindRefresh = &kind{parse: parseRefreshBody, issued: EventTokenRefreshed}
+)
+
+// admit runs the steps every request that costs a mint goes through, in
+// this order, each decided once:
+//
+//  1. the handler is open (Close);
+//  2. the client is not blocked (read the clock);
+//  3. the Origin is allowed;
+//  4. the authenticator knows the subject;
+//  5. the body is well formed, and WithSessionConfig accepts it;
+//  6. read the clock: k.now decides every step below;
+//  7. the store opens or refreshes the session, checking the session's own
+//     conditions, then the allowances, then the caps, atomically;
+//  8. the upstream budget has a mint left (or step 7 is undone).
+//
+// It returns true with k.session opened or refreshed, for the caller to
+// mint (undoing step 7 with h.undo if that fails), or false when it has
+// answered the request.
+func (h *Handler) admit(k *request, kd *kind) bool {
+	k.start = h.now()
+	k.now = k.start
+	if h.closed.Load() {
+		h.refuse(k, refUnavailable, 0)
+		return false
+	}
+	if !h.checkBlocked(k) || !h.checkOrigin(k) || !h.authenticate(k) {
+		return false
+	}
+	if ref, ok := h.readBody(k); !ok {
+		return h.refuseNow(k, ref)
+	}
+	if ref, ok := kd.parse(k); !ok {
+		return h.refuseNow(k, ref)
+	}
+	if !h.chooseConfig(k) {
+		return false
+	}
+	k.now = h.now()
+	var ok bool
+	if kd.open {
+		ok = h.open(k)
+	} else {
+		ok = h.refresh(k)
+	}
+	return ok && h.takeBudget(k, kd)
+}
+
+// refuseNow refuses at the time it decides, for the steps before the body's
+// clock read.
+func (h *Handler) refuseNow(k *request, ref refusal, extra ...slog.Attr) bool {
+	k.now = h.now()
+	h.refuse(k, ref, 0, extra...)
+	return false
+}
+
+// refuse answers row ref of the error table: a strike and an event when the
+// row says so, then the error answer.
+func (h *Handler) refuse(k *request, ref refusal, retry time.Duration, extra ...slog.Attr) {
+	e := errorTable[ref]
+	if e.strike {
+		h.strike(k)
+	}
+	if e.event != "" {
+		ev := h.newEvent(k, e.event, e.sev)
+		ev.Status, ev.Code, ev.RetryAfter, ev.Detail = e.status, e.code, retry, e.msg
+		h.emit(k, ev, extra...)
+	}
+	writeError(k.w, k.client.tls, e, retry)
+	k.status = e.status
+}
+
+func (h *Handler) checkBlocked(k *request) bool {
+	if h.guard == nil {
+		return true
+	}
+	d, err := h.guard.Blocked(k.r.Context(), k.client.key, k.now)
+	switch {
+	case err != nil:
+		h.refuse(k, refStoreUnavailable, 0, attrErr(err))
+		return false
+	case d > 0:
+		h.refuse(k, refBlocked, d)
+		return false
+	}
+	return true
+}
+
+// strike records a strike against the client, and emits client_blocked
+// when it starts a block.
+func (h *Handler) strike(k *request) {
+	if h.guard == nil {
+		return
+	}
+	d, started, err := h.guard.Strike(k.r.Context(), k.client.key, k.now)
+	if err != nil {
+		h.logf(k, slog.LevelWarn, "realtimeauth: abuse guard failed", attrErr(err))
+		return
+	}
+	if started {
+		ev := h.newEvent(k, EventClientBlocked, SeverityHigh)
+		e := errorTable[refBlocked]
+		ev.Status, ev.Code, ev.RetryAfter, ev.Detail = e.status, e.code, d, "too many strikes"
+		h.emit(k, ev)
+	}
+}
+
+// checkOrigin refuses a foreign Origin and lets rs/cors write the CORS
+// headers of an allowed one (and Vary: Origin on every answer).
+func (h *Handler) checkOrigin(k *request) bool {
+	if o := k.r.Header.Get("Origin"); o != "" && !h.origins.allowed(o) {
+		h.refuse(k, refOrigin, 0)
+		return false
+	}
+	h.cors.HandlerFunc(k.w, k.r)
+	return true
+}
+
+func (h *Handler) authenticate(k *request) bool {
+	if h.cfg.authenticator == nil {
+		return true
+	}
+	sub, err := h.cfg.authenticator(k.r)
+	if err != nil || sub == "" {
+		return h.refuseNow(k, refUnauthorized)
+	}
+	k.subject = sub
+	return true
+}
+
+// chooseConfig asks WithSessionConfig's hook, which may read the body again.
+func (h *Handler) chooseConfig(k *request) bool {
+	if h.cfg.sessionConfig == nil {
+		return true
+	}
+	k.r.Body = io.NopCloser(bytes.NewReader(k.body))
+	cfg, err := h.cfg.sessionConfig(k.r, k.subject)
+	switch {
+	case errors.Is(err, ErrForbidden):
+		return h.refuseNow(k, refForbidden, attrErr(err))
+	case err != nil:
+		return h.refuseNow(k, refSessionConfig, attrErr(err))
+	case cfg != nil && !isJSONObject(cfg):
+		return h.refuseNow(k, refInternal, slog.String("error", "WithSessionConfig returned something other than a JSON object"))
+	}
+	k.config = cfg
+	return true
+}
+
+// open opens k's new session (step 7 for a token or a call).
+func (h *Handler) open(k *request) bool {
+	s, evicted, err := h.store.Open(k.r.Context(), OpenRequest{
+		Now:           k.now,
+		ExpiresAt:     k.now.Add(h.cfg.sessionTTL),
+		ClientIP:      k.client.ip,
+		Client:        k.client.key,
+		Subject:       k.subject,
+		Allowances:    h.allowances(k, true),
+		MaxPerClient:  h.cfg.maxPerClient,
+		MaxPerSubject: h.cfg.maxPerSubject,
+		MaxSessions:   h.cfg.maxSessions,
+	})
+	if !h.storeAnswered(k, err) {
+		return false
+	}
+	k.session, k.sessionID = s, s.ID
+	for _, e := range evicted {
+		ev := h.newEvent(k, EventSessionEvicted, SeverityLow)
+		ev.ClientIP, ev.Subject, ev.SessionID = e.ClientIP, e.Subject, e.ID
+		ev.Detail = "a newer session of its client, or of a full store, took its place"
+		h.emit(k, ev)
+	}
+	return true
+}
+
+// refresh refreshes k.sessionID (step 7 for a refresh).
+func (h *Handler) refresh(k *request) bool {
+	s, err := h.store.Refresh(k.r.Context(), RefreshRequest{
+		Now:          k.now,
+		ID:           k.sessionID,
+		ClientIP:     k.client.ip,
+		Subject:      k.subject,
+		MaxRefreshes: h.cfg.maxRefreshes,
+		MinInterval:  h.cfg.minRefreshInterval,
+		Allowances:   h.allowances(k, false),
+	})
+	if errors.Is(err, ErrRefreshTooSoon) {
+		h.m.storeResult(k.now, true)
+		h.refuse(k, refRefreshTooSoon, max(s.LastIssuedAt.Add(h.cfg.minRefreshInterval).Sub(k.now), time.Millisecond))
+		return false
+	}
+	if !h.storeAnswered(k, err) {
+		return false
+	}
+	k.session = s
+	return true
+}
+
+// storeErrors maps the store's refusals to their rows.
+var storeErrors = []struct {
+	err error
+	ref refusal
+}{
+	{ErrSessionNotFound, refSessionNotFound},
+	{ErrSessionRevoked, refSessionRevoked},
+	{ErrSessionMismatch, refSessionMismatch},
+	{ErrRefreshLimit, refRefreshLimit},
+	{ErrTooManySessions, refTooManySessions},
+	{ErrStoreFull, refStoreFull},
+}
+
+// storeAnswered records the store's health and answers its refusal; it
+// reports whether the operation succeeded.
+func (h *Handler) storeAnswered(k *request, err error) bool {
+	if err == nil {
+		h.m.storeResult(k.now, true)
+		return true
+	}
+	if le, ok := errors.AsType[*LimitError](err); ok {
+		h.m.storeResult(k.now, true)
+		h.refuse(k, refRateLimited, max(le.RetryAfter, time.Millisecond))
+		return false
+	}
+	for _, se := range storeErrors {
+		if errors.Is(err, se.err) {
+			h.m.storeResult(k.now, true)
+			h.refuse(k, se.ref, 0)
+			return false
+		}
+	}
+	h.m.storeResult(k.now, false)
+	h.refuse(k, refStoreUnavailable, 0, attrErr(err))
+	return false
+}
+
+// allowances lists what the request is charged against (see WithRateLimit,
+// WithMintLimit, WithPrefixShare, WithSubjectRateLimit): every mint counts
+// against the client's (and its /48's) mint allowance and the subject's;
+// a new session also against the client's (and its /48's) new sessions.
+func (h *Handler) allowances(k *request, open bool) []Allowance {
+	c := &h.cfg
+	a := make([]Allowance, 0, 5)
+	if open {
+		a = append(a, Allowance{"n:" + k.client.key, c.rateLimit, c.rateWindow})
+	}
+	a = append(a, Allowance{"m:" + k.client.key, c.mintLimit, c.mintWindow})
+	if k.client.prefix != "" {
+		if open {
+			a = append(a, Allowance{"np:" + k.client.prefix, c.prefixRateLimit, c.rateWindow})
+		}
+		a = append(a, Allowance{"mp:" + k.client.prefix, c.prefixMintLimit, c.mintWindow})
+	}
+	if k.subject != "" && c.subjectLimit > 0 {
+		a = append(a, Allowance{"s:" + k.subject, c.subjectLimit, c.subjectWindow})
+	}
+	return a
+}
+
+// takeBudget takes one mint from the upstream budget (step 8), at k.now and
+// only now that the free checks have passed.
+func (h *Handler) takeBudget(k *request, kd *kind) bool {
+	if h.upstream == nil || h.upstream.AllowN(k.now, 1) {
+		return true
+	}
+	wait := time.Duration((1 - h.upstream.TokensAt(k.now)) / float64(h.upstream.Limit()) * float64(time.Second))
+	h.undo(k, kd)
+	h.refuse(k, refUpstreamBusy, max(wait, time.Millisecond))
+	return false
+}
+
+// undo takes back step 7 when no token came of it: the new session is
+// deleted, the refresh given back (its allowances stay charged).
+func (h *Handler) undo(k *request, kd *kind) {
+	ctx := context.WithoutCancel(k.r.Context())
+	var err error
+	if kd.open {
+		err = h.store.Delete(ctx, k.session.ID)
+	} else {
+		err = h.store.GiveBack(ctx, k.session.ID, k.now, k.now.Add(-h.cfg.minRefreshInterval))
+	}
+	if err != nil {
+		h.logf(k, slog.LevelWarn, "realtimeauth: could not undo a session operation whose mint failed", attrErr(err))
+	}
+}

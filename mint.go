@@ -1,0 +1,83 @@
+package realtimeauth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// mint asks the Minter for k's token (step 9 of admit). On failure it
+// undoes the store operation and answers; it returns the token and the time
+// it arrived.
+func (h *Handler) mint(k *request, kd *kind) (Token, time.Time, bool) {
+	parent := k.r.Context()
+	ctx := parent
+	if h.deadline(h.minter) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(parent, h.cfg.upstreamTimeout)
+		defer cancel()
+	}
+	tok, err := h.minter.Mint(ctx, MintRequest{
+		SessionID: k.sessionID,
+		ClientIP:  k.client.ip,
+		Subject:   k.subject,
+		TTL:       h.cfg.tokenTTL,
+		Session:   k.config,
+	})
+	done := h.now()
+	latency := done.Sub(k.now)
+	if err == nil && (tok.Value == "" || !tok.ExpiresAt.After(done)) {
+		err = &UpstreamError{Message: "the minter returned an empty or already expired token"}
+	}
+	if err == nil {
+		h.m.mint(done, latency, true)
+		return tok, done, true
+	}
+	h.undo(k, kd)
+	k.now = done
+	if parent.Err() != nil {
+		// The client went away; that says nothing about the upstream.
+		h.refuse(k, refClientGone, 0)
+		return Token{}, done, false
+	}
+	h.m.mint(done, latency, false)
+	ref, retry := refUpstream, time.Duration(0)
+	ue, _ := errors.AsType[*UpstreamError](err)
+	switch {
+	case isDeadline(err):
+		ref = refUpstreamTimeout
+	case ue != nil && ue.StatusCode == http.StatusTooManyRequests:
+		ref, retry = refUpstreamLimited, max(ue.RetryAfter, time.Second)
+	}
+	h.refuse(k, ref, retry, mintFailure(err, ue, latency)...)
+	return Token{}, done, false
+}
+
+// deadline reports whether m needs WithUpstreamTimeout's deadline: every
+// Minter does but one that says it mints in-process (see Minter).
+func (h *Handler) deadline(m Minter) bool {
+	l, ok := m.(interface{ Local() bool })
+	return !ok || !l.Local()
+}
+
+// mintFailure is what the log says about a failed mint, beside the event.
+func mintFailure(err error, ue *UpstreamError, latency time.Duration) []slog.Attr {
+	attrs := []slog.Attr{slog.Float64("latency", latency.Seconds())}
+	if ue == nil {
+		return append(attrs, attrErr(err))
+	}
+	attrs = append(attrs, slog.Int("upstream_status", ue.StatusCode), slog.String("upstream_request_id", ue.RequestID),
+		slog.Int("attempts", ue.Attempts), slog.String("upstream_message", ue.Message))
+	if ue.Err != nil {
+		attrs = append(attrs, slog.String("cause", ue.Err.Error()))
+	}
+	return attrs
+}
+
+// isDeadline reports whether err is a timeout of the upstream call.
+func isDeadline(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
