@@ -128,14 +128,14 @@ func (h *Handler) strike(k *request) {
 	}
 }
 
-// checkOrigin refuses a foreign Origin and lets rs/cors write the CORS
-// headers of an allowed one (and Vary: Origin on every answer).
+// checkOrigin lets rs/cors write the CORS headers (Vary: Origin on every
+// answer, the rest for an allowed origin) and refuses a foreign Origin.
 func (h *Handler) checkOrigin(k *request) bool {
+	h.cors.HandlerFunc(k.w, k.r)
 	if o := k.r.Header.Get("Origin"); o != "" && !h.origins.allowed(o) {
 		h.refuse(k, refOrigin, 0)
 		return false
 	}
-	h.cors.HandlerFunc(k.w, k.r)
 	return true
 }
 

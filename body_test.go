@@ -20,7 +20,7 @@ func TestChunkedBodyContentType(t *testing.T) {
 	cases := []struct {
 		name, ct, body string
 		status         int
-		code           string
+		code           realtimeauth.Code
 	}{
 		{"empty, no content type", "", "", 200, ""},
 		{"empty, text/plain", "text/plain", "", 200, ""},

@@ -72,7 +72,7 @@ func TestTrustedProxiesRefusedAtNew(t *testing.T) {
 func TestForgedXFFDoesNotDodgeTheLimit(t *testing.T) {
 	const limit = 3
 	r := newRig(t, realtimeauth.WithRateLimit(limit, time.Minute),
-		realtimeauth.WithTrustedProxies("127.0.0.3"), realtimeauth.WithAbuseGuard(0, 0, 0))
+		realtimeauth.WithTrustedProxies("127.0.0.3"), realtimeauth.WithAbuseGuard(nil))
 	srv := tcpServer(t, r.h)
 
 	direct := clientFrom("127.0.0.2")

@@ -67,11 +67,11 @@ func (h *Handler) serveStatic(k *request, f *staticFile) {
 	if !h.checkBlocked(k) {
 		return
 	}
+	h.getCORS.HandlerFunc(k.w, k.r)
 	if o := k.r.Header.Get("Origin"); o != "" && !h.origins.allowed(o) {
 		h.refuse(k, refOrigin, 0)
 		return
 	}
-	h.getCORS.HandlerFunc(k.w, k.r)
 	hd["Cache-Control"] = hdrNoCache
 	hd["X-Content-Type-Options"] = hdrNosniff
 	hd["Etag"] = f.etag

@@ -54,11 +54,11 @@ func readFile(t *testing.T, name string) []byte {
 	return b
 }
 
-func errorCode(t *testing.T, w *httptest.ResponseRecorder) string {
+func errorCode(t *testing.T, w *httptest.ResponseRecorder) realtimeauth.Code {
 	t.Helper()
 	var body struct {
-		Success bool   `json:"success"`
-		Code    string `json:"code"`
+		Success bool              `json:"success"`
+		Code    realtimeauth.Code `json:"code"`
 	}
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &body), w.Body.String())
 	assert.False(t, body.Success)
@@ -196,7 +196,7 @@ func TestClientScriptCORS(t *testing.T) {
 	}
 
 	// Refused script loads are no strikes: a strict guard still serves.
-	strict := newScriptHandler(t, realtimeauth.WithAbuseGuard(1, time.Minute, time.Minute))
+	strict := newScriptHandler(t, realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(1, time.Minute, time.Minute)))
 	for range 3 {
 		w = serve(strict, http.MethodGet, "/api/voice-agent/client.js", map[string]string{"Origin": "https://evil.example"})
 		assert.Equal(t, http.StatusForbidden, w.Code)
@@ -214,10 +214,13 @@ func TestClientScriptCredentials(t *testing.T) {
 }
 
 func TestClientScriptBlockedClient(t *testing.T) {
-	h := newScriptHandler(t, realtimeauth.WithAbuseGuard(1, time.Minute, time.Minute))
-	// One refused token request earns the strike that blocks.
-	w := serve(h, http.MethodPost, "/api/voice-agent/token", map[string]string{"Origin": "https://evil.example"})
-	require.Equal(t, http.StatusForbidden, w.Code)
+	h := newScriptHandler(t, realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(1, time.Minute, time.Minute)))
+	// One malformed token request earns the strike that blocks.
+	r := httptest.NewRequest(http.MethodPost, "/api/voice-agent/token", strings.NewReader("{"))
+	r.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	require.Equal(t, http.StatusBadRequest, w.Code)
 
 	w = serve(h, http.MethodGet, "/api/voice-agent/client.js", map[string]string{"Origin": testOrigin})
 	assert.Equal(t, http.StatusForbidden, w.Code)

@@ -145,7 +145,7 @@ func (h *Handler) logf(k *request, lvl slog.Level, msg string, attrs ...slog.Att
 // WithLogger, info lines (one per issued token) are left out: the default
 // logger writes each line with its own system call.
 func (h *Handler) logs(ctx context.Context, lvl slog.Level) bool {
-	return lvl >= h.minLevel && h.log.Enabled(ctx, lvl)
+	return (!h.quietInfo || lvl > slog.LevelInfo) && h.log.Enabled(ctx, lvl)
 }
 
 func attrErr(err error) slog.Attr { return slog.String("error", err.Error()) }

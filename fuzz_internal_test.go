@@ -47,8 +47,8 @@ func FuzzTokenBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		once.Do(func() {
 			var err error
-			h, err = New(fuzzMinter{clock}, WithClock(clock), WithRateLimit(MaxMemoryLimit, time.Hour),
-				WithAbuseGuard(0, 0, 0), WithLogger(slog.New(slog.DiscardHandler)))
+			h, err = New(fuzzMinter{clock}, WithClock(clock), WithRateLimit(maxLimit, time.Hour),
+				WithAbuseGuard(nil), WithLogger(slog.New(slog.DiscardHandler)))
 			if err != nil {
 				panic(err)
 			}
@@ -64,7 +64,7 @@ func FuzzTokenBody(f *testing.F) {
 		h.ServeHTTP(w, r)
 		var out struct {
 			Success bool   `json:"success"`
-			Code    string `json:"code"`
+			Code    Code   `json:"code"`
 			Token   string `json:"token"`
 		}
 		if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil {
@@ -98,11 +98,13 @@ func FuzzRefreshBody(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		sid, e := parseRefreshBody(body)
+		k := &request{body: body}
+		ref, ok := parseRefreshBody(k)
+		sid, e := k.sessionID, errorTable[ref]
 		var m map[string]json.RawMessage
 		isObject := isJSONObject(body) && json.Unmarshal(body, &m) == nil
-		if e == nil {
-			if !isObject || !ValidSessionID(sid) {
+		if ok {
+			if !isObject || !validSessionID(sid) {
 				t.Fatalf("accepted %q (sid %q) from a body that is not an object with a valid ID", body, sid)
 			}
 			var want string
@@ -117,7 +119,7 @@ func FuzzRefreshBody(f *testing.F) {
 		// Refused: then there is no single valid "sessionId" to accept.
 		if isObject && bytes.Count(body, []byte(`"sessionId"`)) == 1 && !bytes.Contains(body, []byte(`\`)) {
 			var s string
-			if json.Unmarshal(m["sessionId"], &s) == nil && ValidSessionID(s) && !nestedKey(body) {
+			if json.Unmarshal(m["sessionId"], &s) == nil && validSessionID(s) && !nestedKey(body) {
 				t.Fatalf("refused %q, which holds the one valid sessionId %q", body, s)
 			}
 		}
@@ -128,7 +130,7 @@ func FuzzRefreshBody(f *testing.F) {
 // could sit at a deeper level than the top one.
 func nestedKey(b []byte) bool { return bytes.Count(b, []byte("{")) > 1 }
 
-// FuzzValidSessionID checks ValidSessionID against google/uuid: an ID is
+// FuzzValidSessionID checks validSessionID against google/uuid: an ID is
 // valid exactly when it is a UUID in canonical lower-case form.
 func FuzzValidSessionID(f *testing.F) {
 	for _, s := range []string{"6f1c1f0e-3c1e-4f37-9a3e-2b8d6f0d4a11", "6F1C1F0E-3C1E-4F37-9A3E-2B8D6F0D4A11", "",
@@ -139,8 +141,8 @@ func FuzzValidSessionID(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		u, err := uuid.Parse(s)
 		want := err == nil && u.String() == s
-		if got := ValidSessionID(s); got != want {
-			t.Fatalf("ValidSessionID(%q) = %v, want %v", s, got, want)
+		if got := validSessionID(s); got != want {
+			t.Fatalf("validSessionID(%q) = %v, want %v", s, got, want)
 		}
 	})
 }

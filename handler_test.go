@@ -2,11 +2,8 @@ package realtimeauth_test
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,198 +13,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// TestErrorTable runs every row of the HTTP contract's error table. Each
-// row prepares the handler's state, sends one request and checks the
-// status, the code, Retry-After and how many mints the request caused.
-func TestErrorTable(t *testing.T) {
-	newSession := func(t *testing.T, r *rig) string {
-		t.Helper()
-		return issueToken(t, r.h, defaultRemote)["sessionId"].(string)
-	}
-	fail := func(err error) func(t *testing.T, r *rig) req {
-		return func(t *testing.T, r *rig) req {
-			r.mint.SetError(err)
-			return req{path: tokenURL}
-		}
-	}
-	tests := []struct {
-		name   string
-		opts   []realtimeauth.Option
-		prep   func(t *testing.T, r *rig) req
-		status int
-		code   string
-		retry  int // whole seconds of Retry-After; 0 none
-		mints  int // mints the request causes
-	}{
-		{name: "token malformed JSON", status: 400, code: "invalid_request",
-			prep: func(*testing.T, *rig) req { return req{path: tokenURL, body: `{"model":`} }},
-		{name: "token body not an object", status: 400, code: "invalid_request",
-			prep: func(*testing.T, *rig) req { return req{path: tokenURL, body: `["x"]`} }},
-		{name: "token body invalid UTF-8", status: 400, code: "invalid_request",
-			prep: func(*testing.T, *rig) req { return req{path: tokenURL, body: "{\"a\":\"\xff\"}"} }},
-		{name: "refresh empty body", status: 400, code: "invalid_request",
-			prep: func(*testing.T, *rig) req { return req{path: refrURL} }},
-		{name: "refresh malformed JSON", status: 400, code: "invalid_request",
-			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: `{"sessionId":`} }},
-		{name: "refresh missing sessionId", status: 400, code: "invalid_request",
-			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: `{"other":1}`} }},
-		{name: "refresh empty sessionId", status: 400, code: "invalid_request",
-			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: `{"sessionId":""}`} }},
-		{name: "refresh malformed sessionId", status: 400, code: "invalid_request",
-			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: refreshBody("not-a-uuid")} }},
-		{name: "refresh upper-case sessionId", status: 400, code: "invalid_request",
-			prep: func(t *testing.T, r *rig) req {
-				return req{path: refrURL, body: refreshBody(strings.ToUpper(newSession(t, r)))}
-			}},
-		{name: "refresh number sessionId", status: 400, code: "invalid_request",
-			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: `{"sessionId":12345}`} }},
-		{name: "refresh null sessionId", status: 400, code: "invalid_request",
-			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: `{"sessionId":null}`} }},
-		{name: "refresh duplicate sessionId key", status: 400, code: "invalid_request",
-			prep: func(t *testing.T, r *rig) req {
-				id := newSession(t, r)
-				return req{path: refrURL, body: `{"sessionId":"` + id + `","sessionId":"` + uuid.NewString() + `"}`}
-			}},
-		{name: "origin not allowed", status: 403, code: "origin_not_allowed",
-			prep: func(*testing.T, *rig) req {
-				return req{path: tokenURL, headers: map[string]string{"Origin": "https://evil.example.net"}}
-			}},
-		{name: "session used from another IP", status: 403, code: "session_mismatch",
-			prep: func(t *testing.T, r *rig) req {
-				r.clock.Advance(time.Minute)
-				return req{path: refrURL, body: refreshBody(newSessionAt(t, r, "198.51.100.1:1"))}
-			}},
-		{name: "refresh limit reached", status: 403, code: "refresh_limit_reached",
-			opts: []realtimeauth.Option{realtimeauth.WithRefreshPolicy(1, 0)},
-			prep: func(t *testing.T, r *rig) req {
-				id := newSession(t, r)
-				require.Equal(t, 200, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}).Code)
-				return req{path: refrURL, body: refreshBody(id)}
-			}},
-		{name: "session never issued", status: 404, code: "session_not_found",
-			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: refreshBody(uuid.NewString())} }},
-		{name: "session expired", status: 404, code: "session_not_found",
-			opts: []realtimeauth.Option{realtimeauth.WithSessionTTL(2 * time.Minute)},
-			prep: func(t *testing.T, r *rig) req {
-				id := newSession(t, r)
-				r.clock.Advance(2 * time.Minute)
-				return req{path: refrURL, body: refreshBody(id)}
-			}},
-		{name: "unknown path", status: 404, code: "not_found",
-			prep: func(*testing.T, *rig) req { return req{path: base + "/tokens"} }},
-		{name: "outside the base path", status: 404, code: "not_found",
-			prep: func(*testing.T, *rig) req { return req{path: "/token"} }},
-		{name: "GET token", status: 405, code: "method_not_allowed",
-			prep: func(*testing.T, *rig) req { return req{method: http.MethodGet, path: tokenURL} }},
-		{name: "PUT refresh", status: 405, code: "method_not_allowed",
-			prep: func(*testing.T, *rig) req { return req{method: http.MethodPut, path: refrURL} }},
-		{name: "POST health", status: 405, code: "method_not_allowed",
-			prep: func(*testing.T, *rig) req { return req{path: healthU} }},
-		{name: "body over the cap", status: 413, code: "payload_too_large",
-			opts: []realtimeauth.Option{realtimeauth.WithMaxBodyBytes(64)},
-			prep: func(*testing.T, *rig) req {
-				return req{path: tokenURL, body: `{"pad":"` + strings.Repeat("x", 100) + `"}`}
-			}},
-		{name: "chunked body over the cap", status: 413, code: "payload_too_large",
-			opts: []realtimeauth.Option{realtimeauth.WithMaxBodyBytes(64)},
-			prep: func(*testing.T, *rig) req {
-				return req{path: refrURL, body: `{"pad":"` + strings.Repeat("x", 100) + `"}`, headers: map[string]string{"X-Chunked": "1"}}
-			}},
-		{name: "wrong content type", status: 415, code: "unsupported_media_type",
-			prep: func(*testing.T, *rig) req { return req{path: tokenURL, body: `{}`, ct: "text/plain"} }},
-		{name: "form content type", status: 415, code: "unsupported_media_type",
-			prep: func(*testing.T, *rig) req {
-				return req{path: refrURL, body: `sessionId=x`, ct: "application/x-www-form-urlencoded"}
-			}},
-		{name: "rate limited", status: 429, code: "rate_limited", retry: 90,
-			opts: []realtimeauth.Option{realtimeauth.WithRateLimit(2, time.Minute)},
-			prep: func(t *testing.T, r *rig) req {
-				newSession(t, r)
-				newSession(t, r)
-				// Two events at the window's start: the third waits for
-				// the next window and half of it, 2*(1-f) + 0 + 1 <= 2.
-				return req{path: tokenURL}
-			}},
-		{name: "refresh too soon", status: 429, code: "refresh_too_soon", retry: 7,
-			prep: func(t *testing.T, r *rig) req {
-				id := newSession(t, r)
-				r.clock.Advance(3 * time.Second)
-				return req{path: refrURL, body: refreshBody(id)}
-			}},
-		{name: "refresh too soon rounds up", status: 429, code: "refresh_too_soon", retry: 1,
-			prep: func(t *testing.T, r *rig) req {
-				id := newSession(t, r)
-				r.clock.Advance(9*time.Second + 400*time.Millisecond)
-				return req{path: refrURL, body: refreshBody(id)}
-			}},
-		{name: "upstream 500", status: 502, code: "upstream_error", mints: 1,
-			prep: fail(&realtimeauth.UpstreamError{StatusCode: 500, Message: "boom"})},
-		{name: "upstream 401 is not passed on", status: 502, code: "upstream_error", mints: 1,
-			prep: fail(&realtimeauth.UpstreamError{StatusCode: 401, Message: "Incorrect API key"})},
-		{name: "upstream 403", status: 502, code: "upstream_error", mints: 1,
-			prep: fail(&realtimeauth.UpstreamError{StatusCode: 403})},
-		{name: "upstream malformed answer", status: 502, code: "upstream_error", mints: 1,
-			prep: fail(&realtimeauth.UpstreamError{StatusCode: 200, Message: "malformed JSON answer"})},
-		{name: "minter plain error", status: 502, code: "upstream_error", mints: 1,
-			prep: fail(errors.New("something broke"))},
-		{name: "minter returns an expired token", status: 502, code: "upstream_error", mints: 1,
-			prep: func(t *testing.T, r *rig) req {
-				r.mint.Func = func(context.Context, realtimeauth.MintRequest) (realtimeauth.Token, error) {
-					return realtimeauth.Token{Value: "ek_x", ExpiresAt: r.clock.Now()}, nil
-				}
-				return req{path: tokenURL}
-			}},
-		{name: "upstream 429", status: 503, code: "upstream_rate_limited", retry: 7, mints: 1,
-			prep: fail(&realtimeauth.UpstreamError{StatusCode: 429, RetryAfter: 6500 * time.Millisecond})},
-		{name: "upstream 429 without Retry-After", status: 503, code: "upstream_rate_limited", retry: 1, mints: 1,
-			prep: fail(&realtimeauth.UpstreamError{StatusCode: 429})},
-		{name: "upstream timeout", status: 504, code: "upstream_timeout", mints: 1,
-			opts: []realtimeauth.Option{realtimeauth.WithUpstreamTimeout(100 * time.Millisecond)},
-			prep: func(t *testing.T, r *rig) req {
-				r.mint.Func = func(ctx context.Context, _ realtimeauth.MintRequest) (realtimeauth.Token, error) {
-					<-ctx.Done() // the handler's upstream timeout ends it
-					return realtimeauth.Token{}, fmt.Errorf("dial: %w", ctx.Err())
-				}
-				return req{path: tokenURL}
-			}},
-		{name: "refresh upstream timeout", status: 504, code: "upstream_timeout", mints: 1,
-			opts: []realtimeauth.Option{realtimeauth.WithRefreshPolicy(5, 0)},
-			prep: func(t *testing.T, r *rig) req {
-				id := newSession(t, r)
-				r.mint.SetError(context.DeadlineExceeded)
-				return req{path: refrURL, body: refreshBody(id)}
-			}},
-		{name: "closed", status: 503, code: "unavailable",
-			prep: func(t *testing.T, r *rig) req {
-				require.NoError(t, r.h.Close())
-				require.NoError(t, r.h.Close(), "Close is idempotent")
-				return req{path: tokenURL}
-			}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, tc.opts...)
-			q := tc.prep(t, r)
-			before := r.mint.Calls()
-			hr := q.build()
-			if q.headers["X-Chunked"] != "" {
-				hr.ContentLength = -1 // as a chunked upload arrives
-			}
-			w := httptest.NewRecorder()
-			r.h.ServeHTTP(w, hr)
-			assertError(t, w, tc.status, tc.code, tc.retry)
-			assert.Equal(t, tc.mints, r.mint.Calls()-before, "mints caused by the request")
-			if tc.status == http.StatusMethodNotAllowed {
-				if q.path == healthU {
-					assert.Equal(t, "GET, HEAD", w.Header().Get("Allow"))
-				} else {
-					assert.Equal(t, "OPTIONS, POST", w.Header().Get("Allow"))
-				}
-			}
-		})
-	}
-}
 
 // newSessionAt opens a session for the client at remote.
 func newSessionAt(t *testing.T, r *rig, remote string) string {
@@ -237,7 +42,9 @@ func TestTokenSuccessShape(t *testing.T) {
 	assert.Equal(t, uuid.Version(4), u.Version())
 	assert.Equal(t, uuid.RFC4122, u.Variant())
 	assert.Equal(t, u.String(), id, "canonical lower-case form")
-	assert.Len(t, m, 6)
+	assert.Equal(t, "realtime", m["mode"])
+	assert.NotContains(t, m, "model", "the fake minter names no model")
+	assert.Len(t, m, 7)
 
 	reqs := r.mint.Requests()
 	require.Len(t, reqs, 1)
@@ -372,7 +179,7 @@ func TestClientGone(t *testing.T) {
 // under a limit of L admit exactly L, over real TCP.
 func TestConcurrentTokenAdmission(t *testing.T) {
 	const n, limit = 60, 17
-	r := newRig(t, realtimeauth.WithRateLimit(limit, time.Minute), realtimeauth.WithAbuseGuard(0, 0, 0))
+	r := newRig(t, realtimeauth.WithRateLimit(limit, time.Minute), realtimeauth.WithAbuseGuard(nil))
 	srv := tcpServer(t, r.h)
 	c := clientFrom("127.0.0.2")
 	var wg sync.WaitGroup
@@ -463,7 +270,7 @@ func TestContentTypes(t *testing.T) {
 // refreshes give every reservation back, whatever their interleaving.
 func TestConcurrentFailedRefreshesGiveBack(t *testing.T) {
 	const m = 5
-	r := newRig(t, realtimeauth.WithRefreshPolicy(m, 0))
+	r := newRig(t, realtimeauth.WithRefreshPolicy(m, 0), realtimeauth.WithMintLimit(100, time.Minute))
 	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 	r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500})
 	var wg sync.WaitGroup

@@ -103,7 +103,7 @@ func TestHealthErrorRateWindow(t *testing.T) {
 // TestHealthUpstreamStatus: operational, degraded, down, from the mints'
 // outcomes and latency.
 func TestHealthUpstreamStatus(t *testing.T) {
-	r := newRig(t, realtimeauth.WithRateLimit(100, time.Minute), realtimeauth.WithAbuseGuard(0, 0, 0))
+	r := newRig(t, realtimeauth.WithRateLimit(100, time.Minute), realtimeauth.WithAbuseGuard(nil))
 	for range 3 {
 		issueToken(t, r.h, defaultRemote)
 	}

@@ -142,10 +142,10 @@ func WithMinterLogger(l *slog.Logger) OpenAIOption {
 
 var azureResource = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$`)
 
-// NewUpstreamTransport returns the transport the minter uses by default:
+// newUpstreamTransport returns the transport the minter uses by default:
 // keep-alive with an idle pool per host, and bounded dial, TLS handshake and
 // response header times.
-func NewUpstreamTransport() *http.Transport {
+func newUpstreamTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -232,7 +232,7 @@ func NewOpenAIMinter(apiKey string, opts ...OpenAIOption) (*OpenAIMinter, error)
 		}
 	}
 	if c.client == nil {
-		c.client = &http.Client{Transport: NewUpstreamTransport()}
+		c.client = &http.Client{Transport: newUpstreamTransport()}
 	}
 	base := strings.TrimRight(c.baseURL, "/")
 	return &OpenAIMinter{
@@ -276,7 +276,7 @@ func (m *OpenAIMinter) requestBody(req MintRequest) ([]byte, error) {
 	session["model"] = model
 	secs := int64(req.TTL / time.Second)
 	if secs == 0 {
-		secs = int64(DefaultTokenTTL / time.Second)
+		secs = int64(defaultTokenTTL / time.Second)
 	}
 	return json.Marshal(struct {
 		ExpiresAfter struct {
@@ -299,7 +299,11 @@ func (m *OpenAIMinter) Mint(ctx context.Context, req MintRequest) (Token, error)
 	if err != nil {
 		return Token{}, err
 	}
-	return m.retry.run(ctx, func() (Token, *UpstreamError, bool) { return m.do(ctx, body) })
+	tok, err := m.retry.run(ctx, func() (Token, *UpstreamError, bool) { return m.do(ctx, body) })
+	if err == nil {
+		tok.Model = m.model
+	}
+	return tok, err
 }
 
 // do makes one attempt. It reports whether the failure is worth retrying;

@@ -90,7 +90,7 @@ func TestOpenAIRequestShape(t *testing.T) {
 		Session: json.RawMessage(`{"voice":"verse","tools":[]}`),
 	})
 	require.NoError(t, err)
-	assert.Equal(t, realtimeauth.Token{Value: "ek_real_1", ExpiresAt: time.Unix(exp.Unix(), 0)}, tok)
+	assert.Equal(t, realtimeauth.Token{Value: "ek_real_1", ExpiresAt: time.Unix(exp.Unix(), 0), Model: "gpt-realtime-mini"}, tok)
 
 	r, body := u.last(t)
 	assert.Equal(t, http.MethodPost, r.Method)
@@ -292,7 +292,7 @@ func TestHandlerWithOpenAIMinter(t *testing.T) {
 		name   string
 		answer func(http.ResponseWriter, *http.Request)
 		status int
-		code   string
+		code   realtimeauth.Code
 		retry  int
 	}{
 		{"ok", okAnswer("ek_live_1", time.Now().Add(time.Minute)), 200, "", 0},
@@ -322,7 +322,7 @@ func TestHandlerWithOpenAIMinter(t *testing.T) {
 			for _, s := range []string{"boom", "Incorrect", "slow down", "forbidden "} {
 				assert.NotContains(t, w.Body.String(), s)
 			}
-			assert.Contains(t, logs.String(), "mint failed", "the failure is logged")
+			assert.Contains(t, logs.String(), "event=upstream_error", "the failure is logged")
 		})
 	}
 }

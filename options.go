@@ -36,7 +36,7 @@ type config struct {
 	rateWindow, mintWindow      time.Duration
 	rateSet, mintSet            bool
 	prefixShare                 int
-	prefixRateLimit             int // rateLimit × prefixShare, at most maxAllowance
+	prefixRateLimit             int // rateLimit × prefixShare, at most maxLimit
 	prefixMintLimit             int
 	subjectLimit                int
 	subjectWindow               time.Duration
@@ -82,9 +82,6 @@ const (
 	defaultMinRefreshInterval = 10 * time.Second
 	defaultUpstreamTimeout    = 10 * time.Second
 	defaultMaxBodyBytes       = 64 << 10
-	// maxAllowance is the largest limit an allowance can have (the memory
-	// store packs a window's counts into 10 bits).
-	maxAllowance = 1023
 )
 
 // WithSessionStore sets where sessions, and the allowances they are charged
@@ -107,7 +104,7 @@ func WithAbuseGuard(g AbuseGuard) Option {
 
 // WithRateLimit sets how many new sessions (token requests) a client may
 // open: n per window. A client is an IPv4 address or an IPv6 /64. Default
-// 10 per minute; n in 1..1023, window positive. Any interval of one
+// 10 per minute; n in 1..1023, window a positive multiple of 4ns. Any interval of one
 // window's length admits at most max(n+1, 5n/4) (see MemoryLimiter); a
 // refused request does not count.
 func WithRateLimit(n int, window time.Duration) Option {
@@ -116,7 +113,7 @@ func WithRateLimit(n int, window time.Duration) Option {
 
 // WithMintLimit sets how many tokens a client may be minted, by token and
 // refresh requests together: n per window. Default 30 per minute; n in
-// 1..1023, window positive. With WithRateLimit and WithMaxSessionsPerClient
+// 1..1023, window a positive multiple of 4ns. With WithRateLimit and WithMaxSessionsPerClient
 // it bounds what one client costs (docs/limits.md).
 func WithMintLimit(n int, window time.Duration) Option {
 	return func(c *config) { c.mintLimit, c.mintWindow, c.mintSet = n, window, true }
@@ -160,7 +157,6 @@ func WithMaxSessions(n int) Option {
 func WithAllowedOrigins(origins ...string) Option {
 	return func(c *config) {
 		c.origins = append(c.origins, origins...)
-		c.originsSet = true
 	}
 }
 
@@ -257,7 +253,8 @@ func WithAuthenticator(a Authenticator) Option {
 
 // WithSubjectRateLimit limits the tokens minted for one subject, by token
 // and refresh requests together, from any client: n per window. Default
-// off; n in 1..1023, window positive. Needs WithAuthenticator.
+// off; n in 1..1023, window a positive multiple of 4ns. Needs
+// WithAuthenticator.
 func WithSubjectRateLimit(n int, window time.Duration) Option {
 	return func(c *config) { c.subjectLimit, c.subjectWindow = n, window }
 }
@@ -337,21 +334,25 @@ func (c *config) resolveLimits(bad func(string, ...any)) {
 	if c.prefixShare == 0 {
 		c.prefixShare = defaultPrefixShare
 	}
-	checkLimit := func(name string, n int, w time.Duration) {
-		if n < 1 || n > maxAllowance || w <= 0 {
-			bad("%s: %d per %v: the limit must be in 1..%d and the window positive", name, n, w, maxAllowance)
+	for _, l := range []struct {
+		name string
+		n    int
+		w    time.Duration
+	}{{"WithRateLimit", c.rateLimit, c.rateWindow}, {"WithMintLimit", c.mintLimit, c.mintWindow}} {
+		if err := checkLimit(l.name, l.n, l.w); err != nil {
+			bad("%v", strings.TrimPrefix(err.Error(), "realtimeauth: "))
 		}
 	}
-	checkLimit("WithRateLimit", c.rateLimit, c.rateWindow)
-	checkLimit("WithMintLimit", c.mintLimit, c.mintWindow)
 	if c.subjectLimit != 0 || c.subjectWindow != 0 {
-		checkLimit("WithSubjectRateLimit", c.subjectLimit, c.subjectWindow)
+		if err := checkLimit("WithSubjectRateLimit", c.subjectLimit, c.subjectWindow); err != nil {
+			bad("%v", strings.TrimPrefix(err.Error(), "realtimeauth: "))
+		}
 	}
 	if c.prefixShare < 1 || c.prefixShare > 65536 {
 		bad("WithPrefixShare: %d is outside 1..65536", c.prefixShare)
 	}
-	c.prefixRateLimit = min(c.rateLimit*c.prefixShare, maxAllowance)
-	c.prefixMintLimit = min(c.mintLimit*c.prefixShare, maxAllowance)
+	c.prefixRateLimit = min(c.rateLimit*c.prefixShare, maxLimit)
+	c.prefixMintLimit = min(c.mintLimit*c.prefixShare, maxLimit)
 	if !c.maxPerClientSet {
 		c.maxPerClient = defaultMaxPerClient
 	}

@@ -17,7 +17,6 @@ import (
 func TestNewRefusesBadOptions(t *testing.T) {
 	type opts = []realtimeauth.Option
 	auth := realtimeauth.WithAuthenticator(bearerAuth)
-	lim := realtimeauth.NewMemoryLimiter(1, time.Minute)
 	tests := []struct {
 		name string
 		opts opts
@@ -25,9 +24,8 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	}{
 		{"nil option", opts{nil}, []string{"nil Option"}},
 		{"rate limit zero", opts{realtimeauth.WithRateLimit(0, time.Minute)}, []string{"WithRateLimit"}},
-		{"rate limit too high", opts{realtimeauth.WithRateLimit(realtimeauth.MaxMemoryLimit+1, time.Minute)}, []string{"WithRateLimit"}},
+		{"rate limit too high", opts{realtimeauth.WithRateLimit(1024, time.Minute)}, []string{"WithRateLimit"}},
 		{"rate window zero", opts{realtimeauth.WithRateLimit(5, 0)}, []string{"WithRateLimit"}},
-		{"rate limit with limiter", opts{realtimeauth.WithLimiter(lim), realtimeauth.WithRateLimit(5, time.Minute)}, []string{"WithRateLimit", "WithLimiter"}},
 		{"token TTL short", opts{realtimeauth.WithTokenTTL(9 * time.Second)}, []string{"WithTokenTTL"}},
 		{"token TTL long", opts{realtimeauth.WithTokenTTL(2*time.Hour + time.Second)}, []string{"WithTokenTTL"}},
 		{"token TTL fractional", opts{realtimeauth.WithTokenTTL(10500 * time.Millisecond)}, []string{"WithTokenTTL"}},
@@ -47,14 +45,15 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		{"body cap small", opts{realtimeauth.WithMaxBodyBytes(63)}, []string{"WithMaxBodyBytes"}},
 		{"body cap large", opts{realtimeauth.WithMaxBodyBytes(10<<20 + 1)}, []string{"WithMaxBodyBytes"}},
 		{"CORS header empty", opts{realtimeauth.WithCORSHeaders("")}, []string{"WithCORSHeaders"}},
-		{"memory limits", opts{realtimeauth.WithMemoryLimits(-1)}, []string{"WithMemoryLimits"}},
-		{"abuse strikes negative", opts{realtimeauth.WithAbuseGuard(-1, time.Minute, time.Minute)}, []string{"WithAbuseGuard"}},
-		{"abuse strikes too many", opts{realtimeauth.WithAbuseGuard(1_000_001, time.Minute, time.Minute)}, []string{"WithAbuseGuard"}},
-		{"abuse window zero", opts{realtimeauth.WithAbuseGuard(3, 0, time.Minute)}, []string{"WithAbuseGuard"}},
-		{"abuse block zero", opts{realtimeauth.WithAbuseGuard(3, time.Minute, 0)}, []string{"WithAbuseGuard"}},
+		{"max sessions zero", opts{realtimeauth.WithMaxSessions(0)}, []string{"WithMaxSessions"}},
+		{"max sessions too many", opts{realtimeauth.WithMaxSessions(100_000_001)}, []string{"WithMaxSessions"}},
+		{"sessions per client zero", opts{realtimeauth.WithMaxSessionsPerClient(0)}, []string{"WithMaxSessionsPerClient"}},
+		{"mint limit zero", opts{realtimeauth.WithMintLimit(0, time.Minute)}, []string{"WithMintLimit"}},
+		{"mint limit too high", opts{realtimeauth.WithMintLimit(1024, time.Minute)}, []string{"WithMintLimit"}},
+		{"mint window zero", opts{realtimeauth.WithMintLimit(5, 0)}, []string{"WithMintLimit"}},
+		{"prefix share zero", opts{realtimeauth.WithPrefixShare(-1)}, []string{"WithPrefixShare"}},
+		{"prefix share too many", opts{realtimeauth.WithPrefixShare(65537)}, []string{"WithPrefixShare"}},
 		{"subject limit without authenticator", opts{realtimeauth.WithSubjectRateLimit(5, time.Minute)}, []string{"WithSubjectRateLimit", "WithAuthenticator"}},
-		{"subject limiter without authenticator", opts{realtimeauth.WithSubjectLimiter(lim)}, []string{"WithSubjectLimiter", "WithAuthenticator"}},
-		{"subject limit and limiter", opts{auth, realtimeauth.WithSubjectLimiter(lim), realtimeauth.WithSubjectRateLimit(5, time.Minute)}, []string{"WithSubjectRateLimit", "WithSubjectLimiter"}},
 		{"subject limit negative", opts{auth, realtimeauth.WithSubjectRateLimit(-1, time.Minute)}, []string{"WithSubjectRateLimit"}},
 		{"subject window zero", opts{auth, realtimeauth.WithSubjectRateLimit(5, 0)}, []string{"WithSubjectRateLimit"}},
 		{"sessions per subject without authenticator", opts{realtimeauth.WithMaxSessionsPerSubject(3)}, []string{"WithMaxSessionsPerSubject", "WithAuthenticator"}},
@@ -91,9 +90,9 @@ func TestNewAcceptsTheBounds(t *testing.T) {
 	for _, o := range [][]realtimeauth.Option{
 		{realtimeauth.WithTokenTTL(10 * time.Second), realtimeauth.WithSessionTTL(10 * time.Second), realtimeauth.WithRefreshPolicy(1, 10*time.Second)},
 		{realtimeauth.WithTokenTTL(2 * time.Hour), realtimeauth.WithSessionTTL(24 * time.Hour), realtimeauth.WithRefreshPolicy(1_000_000, 0)},
-		{realtimeauth.WithRateLimit(1, time.Nanosecond), realtimeauth.WithUpstreamTimeout(100 * time.Millisecond), realtimeauth.WithMaxBodyBytes(64)},
-		{realtimeauth.WithRateLimit(realtimeauth.MaxMemoryLimit, time.Hour), realtimeauth.WithUpstreamTimeout(2 * time.Minute), realtimeauth.WithMaxBodyBytes(10 << 20)},
-		{realtimeauth.WithAbuseGuard(0, 0, 0), realtimeauth.WithMemoryLimits(1)},
+		{realtimeauth.WithRateLimit(1, 4*time.Nanosecond), realtimeauth.WithUpstreamTimeout(100 * time.Millisecond), realtimeauth.WithMaxBodyBytes(64)},
+		{realtimeauth.WithRateLimit(1023, time.Hour), realtimeauth.WithUpstreamTimeout(2 * time.Minute), realtimeauth.WithMaxBodyBytes(10 << 20)},
+		{realtimeauth.WithAbuseGuard(nil), realtimeauth.WithMaxSessions(1), realtimeauth.WithMaxSessionsPerClient(1)},
 		{realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithSubjectRateLimit(1, time.Second), realtimeauth.WithMaxSessionsPerSubject(1_000_000)},
 		{realtimeauth.WithBasePath("/"), realtimeauth.WithAllowedOrigins("*"), realtimeauth.WithTrustedProxies("10.0.0.0/8", "::1", " 192.0.2.1 ")},
 		{realtimeauth.WithLogger(nil), realtimeauth.WithClock(nil), realtimeauth.WithCORSHeaders("X-Custom")},
@@ -110,22 +109,22 @@ func TestDefaults(t *testing.T) {
 	m := &realtimeauthtest.Minter{Now: clock.Now}
 	h, err := realtimeauth.New(m, realtimeauth.WithClock(clock.Now), realtimeauth.WithLogger(quietLogger()))
 	require.NoError(t, err)
-	for range realtimeauth.DefaultRateLimit {
+	for range 10 { // WithRateLimit's default
 		require.Equal(t, http.StatusOK, serveReq(h, req{path: tokenURL}).Code)
 	}
 	assertError(t, serveReq(h, req{path: tokenURL}), 429, "rate_limited", -1)
-	assert.Equal(t, realtimeauth.DefaultTokenTTL, m.Requests()[0].TTL)
+	assert.Equal(t, 60*time.Second, m.Requests()[0].TTL)
 	id := m.Requests()[0].SessionID
-	clock.Advance(realtimeauth.DefaultMinRefreshInterval - time.Second)
+	clock.Advance(9 * time.Second)
 	assertError(t, serveReq(h, req{path: refrURL, body: refreshBody(id)}), 429, "refresh_too_soon", 1)
 	clock.Advance(time.Second)
 	assert.Equal(t, http.StatusOK, serveReq(h, req{path: refrURL, body: refreshBody(id)}).Code)
-	clock.Advance(realtimeauth.DefaultSessionTTL)
+	clock.Advance(time.Hour) // the default session TTL
 	assertError(t, serveReq(h, req{path: refrURL, body: refreshBody(id)}), 404, "session_not_found", 0)
 	// Default body cap: 64 KiB, from another client.
 	pad := func(n int) string { return `{"a":"` + strings.Repeat("x", n-8) + `"}` }
-	assert.Equal(t, http.StatusOK, serveReq(h, req{path: tokenURL, remote: "192.0.2.9:1", body: pad(realtimeauth.DefaultMaxBodyBytes)}).Code)
-	assertError(t, serveReq(h, req{path: tokenURL, remote: "192.0.2.9:1", body: pad(realtimeauth.DefaultMaxBodyBytes + 1)}), 413, "payload_too_large", 0)
+	assert.Equal(t, http.StatusOK, serveReq(h, req{path: tokenURL, remote: "192.0.2.9:1", body: pad(64<<10)}).Code)
+	assertError(t, serveReq(h, req{path: tokenURL, remote: "192.0.2.9:1", body: pad(64<<10 + 1)}), 413, "payload_too_large", 0)
 }
 
 // TestBasePath: the endpoints follow WithBasePath, "/" included.

@@ -28,7 +28,7 @@ func (e *Events) All() []realtimeauth.Event {
 }
 
 // Named returns the recorded events called name, in order.
-func (e *Events) Named(name string) []realtimeauth.Event {
+func (e *Events) Named(name realtimeauth.EventName) []realtimeauth.Event {
 	var out []realtimeauth.Event
 	for _, ev := range e.All() {
 		if ev.Name == name {
@@ -39,4 +39,4 @@ func (e *Events) Named(name string) []realtimeauth.Event {
 }
 
 // Count returns how many recorded events are called name.
-func (e *Events) Count(name string) int { return len(e.Named(name)) }
+func (e *Events) Count(name realtimeauth.EventName) int { return len(e.Named(name)) }

@@ -93,6 +93,15 @@ func (m *Minter) Mint(ctx context.Context, req realtimeauth.MintRequest) (realti
 	return realtimeauth.Token{Value: fmt.Sprintf("ek_test_%d", n), ExpiresAt: now().Add(req.TTL)}, nil
 }
 
+// Local reports that the fake mints in-process, so the handler sets no
+// deadline on it (see realtimeauth.Minter), unless Func is set: a Func may
+// wait on its context like a real upstream.
+func (m *Minter) Local() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.Func == nil
+}
+
 // Calls returns how many times Mint was called.
 func (m *Minter) Calls() int {
 	m.mu.Lock()

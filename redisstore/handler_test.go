@@ -64,13 +64,13 @@ func newInstance(t *testing.T, rdb redis.UniversalClient, rt *roundTrips, clock 
 		opts = append(opts, realtimeauth.WithClock(clock.Now))
 	}
 	if fc.memoryStore {
-		opts = append(opts, realtimeauth.WithAbuseGuard(0, 0, 0))
+		opts = append(opts, realtimeauth.WithAbuseGuard(nil))
 	} else {
 		store, err := redisstore.NewSessionStore(rdb)
 		require.NoError(t, err)
 		guard, err := redisstore.NewAbuseGuard(rdb, fc.strikes, 10*time.Minute, 15*time.Minute)
 		require.NoError(t, err)
-		opts = append(opts, realtimeauth.WithSessionStore(store), realtimeauth.WithAbuseStore(guard))
+		opts = append(opts, realtimeauth.WithSessionStore(store), realtimeauth.WithAbuseGuard(guard))
 	}
 	h, err := realtimeauth.New(minter, opts...)
 	require.NoError(t, err)

@@ -1,0 +1,37 @@
+package realtimeauth
+
+// ErrorRow is a row of the error table, for the black-box tests.
+type ErrorRow struct {
+	Status   int
+	Code     Code
+	Msg      string
+	Event    EventName
+	Severity Severity
+	Strike   bool
+}
+
+// refusalNames names the rows of the error table for the tests.
+var refusalNames = [numRefusals]string{
+	refBadJSON: "bad_json", refBadRefreshBody: "bad_refresh_body", refMissingSessionID: "missing_session_id",
+	refBadSessionID: "bad_session_id", refBodyRead: "body_read", refTooLarge: "too_large", refMediaType: "media_type",
+	refSessionConfig: "session_config", refForbidden: "forbidden", refInternal: "internal", refOrigin: "origin",
+	refUnauthorized: "unauthorized", refBlocked: "blocked", refSessionMismatch: "session_mismatch",
+	refSessionRevoked: "session_revoked", refRefreshLimit: "refresh_limit", refSessionNotFound: "session_not_found",
+	refNotFound: "not_found", refMethod: "method", refRateLimited: "rate_limited", refRefreshTooSoon: "refresh_too_soon",
+	refTooManySessions: "too_many_sessions", refStoreFull: "store_full", refUpstream: "upstream",
+	refUpstreamLimited: "upstream_limited", refUpstreamBusy: "upstream_busy", refUpstreamTimeout: "upstream_timeout",
+	refStoreUnavailable: "store_unavailable", refUnavailable: "unavailable", refClientGone: "client_gone",
+}
+
+// ErrorTable returns the error table by row name.
+func ErrorTable() map[string]ErrorRow {
+	out := make(map[string]ErrorRow, numRefusals)
+	for i, e := range errorTable {
+		name := refusalNames[i]
+		if name == "" {
+			panic("export_test.go: a row of the error table has no name")
+		}
+		out[name] = ErrorRow{e.status, e.code, e.msg, e.event, e.sev, e.strike}
+	}
+	return out
+}
