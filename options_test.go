@@ -123,7 +123,7 @@ func TestDefaults(t *testing.T) {
 	assertError(t, serveReq(h, req{path: refrURL, body: refreshBody(id)}), 404, "session_not_found", 0)
 	// Default body cap: 64 KiB, from another client.
 	pad := func(n int) string { return `{"a":"` + strings.Repeat("x", n-8) + `"}` }
-	assert.Equal(t, http.StatusOK, serveReq(h, req{path: tokenURL, remote: "192.0.2.9:1", body: pad(64<<10)}).Code)
+	assert.Equal(t, http.StatusOK, serveReq(h, req{path: tokenURL, remote: "192.0.2.9:1", body: pad(64 << 10)}).Code)
 	assertError(t, serveReq(h, req{path: tokenURL, remote: "192.0.2.9:1", body: pad(64<<10 + 1)}), 413, "payload_too_large", 0)
 }
 
