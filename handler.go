@@ -43,6 +43,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveIssue(w, r, true)
 	case "/health":
 		h.serveHealth(w, r)
+	case "/compatibility":
+		h.serveCompatibility(w, r)
 	case "/client.js":
 		h.serveStatic(w, r, &clientScript)
 	case "/client.d.ts":
@@ -650,57 +652,4 @@ func ValidSessionID(id string) bool {
 		}
 	}
 	return true
-}
-
-func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
-	_, forwardedTLS := h.ips.clientAddr(r)
-	tls := r.TLS != nil || forwardedTLS
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header()["Allow"] = hdrAllowGET
-		h.writeError(w, tls, errMethod, 0)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), statsTimeout)
-	defer cancel()
-	body := healthBody(h.stats(ctx))
-	setSecurityHeaders(w.Header(), tls)
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodGet {
-		_, _ = w.Write(body)
-	}
-}
-
-type healthService struct {
-	Status  string   `json:"status"`
-	Latency *float64 `json:"latency,omitempty"`
-}
-
-func healthBody(st Stats) []byte {
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	lat := ms(st.OpenAI.Latency)
-	v := struct {
-		Status    string                   `json:"status"`
-		Timestamp int64                    `json:"timestamp"`
-		Uptime    int64                    `json:"uptime"`
-		Services  map[string]healthService `json:"services"`
-		Metrics   map[string]any           `json:"metrics"`
-	}{
-		Status:    st.Status,
-		Timestamp: st.Time.UnixMilli(),
-		Uptime:    st.Uptime.Milliseconds(),
-		Services: map[string]healthService{
-			"openaiApi":       {Status: st.OpenAI.Status, Latency: &lat},
-			"rateLimit":       {Status: st.RateLimit.Status},
-			"sessionTracking": {Status: st.SessionTracking.Status},
-		},
-		Metrics: map[string]any{
-			"totalRequests":       st.TotalRequests,
-			"activeSessions":      st.ActiveSessions,
-			"totalRefreshes":      st.TotalRefreshes,
-			"errorRate":           st.ErrorRate,
-			"averageResponseTime": ms(st.AverageResponseTime),
-		},
-	}
-	b, _ := json.Marshal(v)
-	return b
 }

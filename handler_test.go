@@ -200,7 +200,7 @@ func TestErrorTable(t *testing.T) {
 			assert.Equal(t, tc.mints, r.mint.Calls()-before, "mints caused by the request")
 			if tc.status == http.StatusMethodNotAllowed {
 				if q.path == healthU {
-					assert.Equal(t, "GET, HEAD", w.Header().Get("Allow"))
+					assert.Equal(t, "GET, HEAD, OPTIONS", w.Header().Get("Allow"))
 				} else {
 					assert.Equal(t, "OPTIONS, POST", w.Header().Get("Allow"))
 				}

@@ -64,6 +64,7 @@ type config struct {
 	upstreamRateSet         bool
 	sessionConfig           SessionConfigFunc
 	eventHook               EventHook
+	measurementHook         MeasurementHook
 	memoryMaxKeys           int
 }
 

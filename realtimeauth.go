@@ -7,7 +7,8 @@
 //
 //	POST {base}/token          mint a token and open a session
 //	POST {base}/refresh-token  a new token for an existing session
-//	GET  {base}/health         status and metrics
+//	GET  {base}/health         status and metrics (503 when unhealthy or closed)
+//	GET  {base}/compatibility  what the original service's client asks first
 //	GET  {base}/client.js      the browser client, an ES module (and client.d.ts)
 //
 // with a CORS allow-list, per-client sliding-window rate limits that a
@@ -91,6 +92,7 @@ type Handler struct {
 	guard          AbuseGuard
 	origins        *originMatcher
 	cors           *cors.Cors
+	readCORS       *cors.Cors // health and compatibility: GET
 	ips            ipResolver
 	upstream       *rate.Limiter
 	base           string
@@ -98,6 +100,7 @@ type Handler struct {
 	log            *slog.Logger
 	start          time.Time
 	m              metrics
+	snap           countSnapshot
 	closed         atomic.Bool
 }
 
@@ -148,6 +151,14 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 		AllowCredentials: c.allowCredentials,
 		MaxAge:           600,
 	})
+	h.readCORS = cors.New(cors.Options{
+		AllowOriginFunc:  origins.allowed,
+		AllowedMethods:   []string{"GET", "HEAD"},
+		AllowedHeaders:   c.corsHeaders,
+		AllowCredentials: c.allowCredentials,
+		MaxAge:           600,
+	})
+	h.m.hook = c.measurementHook
 	if c.upstreamRateSet {
 		h.upstream = rate.NewLimiter(c.upstreamRate, c.upstreamBurst)
 	}
@@ -155,7 +166,8 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 }
 
 // Close marks the handler closed: token and refresh requests are answered
-// 503 unavailable from then on, while health keeps answering. The handler
+// 503 unavailable from then on, while health keeps answering, with 503 and
+// "draining": true, so that a load balancer stops sending traffic. The handler
 // runs no background goroutine, so there is nothing else to stop. Close is
 // idempotent and safe while requests are in flight; it does not close a
 // Limiter, SessionStore or AbuseGuard passed in by option, which belong to
