@@ -67,7 +67,7 @@ func (m *OpenAIMinter) Call(ctx context.Context, req CallRequest) (CallAnswer, e
 	_ = mw.WriteField("session", string(session))
 	_ = mw.Close()
 	body, ctype := form.Bytes(), mw.FormDataContentType()
-	sid := m.safetyIdentifier(req.Subject, req.SessionID)
+	sid := m.callSafetyIdentifier(req.Subject, req.SessionID)
 	var ans CallAnswer
 	_, err = m.retry.run(ctx, func() (Token, *UpstreamError, bool) {
 		a, ue, retry := m.doCall(ctx, body, ctype, sid)
@@ -101,7 +101,7 @@ func (m *OpenAIMinter) doCall(ctx context.Context, body []byte, ctype, sid strin
 	hreq.Header.Set("Accept", "application/sdp")
 	m.authorize(hreq.Header)
 	if sid != "" {
-		hreq.Header.Set(safetyIdentifierHeader, sid)
+		hreq.Header.Set(callSafetyIdentifierHeader, sid)
 	}
 	raw, ue, retry := m.send(ctx, hreq)
 	if ue != nil {

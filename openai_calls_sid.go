@@ -1,8 +1,9 @@
 package realtimeauth
 
-// Until the upstream branch (OpenAI-Safety-Identifier on client_secrets)
-// lands, the calls request gets its identifier from here; this file goes
-// when that branch's safetyIdentifier (keyed per minter) is on main.
+// Until the upstream branch (OpenAI-Safety-Identifier on client_secrets,
+// keyed per minter) lands, the calls request gets its identifier from
+// here, under names of its own so that the two never clash; when it has
+// landed, Call uses its safetyIdentifier and this file goes.
 
 import (
 	"crypto/hmac"
@@ -11,7 +12,7 @@ import (
 	"encoding/hex"
 )
 
-const safetyIdentifierHeader = "OpenAI-Safety-Identifier"
+const callSafetyIdentifierHeader = "OpenAI-Safety-Identifier"
 
 var callSIDKey = func() []byte {
 	b := make([]byte, 32)
@@ -19,9 +20,9 @@ var callSIDKey = func() []byte {
 	return b
 }()
 
-// safetyIdentifier is a keyed hash of the subject, or of the session when
+// callSafetyIdentifier is a keyed hash of the subject, or of the session when
 // the user is anonymous; "" when both are empty.
-func (m *OpenAIMinter) safetyIdentifier(subject, sessionID string) string {
+func (m *OpenAIMinter) callSafetyIdentifier(subject, sessionID string) string {
 	var in string
 	switch {
 	case subject != "":
