@@ -67,7 +67,7 @@ func (m *OpenAIMinter) Call(ctx context.Context, req CallRequest) (CallAnswer, e
 	_ = mw.WriteField("session", string(session))
 	_ = mw.Close()
 	body, ctype := form.Bytes(), mw.FormDataContentType()
-	sid := m.callSafetyIdentifier(req.Subject, req.SessionID)
+	sid := m.safetyIdentifier(req.Subject, req.SessionID)
 	var ans CallAnswer
 	_, err = m.retry.run(ctx, func() (Token, *UpstreamError, bool) {
 		a, ue, retry := m.doCall(ctx, body, ctype, sid)
@@ -101,7 +101,7 @@ func (m *OpenAIMinter) doCall(ctx context.Context, body []byte, ctype, sid strin
 	hreq.Header.Set("Accept", "application/sdp")
 	m.authorize(hreq.Header)
 	if sid != "" {
-		hreq.Header.Set(callSafetyIdentifierHeader, sid)
+		hreq.Header.Set(safetyIdentifierHeader, sid)
 	}
 	raw, ue, retry := m.send(ctx, hreq)
 	if ue != nil {
@@ -175,9 +175,9 @@ type upstreamAnswer struct {
 }
 
 // send makes one request and reads its answer. A connection failure, a
-// broken or oversized body, and any status of 400 and above come back as
-// an UpstreamError (with whether to retry), the key redacted from all of
-// it.
+// broken or oversized body, a redirect, any status of 400 and above and an
+// answer from another origin come back as an UpstreamError (with whether
+// to retry), the key redacted from all of it, as in do.
 func (m *OpenAIMinter) send(ctx context.Context, hreq *http.Request) (upstreamAnswer, *UpstreamError, bool) {
 	resp, err := m.client.Do(hreq)
 	if err != nil {
@@ -187,7 +187,7 @@ func (m *OpenAIMinter) send(ctx context.Context, hreq *http.Request) (upstreamAn
 	raw, readErr := io.ReadAll(io.LimitReader(resp.Body, m.maxBody+1))
 	ue := &UpstreamError{
 		StatusCode: resp.StatusCode,
-		RequestID:  m.redact(resp.Header.Get("x-request-id")),
+		RequestID:  m.requestID(resp.Header),
 		RetryAfter: parseRetryAfter(resp.Header, m.now()),
 	}
 	retryable := retryableAnswer(resp)
@@ -198,17 +198,17 @@ func (m *OpenAIMinter) send(ctx context.Context, hreq *http.Request) (upstreamAn
 	case int64(len(raw)) > m.maxBody:
 		ue.Message = fmt.Sprintf("answer larger than %d bytes", m.maxBody)
 		return upstreamAnswer{}, ue, retryable
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		ue.Message = "redirect to " + m.redirectTarget(resp) + " refused"
+		return upstreamAnswer{}, ue, false
 	case resp.StatusCode >= 400:
-		ue.Message = m.callMessage(raw)
+		ue.Message = m.upstreamMessage(raw)
 		return upstreamAnswer{}, ue, retryable
+	case resp.Request != nil && resp.Request.URL != nil && originOf(resp.Request.URL) != m.origin:
+		ue.Message = "answer from another origin"
+		return upstreamAnswer{}, ue, false
 	}
 	return upstreamAnswer{status: resp.StatusCode, requestID: ue.RequestID, location: resp.Header.Get("Location"), body: raw}, nil, false
-}
-
-// callMessage is the upstream's error text for logs, the key redacted
-// before the text is cut.
-func (m *OpenAIMinter) callMessage(raw []byte) string {
-	return upstreamMessage([]byte(m.redact(string(raw))))
 }
 
 // callIDFromLocation takes the call ID from /v1/realtime/calls/{call_id}

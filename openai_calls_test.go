@@ -231,3 +231,25 @@ func TestAnswerSDPMirrorsTheOffer(t *testing.T) {
 	assert.Contains(t, a, "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n")
 	assert.Contains(t, a, "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n")
 }
+
+// TestOpenAICallRedactsTheKey: an upstream that echoes the key in its
+// error, its x-request-id or the hang-up's answer leaves no trace of it.
+func TestOpenAICallRedactsTheKey(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("x-request-id", "req_"+fakeKey)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"error":{"message":"Incorrect API key provided: ` + fakeKey + `"}}`))
+	}))
+	defer srv.Close()
+	m := newCallMinter(t, srv.URL+"/v1")
+	_, err := m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s", Offer: testOffer})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), fakeKey)
+	var ue *realtimeauth.UpstreamError
+	require.ErrorAs(t, err, &ue)
+	assert.NotContains(t, ue.RequestID, fakeKey)
+	err = m.Hangup(context.Background(), "rtc_1")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), fakeKey)
+}
