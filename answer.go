@@ -18,6 +18,7 @@ var (
 	hdrCSP        = []string{"default-src 'none'; frame-ancestors 'none'"}
 	hdrNoReferrer = []string{"no-referrer"}
 	hdrHSTS       = []string{"max-age=63072000; includeSubDomains"}
+	hdrVaryOrigin = []string{"Origin"}
 	hdrAllowPOST  = []string{"OPTIONS, POST"}
 	hdrAllowGET   = []string{"GET, HEAD"}
 	hdrCloseConn  = []string{"close"}

@@ -67,7 +67,7 @@ func (h *Handler) serveStatic(k *request, f *staticFile) {
 	if !h.checkBlocked(k) {
 		return
 	}
-	h.getCORS.HandlerFunc(k.w, k.r)
+	h.readCORS.HandlerFunc(k.w, k.r)
 	if o := k.r.Header.Get("Origin"); o != "" && !h.origins.allowed(o) {
 		h.refuse(k, refOrigin, 0)
 		return

@@ -104,7 +104,7 @@ func TestCloseAndShutdownWithRequestsInFlight(t *testing.T) {
 }
 
 // TestCloseRefusesEveryIssuingEndpoint checks Close on each endpoint and
-// that health keeps answering.
+// that health keeps answering, with 503.
 func TestCloseRefusesEveryIssuingEndpoint(t *testing.T) {
 	minter := &realtimeauthtest.Minter{}
 	h, err := realtimeauth.New(minter, realtimeauth.WithLogger(silentLogger()))
@@ -124,6 +124,7 @@ func TestCloseRefusesEveryIssuingEndpoint(t *testing.T) {
 	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/api/voice-agent/health", nil))
-	assert.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, http.StatusServiceUnavailable, w.Code, "draining: load balancers stop sending")
+	assert.Contains(t, w.Body.String(), `"draining":true`)
 	assert.Zero(t, minter.Calls())
 }

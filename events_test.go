@@ -37,8 +37,9 @@ func lastLineWith(s, sub string) string {
 }
 
 // TestNoSecretInLogsOrEvents runs every path against a fake OpenAI that
-// echoes the API key in its errors, then scans every log line and event
-// for the key and for every token value issued.
+// echoes the API key in its errors (raw, escaped, in headers), then scans
+// every log line and event for the key in each of its forms and for every
+// token value issued.
 func TestNoSecretInLogsOrEvents(t *testing.T) {
 	var mode atomic.Value // "ok", "500", "401", "429", "slow"
 	mode.Store("ok")
@@ -51,6 +52,12 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 			<-r.Context().Done()
 		case "garbage":
 			jsonAnswer(200, `{"value":"ek_SECRETTOKEN_bad","expires_at":"soon `+fakeKey+`"}`)(w, r)
+		case "echo":
+			// The key echoed escaped, as JSON and URLs write it, and in
+			// headers (openai_redact_test.go runs every form and place).
+			f := keyForms(fakeKey)
+			jsonAnswer(401, `{"error":{"message":"`+f["json all lower"]+` `+f["json mixed"]+` `+f["query"]+`"}}`,
+				"x-request-id", fakeKey, "X-Echo", fakeKey)(w, r)
 		default:
 			var status int
 			fmt.Sscan(mode.Load().(string), &status)
@@ -111,7 +118,7 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 	do(req{path: tokenURL, remote: ip(3), headers: as("carol"), body: "["})                          // invalid
 	do(refresh(3, "carol", uuid.NewString()))                                                        // not found, blocked
 	do(tok(3, "carol"))                                                                              // blocked
-	for _, md := range []string{"500", "401", "403", "429", "garbage", "slow"} {
+	for _, md := range []string{"500", "401", "403", "429", "garbage", "echo", "slow"} {
 		mode.Store(md)
 		do(tok(4, "dave"))
 		_, _ = h.RevokeSubject(context.Background(), "dave")
@@ -137,6 +144,9 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 	}
 	assert.Contains(t, all, "upstream_status=401", "upstream failures are logged")
 	secrets := append([]string{fakeKey, "ek_SECRETTOKEN"}, tokens...)
+	for _, f := range keyForms(fakeKey) {
+		secrets = append(secrets, f)
+	}
 	for _, s := range secrets {
 		assert.NotContains(t, all, s)
 		for _, e := range evs {

@@ -43,6 +43,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveIssue(k, kindRefresh)
 	case "/health":
 		h.serveHealth(w, r)
+	case "/compatibility":
+		h.serveCompatibility(w, r)
 	case "/client.js":
 		h.serveStatic(k, &clientScript)
 	case "/client.d.ts":
@@ -107,14 +109,14 @@ func (h *Handler) preflight(k *request) {
 	h.cors.HandlerFunc(k.w, k.r) // writes 204 with the CORS headers
 }
 
-// maxRequestID bounds an X-Request-Id taken from a trusted proxy.
-const maxRequestID = 128
+// maxProxyRequestID bounds an X-Request-Id taken from a trusted proxy.
+const maxProxyRequestID = 128
 
 // requestID returns the ID of request r: the X-Request-Id a trusted proxy
 // set, when it is short and printable, or else a new random one.
 func requestID(r *http.Request, proxied bool) string {
 	if proxied {
-		if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= maxRequestID && printable(id) {
+		if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= maxProxyRequestID && printable(id) {
 			return id
 		}
 	}

@@ -22,18 +22,31 @@ const (
 // Stats are the numbers the health endpoint reports. Windowed figures cover
 // the last five minutes (MetricsWindow).
 type Stats struct {
+	// Status is the worst of the services: StatusUnhealthy when one is
+	// down, StatusDegraded when one is degraded, when more than 5% of the
+	// window's requests failed with a 5xx or when the store holds more than
+	// 90% of its capacity, StatusHealthy otherwise.
 	Status string
 	Time   time.Time
 	Uptime time.Duration
+	// Draining reports that Close was called: token and refresh requests
+	// are refused, and the health endpoint answers 503 whatever Status says.
+	Draining bool
 
-	OpenAI          ServiceHealth
+	OpenAI ServiceHealth
+	// RateLimit is the state of the allowances, which the session store
+	// keeps: the store's.
 	RateLimit       ServiceHealth
 	SessionTracking ServiceHealth
 
 	// TotalRequests counts token and refresh requests since New.
 	TotalRequests int64
-	// ActiveSessions is the session store's count of live sessions.
+	// ActiveSessions is the session store's count of live sessions, or -1
+	// when the store could not count them (it is down): never a 0 that
+	// reads as "fine, and empty".
 	ActiveSessions int
+	// MaxSessions is the store's capacity in sessions, 0 when unknown.
+	MaxSessions int
 	// TotalRefreshes counts successful refreshes since New.
 	TotalRefreshes int64
 	// ErrorRate is the share of token and refresh requests answered with a
@@ -49,6 +62,42 @@ type ServiceHealth struct {
 	Status string
 	// Latency is the mean latency of the window's calls (upstream only).
 	Latency time.Duration
+}
+
+// MeasurementKind says what a Measurement timed.
+type MeasurementKind uint8
+
+// Measurement kinds.
+const (
+	// MeasureRequest is a token or refresh request, from its arrival to
+	// its answer.
+	MeasureRequest MeasurementKind = iota + 1
+	// MeasureMint is one call to the Minter, retries included.
+	MeasureMint
+)
+
+// Measurement is one timing the handler took (WithMeasurementHook). It
+// carries no client-controlled value.
+type Measurement struct {
+	Kind MeasurementKind
+	// Status is the HTTP status of the answer (MeasureRequest).
+	Status int
+	// OK reports whether a mint returned a usable token (MeasureMint).
+	OK bool
+	// Duration is the request's handling time or the mint's latency, on
+	// the handler's clock.
+	Duration time.Duration
+}
+
+// MeasurementHook receives every Measurement (WithMeasurementHook). It runs
+// on the request's goroutine: keep it fast (a histogram's Observe is).
+type MeasurementHook func(Measurement)
+
+// WithMeasurementHook receives the latency of every token and refresh
+// request and of every mint, for a metrics collector (the metrics module's
+// Prometheus collector uses it beside WithEventHook). Default none.
+func WithMeasurementHook(f MeasurementHook) Option {
+	return func(c *config) { c.measurementHook = f }
 }
 
 // MetricsWindow is the span of the windowed health figures.
@@ -83,6 +132,7 @@ func (d *dependency) record(ok bool) {
 }
 
 type metrics struct {
+	hook           MeasurementHook // set by New, then read-only
 	mu             sync.Mutex
 	buckets        [numBuckets]bucket
 	totalRequests  int64
@@ -115,6 +165,9 @@ func (m *metrics) request(t time.Time, status int, d time.Duration, refreshed bo
 		m.totalRefreshes++
 	}
 	m.mu.Unlock()
+	if m.hook != nil {
+		m.hook(Measurement{Kind: MeasureRequest, Status: status, Duration: d})
+	}
 }
 
 func (m *metrics) mint(t time.Time, d time.Duration, ok bool) {
@@ -127,6 +180,9 @@ func (m *metrics) mint(t time.Time, d time.Duration, ok bool) {
 	}
 	m.upstream.record(ok)
 	m.mu.Unlock()
+	if m.hook != nil {
+		m.hook(Measurement{Kind: MeasureMint, OK: ok, Duration: d})
+	}
 }
 
 func (m *metrics) storeResult(t time.Time, ok bool) {
@@ -148,28 +204,88 @@ func depStatus(d dependency, windowFailures int64) string {
 	return ServiceOperational
 }
 
-// statsTimeout bounds the session store's Count in Stats.
+// statsTimeout bounds the session store's Count in Stats and health.
 const statsTimeout = 2 * time.Second
 
-// Stats returns the figures the health endpoint reports. It asks the
-// session store for its count, with a two-second deadline.
+// snapshotAge is how long the health endpoint reuses the store's count: a
+// flood of health requests reads the store at most once a second.
+const snapshotAge = time.Second
+
+// Stats returns the figures the health endpoint reports, with a fresh count
+// from the session store (two-second deadline). The health endpoint itself
+// reuses a count up to a second old.
 func (h *Handler) Stats() Stats {
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
-	return h.stats(ctx)
+	now := h.now()
+	active, err := h.count(ctx, now)
+	return h.statsWith(now, active, err)
 }
 
-// stats is Stats within ctx: the health endpoint passes the request's
-// context, so a client that goes away does not keep a store call running.
-func (h *Handler) stats(ctx context.Context) Stats {
-	now := h.now()
-	active, countErr := h.store.Count(ctx, now)
+func (h *Handler) count(ctx context.Context, now time.Time) (int, error) {
+	active, err := h.store.Count(ctx, now)
 	// A successful count is a sign of life too: without it, a store that
 	// failed three health checks stayed "down" after it recovered, until a
 	// token request happened to use it.
-	h.m.storeResult(now, countErr == nil)
+	h.m.storeResult(now, err == nil)
+	return active, err
+}
 
-	st := Stats{Time: now, Uptime: now.Sub(h.start)}
+// countSnapshot is the store's count as the health endpoint last read it.
+type countSnapshot struct {
+	mu       sync.Mutex
+	valid    bool
+	at       time.Time
+	active   int
+	err      error
+	inflight chan struct{} // closed when the count under way is done
+}
+
+// snapshotCount returns the store's count, read at most snapshotAge before
+// now. One caller reads the store while the others wait for its answer, so
+// a thousand concurrent health requests make one Count. The count runs
+// with the request's values but not its cancellation (a waiter's answer
+// must not fail because the first caller left), within statsTimeout.
+func (h *Handler) snapshotCount(ctx context.Context, now time.Time) (int, error) {
+	c := &h.snap
+	for {
+		c.mu.Lock()
+		if c.valid && !now.Before(c.at) && now.Sub(c.at) < snapshotAge {
+			active, err := c.active, c.err
+			c.mu.Unlock()
+			return active, err
+		}
+		if wait := c.inflight; wait != nil {
+			c.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		c.inflight = done
+		c.mu.Unlock()
+
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statsTimeout)
+		active, err := h.count(cctx, now)
+		cancel()
+
+		c.mu.Lock()
+		c.valid, c.at, c.active, c.err, c.inflight = true, now, active, err, nil
+		c.mu.Unlock()
+		close(done)
+		return active, err
+	}
+}
+
+// sessionCapacity is the cap on live sessions (WithMaxSessions).
+func (h *Handler) sessionCapacity() int { return h.cfg.maxSessions }
+
+// statsWith computes the figures, given the store's count (or its failure).
+func (h *Handler) statsWith(now time.Time, active int, countErr error) Stats {
+	st := Stats{Time: now, Uptime: now.Sub(h.start), Draining: h.closed.Load(), MaxSessions: h.sessionCapacity()}
 	var sum bucket
 	h.m.mu.Lock()
 	cur := now.UnixNano() / int64(bucketSpan)
@@ -201,14 +317,15 @@ func (h *Handler) stats(ctx context.Context) Stats {
 			st.OpenAI.Status = ServiceDegraded
 		}
 	}
-	// The allowances live in the session store: rate limiting is as well
-	// as the store is.
 	st.SessionTracking.Status = depStatus(store, sum.storeErrs)
+	st.ActiveSessions = active
 	if countErr != nil {
 		st.SessionTracking.Status = ServiceDown
-	} else {
-		st.ActiveSessions = active
+		st.ActiveSessions = -1
+	} else if st.MaxSessions > 0 && active*10 > st.MaxSessions*9 && st.SessionTracking.Status == ServiceOperational {
+		st.SessionTracking.Status = ServiceDegraded // over 90% full
 	}
+	// The allowances live in the session store.
 	st.RateLimit.Status = st.SessionTracking.Status
 
 	st.Status = StatusHealthy
@@ -229,41 +346,93 @@ func (h *Handler) stats(ctx context.Context) Stats {
 }
 
 func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
-	_, forwardedTLS := h.ips.clientAddr(r)
-	tls := r.TLS != nil || forwardedTLS
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header()["Allow"] = hdrAllowGET
-		writeError(w, tls, errorTable[refMethod], 0)
+	tls, done := h.readPrelude(w, r)
+	if done {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), statsTimeout)
-	defer cancel()
-	body := healthBody(h.stats(ctx))
+	now := h.now()
+	active, err := h.snapshotCount(r.Context(), now)
+	st := h.statsWith(now, active, err)
+	body := healthBody(st)
 	setSecurityHeaders(w.Header(), tls)
-	w.WriteHeader(http.StatusOK)
+	status := http.StatusOK
+	if st.Status == StatusUnhealthy || st.Draining {
+		status = http.StatusServiceUnavailable
+	}
+	w.WriteHeader(status)
 	if r.Method == http.MethodGet {
 		_, _ = w.Write(body)
 	}
 }
+
+// readPrelude runs what the health and compatibility endpoints share: the
+// method (GET, HEAD, and OPTIONS for CORS), the preflight, and CORS headers
+// on an allowed origin's request. A refused origin's GET is still answered
+// (health is for machines too) but without CORS headers, so that its page
+// cannot read it; its preflight is 403 origin_not_allowed. Neither is a
+// strike or an event: these endpoints admit nothing. done reports that the
+// answer was written.
+func (h *Handler) readPrelude(w http.ResponseWriter, r *http.Request) (tls, done bool) {
+	_, forwardedTLS := h.ips.clientAddr(r)
+	tls = r.TLS != nil || forwardedTLS
+	hd := w.Header()
+	origin := r.Header.Get("Origin")
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	case http.MethodOptions:
+		if origin == "" || r.Header.Get("Access-Control-Request-Method") == "" {
+			hd["Allow"] = hdrAllowGETOptions
+			hd["Cache-Control"] = hdrNoStore
+			w.WriteHeader(http.StatusNoContent)
+			return tls, true
+		}
+		if !h.origins.allowed(origin) {
+			hd["Vary"] = hdrVaryOrigin
+			writeError(w, tls, errorTable[refOrigin], 0)
+			return tls, true
+		}
+		hd["Cache-Control"] = hdrNoStore
+		hd["X-Content-Type-Options"] = hdrNosniff
+		h.readCORS.HandlerFunc(w, r) // writes 204 with the CORS headers
+		return tls, true
+	default:
+		hd["Allow"] = hdrAllowGETOptions
+		writeError(w, tls, errorTable[refMethod], 0)
+		return tls, true
+	}
+	h.readCORS.HandlerFunc(w, r) // CORS headers for an allowed origin, Vary: Origin always
+	return tls, false
+}
+
+var hdrAllowGETOptions = []string{"GET, HEAD, OPTIONS"}
 
 type healthService struct {
 	Status  string   `json:"status"`
 	Latency *float64 `json:"latency,omitempty"`
 }
 
+// healthBody is the original service's health answer. Times are in
+// milliseconds: timestamp since the Unix epoch, uptime since New, latency
+// and averageResponseTime as means over the window (fractional).
 func healthBody(st Stats) []byte {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	lat := ms(st.OpenAI.Latency)
+	var active any = st.ActiveSessions
+	if st.ActiveSessions < 0 {
+		active = nil // unknown: the store is down
+	}
 	v := struct {
 		Status    string                   `json:"status"`
 		Timestamp int64                    `json:"timestamp"`
 		Uptime    int64                    `json:"uptime"`
+		Draining  bool                     `json:"draining,omitempty"`
 		Services  map[string]healthService `json:"services"`
 		Metrics   map[string]any           `json:"metrics"`
 	}{
 		Status:    st.Status,
 		Timestamp: st.Time.UnixMilli(),
 		Uptime:    st.Uptime.Milliseconds(),
+		Draining:  st.Draining,
 		Services: map[string]healthService{
 			"openaiApi":       {Status: st.OpenAI.Status, Latency: &lat},
 			"rateLimit":       {Status: st.RateLimit.Status},
@@ -271,7 +440,7 @@ func healthBody(st Stats) []byte {
 		},
 		Metrics: map[string]any{
 			"totalRequests":       st.TotalRequests,
-			"activeSessions":      st.ActiveSessions,
+			"activeSessions":      active,
 			"totalRefreshes":      st.TotalRefreshes,
 			"errorRate":           st.ErrorRate,
 			"averageResponseTime": ms(st.AverageResponseTime),

@@ -3,6 +3,10 @@ package realtimeauth_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,12 +15,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// health reads the health endpoint, and checks that its HTTP status
+// follows the body: 503 when unhealthy or draining, 200 otherwise.
 func health(t *testing.T, h http.Handler) map[string]any {
 	t.Helper()
 	w := serveReq(h, req{method: http.MethodGet, path: healthU, headers: map[string]string{"Origin": "https://anywhere.example"}})
-	require.Equal(t, http.StatusOK, w.Code)
 	assertSecurityHeaders(t, w.Header(), false)
-	return jsonBody(t, w.Body.Bytes())
+	m := jsonBody(t, w.Body.Bytes())
+	want := http.StatusOK
+	if m["status"] == "unhealthy" || m["draining"] == true {
+		want = http.StatusServiceUnavailable
+	}
+	require.Equal(t, want, w.Code, w.Body.String())
+	return m
 }
 
 func metric(m map[string]any, name string) any { return m["metrics"].(map[string]any)[name] }
@@ -139,33 +150,249 @@ func TestHealthUpstreamStatus(t *testing.T) {
 	assert.Equal(t, "degraded", service(health(t, r.h), "openaiApi"))
 }
 
-// TestHealthStoreDown: a store whose Count fails makes health unhealthy.
+// countStore wraps a SessionStore, counting its Count calls; failing
+// makes Count fail.
+type countStore struct {
+	realtimeauth.SessionStore
+	counts  atomic.Int64
+	failing atomic.Bool
+	last    atomic.Int64 // the last Count's now, Unix ns
+}
+
+func (s *countStore) Count(ctx context.Context, now time.Time) (int, error) {
+	s.counts.Add(1)
+	s.last.Store(now.UnixNano())
+	if s.failing.Load() {
+		return 0, errBackend
+	}
+	return s.SessionStore.Count(ctx, now)
+}
+
+// TestHealthStoreDown: a store that cannot count makes health unhealthy
+// (503): sessionTracking and rateLimit, which lives in the store, are down,
+// and activeSessions is null, not a reassuring 0.
 func TestHealthStoreDown(t *testing.T) {
-	store := &countingStore{SessionStore: realtimeauth.NewMemoryStore()}
+	store := &countStore{SessionStore: realtimeauth.NewMemoryStore()}
 	r := newRig(t, realtimeauth.WithSessionStore(store))
 	issueToken(t, r.h, defaultRemote)
 	assert.Equal(t, float64(1), metric(health(t, r.h), "activeSessions"))
-	store.failCount.Store(true)
-	m := health(t, r.h)
+	store.failing.Store(true)
+	r.clock.Advance(time.Second)
+	m := health(t, r.h) // 503, checked by health
 	assert.Equal(t, "unhealthy", m["status"])
 	assert.Equal(t, "down", service(m, "sessionTracking"))
-	assert.Equal(t, float64(0), metric(m, "activeSessions"))
+	assert.Equal(t, "down", service(m, "rateLimit"))
+	assert.Equal(t, "operational", service(m, "openaiApi"))
+	assert.Contains(t, m["metrics"], "activeSessions")
+	assert.Nil(t, metric(m, "activeSessions"))
+	st := r.h.Stats()
+	assert.Equal(t, -1, st.ActiveSessions)
+	assert.Equal(t, realtimeauth.ServiceDown, st.RateLimit.Status)
+	r.clock.Advance(time.Second)
 	health(t, r.h)
-	health(t, r.h)
-	store.failCount.Store(false)
+	store.failing.Store(false)
+	r.clock.Advance(time.Second)
 	// Recovered: the failures are still in the window, but it is no
 	// longer down.
 	m = health(t, r.h)
 	assert.Equal(t, "degraded", m["status"])
 	assert.Equal(t, "degraded", service(m, "sessionTracking"))
+	assert.Equal(t, "degraded", service(m, "rateLimit"))
 	assert.Equal(t, float64(1), metric(m, "activeSessions"))
 	r.clock.Advance(realtimeauth.MetricsWindow)
 	assert.Equal(t, "healthy", health(t, r.h)["status"])
 }
 
-// TestHealthAfterClose: health keeps answering once the handler is closed.
+// TestHealthAfterClose: health keeps answering once the handler is closed,
+// with 503 and the same body plus "draining": true.
 func TestHealthAfterClose(t *testing.T) {
 	r := newRig(t)
+	open := health(t, r.h)
 	require.NoError(t, r.h.Close())
-	assert.Equal(t, "healthy", health(t, r.h)["status"])
+	m := health(t, r.h) // 503, checked by health
+	assert.Equal(t, "healthy", m["status"], "the backends are fine")
+	assert.Equal(t, true, m["draining"])
+	delete(m, "draining")
+	for _, k := range []string{"timestamp", "uptime"} {
+		delete(m, k)
+		delete(open, k)
+	}
+	assert.Equal(t, open, m, "same body")
+	assert.True(t, r.h.Stats().Draining)
+}
+
+// TestHealthSnapshot: a flood of health requests reads the store once per
+// second of the clock, however many arrive at once.
+func TestHealthSnapshot(t *testing.T) {
+	store := &countStore{SessionStore: realtimeauth.NewMemoryStore()}
+	r := newRig(t, realtimeauth.WithSessionStore(store))
+	issueToken(t, r.h, defaultRemote)
+	var wg sync.WaitGroup
+	for i := range 1000 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%10 == 0 {
+				r.clock.Advance(time.Millisecond) // 100 ms in all: within the second
+			}
+			w := serveReq(r.h, req{method: http.MethodGet, path: healthU})
+			assert.Equal(t, http.StatusOK, w.Code)
+			assert.Contains(t, w.Body.String(), `"activeSessions":1`)
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, int64(1), store.counts.Load(), "1,000 health requests, one Count")
+
+	issueToken(t, r.h, "198.51.100.9:1")
+	r.clock.Set(time.Unix(0, store.last.Load()).Add(999 * time.Millisecond))
+	assert.Equal(t, float64(1), metric(health(t, r.h), "activeSessions"), "at most a second old")
+	assert.Equal(t, int64(1), store.counts.Load())
+	r.clock.Advance(time.Millisecond)
+	assert.Equal(t, float64(2), metric(health(t, r.h), "activeSessions"))
+	assert.Equal(t, int64(2), store.counts.Load())
+
+	// A clock that steps back does not keep serving a count from the future.
+	r.clock.Advance(-time.Minute)
+	health(t, r.h)
+	assert.Equal(t, int64(3), store.counts.Load())
+	// Stats is the programmatic view: a fresh count each call.
+	r.h.Stats()
+	assert.Equal(t, int64(4), store.counts.Load())
+}
+
+// TestHealthStoreNearlyFull: a store holding more than 90% of its capacity
+// makes health degraded, before it refuses anyone.
+func TestHealthStoreNearlyFull(t *testing.T) {
+	r := newRig(t, realtimeauth.WithMaxSessions(10), realtimeauth.WithRateLimit(100, time.Minute))
+	for range 9 {
+		issueToken(t, r.h, defaultRemote)
+	}
+	m := health(t, r.h)
+	assert.Equal(t, "healthy", m["status"], "90%% is not over 90%%")
+	assert.Equal(t, 10, r.h.Stats().MaxSessions)
+	issueToken(t, r.h, defaultRemote)
+	r.clock.Advance(time.Second)
+	m = health(t, r.h)
+	assert.Equal(t, "degraded", m["status"])
+	assert.Equal(t, "degraded", service(m, "sessionTracking"))
+	assert.Equal(t, float64(10), metric(m, "activeSessions"))
+}
+
+// TestReadEndpointsCORS: health and compatibility answer an allowed
+// origin's GET with CORS headers and its preflight with 204; another
+// origin's GET is answered without them (so its page cannot read it), its
+// preflight with 403, neither a strike nor an event.
+func TestReadEndpointsCORS(t *testing.T) {
+	ev := &events{}
+	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(1, time.Minute, time.Minute)))
+	for _, path := range []string{healthU, base + "/compatibility"} {
+		t.Run(path, func(t *testing.T) {
+			w := serveReq(r.h, req{method: http.MethodGet, path: path, headers: map[string]string{"Origin": origin}})
+			assert.Equal(t, http.StatusOK, w.Code)
+			assert.Equal(t, origin, w.Header().Get("Access-Control-Allow-Origin"))
+			assert.Contains(t, w.Header().Values("Vary"), "Origin")
+
+			w = serveReq(r.h, req{method: http.MethodGet, path: path, headers: map[string]string{"Origin": "https://evil.example"}})
+			assert.Equal(t, http.StatusOK, w.Code)
+			assert.Empty(t, w.Header().Get("Access-Control-Allow-Origin"))
+			assert.Contains(t, w.Header().Values("Vary"), "Origin")
+
+			// The original client's GET carries Content-Type: a preflight.
+			pre := map[string]string{"Origin": origin, "Access-Control-Request-Method": "GET",
+				"Access-Control-Request-Headers": "content-type"}
+			w = serveReq(r.h, req{method: http.MethodOptions, path: path, headers: pre})
+			assert.Equal(t, http.StatusNoContent, w.Code)
+			assert.Equal(t, origin, w.Header().Get("Access-Control-Allow-Origin"))
+			assert.Contains(t, w.Header().Get("Access-Control-Allow-Methods"), "GET")
+			assert.Equal(t, "content-type", strings.ToLower(w.Header().Get("Access-Control-Allow-Headers")))
+
+			pre["Origin"] = "https://evil.example"
+			w = serveReq(r.h, req{method: http.MethodOptions, path: path, headers: pre})
+			assertError(t, w, http.StatusForbidden, "origin_not_allowed", 0)
+			assert.Empty(t, w.Header().Get("Access-Control-Allow-Origin"))
+
+			w = serveReq(r.h, req{method: http.MethodOptions, path: path})
+			assert.Equal(t, http.StatusNoContent, w.Code)
+			assert.Equal(t, "GET, HEAD, OPTIONS", w.Header().Get("Allow"))
+
+			w = serveReq(r.h, req{method: http.MethodDelete, path: path})
+			assertError(t, w, http.StatusMethodNotAllowed, "method_not_allowed", 0)
+			assert.Equal(t, "GET, HEAD, OPTIONS", w.Header().Get("Allow"))
+		})
+	}
+	assert.Empty(t, ev.All(), "no event, no strike")
+	issueToken(t, r.h, defaultRemote) // one strike would have blocked it
+}
+
+// TestMeasurementHook: every token and refresh request and every mint is
+// measured on the handler's clock; health and refused preflights are not.
+func TestMeasurementHook(t *testing.T) {
+	var mu sync.Mutex
+	var got []realtimeauth.Measurement
+	hook := func(m realtimeauth.Measurement) { mu.Lock(); got = append(got, m); mu.Unlock() }
+	r := newRig(t, realtimeauth.WithMeasurementHook(hook), realtimeauth.WithRefreshPolicy(10, 0))
+	r.mint.Func = func(_ context.Context, q realtimeauth.MintRequest) (realtimeauth.Token, error) {
+		r.clock.Advance(300 * time.Millisecond)
+		return realtimeauth.Token{Value: "ek_x", ExpiresAt: r.clock.Now().Add(q.TTL)}, nil
+	}
+	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
+	require.Equal(t, 200, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}).Code)
+	serveReq(r.h, req{path: refrURL, body: "{}"})
+	serveReq(r.h, req{method: http.MethodGet, path: healthU})
+	mu.Lock()
+	defer mu.Unlock()
+	mint := realtimeauth.Measurement{Kind: realtimeauth.MeasureMint, OK: true, Duration: 300 * time.Millisecond}
+	ok := realtimeauth.Measurement{Kind: realtimeauth.MeasureRequest, Status: 200, Duration: 300 * time.Millisecond}
+	assert.Equal(t, []realtimeauth.Measurement{mint, ok, mint, ok,
+		{Kind: realtimeauth.MeasureRequest, Status: 400}}, got)
+}
+
+// blockStore's Count waits for release.
+type blockStore struct {
+	realtimeauth.SessionStore
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *blockStore) Count(ctx context.Context, now time.Time) (int, error) {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.SessionStore.Count(ctx, now)
+}
+
+// TestHealthSnapshotWaiters: requests arriving while a count is under way
+// wait for it instead of counting again; one that leaves meanwhile gets
+// its own context's error, and the first caller leaving does not fail the
+// count the others wait for.
+func TestHealthSnapshotWaiters(t *testing.T) {
+	store := &blockStore{SessionStore: realtimeauth.NewMemoryStore(), entered: make(chan struct{}, 2), release: make(chan struct{})}
+	r := newRig(t, realtimeauth.WithSessionStore(store))
+	firstCtx, leave := context.WithCancel(context.Background())
+	first := make(chan int, 1)
+	go func() {
+		w := httptest.NewRecorder()
+		r.h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, healthU, nil).WithContext(firstCtx))
+		first <- w.Code
+	}()
+	<-store.entered
+	leave() // the first caller goes away: its count carries on
+
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	w := httptest.NewRecorder()
+	r.h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, healthU, nil).WithContext(gone))
+	assert.Equal(t, http.StatusServiceUnavailable, w.Code, "a waiter that left is not told all is well")
+
+	waiter := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		w := httptest.NewRecorder()
+		r.h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, healthU, nil))
+		waiter <- w
+	}()
+	close(store.release)
+	assert.Equal(t, http.StatusOK, <-first)
+	w = <-waiter
+	assert.Equal(t, http.StatusOK, w.Code)
+	assert.Contains(t, w.Body.String(), `"sessionTracking":{"status":"operational"}`)
+	assert.Len(t, store.entered, 0, "one Count for all three")
 }

@@ -3,7 +3,12 @@ package realtimeauth
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,6 +34,11 @@ type OpenAIMinter struct {
 	maxBody  int64
 	now      func() time.Time
 	retry    retryPolicy
+	// origin is the endpoint's scheme://host:port, the only place a
+	// redirect may lead (see WithHTTPClient).
+	origin string
+	// sidKey keys the hash of OpenAI-Safety-Identifier (safetyIdentifier).
+	sidKey []byte
 }
 
 var _ Minter = (*OpenAIMinter)(nil)
@@ -49,6 +59,8 @@ type openAIConfig struct {
 	retrySet bool
 	backoff  [2]time.Duration // initial, max
 	logger   *slog.Logger
+	sidKey   []byte
+	sidSet   bool
 }
 
 // Defaults of the OpenAI minter.
@@ -73,8 +85,17 @@ func WithBaseURL(u string) OpenAIOption {
 }
 
 // WithHTTPClient sets the HTTP client. Default: a client of the minter's own
-// with a keep-alive pool (NewUpstreamTransport). The handler's upstream
-// timeout bounds each mint through its context either way.
+// with a keep-alive pool (NewUpstreamTransport) that follows no redirect.
+// The handler's upstream timeout bounds each mint through its context
+// either way.
+//
+// Redirects never carry the key elsewhere: the minter uses a copy of hc
+// whose CheckRedirect refuses any redirect that leaves the endpoint's origin
+// (another host or port, or another scheme, https to http included) before
+// it is followed, and passes the others to hc's own CheckRedirect (or Go's
+// default limit of 10). A refused redirect is a failed mint (502
+// upstream_error, logged with its status and target host), never retried.
+// The default client refuses every redirect: OpenAI's API does not redirect.
 func WithHTTPClient(hc *http.Client) OpenAIOption {
 	return func(c *openAIConfig) { c.client = hc }
 }
@@ -140,12 +161,24 @@ func WithMinterLogger(l *slog.Logger) OpenAIOption {
 	return func(c *openAIConfig) { c.logger = l }
 }
 
+// WithSafetyIdentifierKey sets the secret that keys the hash sent as
+// OpenAI-Safety-Identifier (see OpenAIMinter.Mint). Default: 32 random
+// bytes drawn by NewOpenAIMinter, so a user's identifier is stable for the
+// minter's life (one process) and cannot be matched against a dictionary of
+// user IDs by anyone, OpenAI included (it knows the API key, so the API key
+// could not be the secret). Give every instance the same secret to keep a
+// user's identifier stable across restarts and instances; it must be at
+// least 16 bytes.
+func WithSafetyIdentifierKey(secret []byte) OpenAIOption {
+	return func(c *openAIConfig) { c.sidKey, c.sidSet = bytes.Clone(secret), true }
+}
+
 var azureResource = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$`)
 
-// newUpstreamTransport returns the transport the minter uses by default:
+// NewUpstreamTransport returns the transport the minter uses by default:
 // keep-alive with an idle pool per host, and bounded dial, TLS handshake and
 // response header times.
-func newUpstreamTransport() *http.Transport {
+func NewUpstreamTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -165,8 +198,12 @@ func NewOpenAIMinter(apiKey string, opts ...OpenAIOption) (*OpenAIMinter, error)
 	if apiKey == "" {
 		return nil, errorf("NewOpenAIMinter: empty API key")
 	}
-	if strings.ContainsAny(apiKey, "\r\n\x00 ") {
-		return nil, errorf("NewOpenAIMinter: the API key contains a space or a control character")
+	for i := 0; i < len(apiKey); i++ {
+		// Printable ASCII only: what an HTTP header carries unchanged, and
+		// what redact knows every encoding of.
+		if apiKey[i] <= ' ' || apiKey[i] > '~' {
+			return nil, errorf("NewOpenAIMinter: the API key contains a space, a control character or a non-ASCII byte")
+		}
 	}
 	c := openAIConfig{}
 	for _, o := range opts {
@@ -231,11 +268,23 @@ func NewOpenAIMinter(apiKey string, opts ...OpenAIOption) (*OpenAIMinter, error)
 			}
 		}
 	}
+	if c.sidSet && len(c.sidKey) < 16 {
+		return nil, errorf("WithSafetyIdentifierKey: the secret has %d bytes, at least 16 are needed", len(c.sidKey))
+	}
+	if !c.sidSet {
+		c.sidKey = make([]byte, 32)
+		_, _ = rand.Read(c.sidKey) // never fails (crypto/rand)
+	}
+	origin := originOf(u)
 	if c.client == nil {
-		c.client = &http.Client{Transport: newUpstreamTransport()}
+		c.client = &http.Client{Transport: NewUpstreamTransport(), CheckRedirect: refuseRedirect}
+	} else {
+		c.client = sameOriginRedirects(c.client, origin)
 	}
 	base := strings.TrimRight(c.baseURL, "/")
 	return &OpenAIMinter{
+		origin:   origin,
+		sidKey:   c.sidKey,
 		apiKey:   apiKey,
 		baseURL:  base,
 		endpoint: base + "/realtime/client_secrets",
@@ -293,22 +342,88 @@ func (m *OpenAIMinter) requestBody(req MintRequest) ([]byte, error) {
 	})
 }
 
-// Mint implements Minter.
+// Mint implements Minter. Each request carries OpenAI-Safety-Identifier, a
+// keyed hash of req.Subject, or of req.SessionID when the user is anonymous
+// (see WithSafetyIdentifierKey), so that OpenAI can act against one abusive
+// user instead of the whole account.
 func (m *OpenAIMinter) Mint(ctx context.Context, req MintRequest) (Token, error) {
 	body, err := m.requestBody(req)
 	if err != nil {
 		return Token{}, err
 	}
-	tok, err := m.retry.run(ctx, func() (Token, *UpstreamError, bool) { return m.do(ctx, body) })
+	sid := m.safetyIdentifier(req.Subject, req.SessionID)
+	tok, err := m.retry.run(ctx, func() (Token, *UpstreamError, bool) { return m.do(ctx, body, sid) })
 	if err == nil {
 		tok.Model = m.model
 	}
 	return tok, err
 }
 
+// safetyIdentifierHeader carries safetyIdentifier's value on every upstream
+// request (client_secrets and calls).
+const safetyIdentifierHeader = "OpenAI-Safety-Identifier"
+
+// safetyIdentifier is the value of OpenAI-Safety-Identifier for a user:
+// HMAC-SHA-256, under the minter's secret, of the subject, or of the
+// session ID when there is no subject (anonymous users), the two kept apart
+// by a prefix; hex, cut to 32 characters (128 bits; OpenAI accepts up to
+// 64). "" when both are empty: no header then. The secret makes it
+// irreversible: without it, hashing a list of likely user IDs (emails)
+// would find the user behind an identifier.
+func (m *OpenAIMinter) safetyIdentifier(subject, sessionID string) string {
+	var in string
+	switch {
+	case subject != "":
+		in = "subject:" + subject
+	case sessionID != "":
+		in = "session:" + sessionID
+	default:
+		return ""
+	}
+	mac := hmac.New(sha256.New, m.sidKey)
+	mac.Write([]byte(in))
+	return hex.EncodeToString(mac.Sum(nil)[:16])
+}
+
+// refuseRedirect is the default client's CheckRedirect: the redirect itself
+// is the answer, and the key goes nowhere else.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// sameOriginRedirects returns a copy of hc that follows a redirect only
+// within origin, under hc's own CheckRedirect; any other redirect is
+// refused before its request is made.
+func sameOriginRedirects(hc *http.Client, origin string) *http.Client {
+	cp := *hc
+	next := hc.CheckRedirect
+	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if originOf(req.URL) != origin {
+			return http.ErrUseLastResponse
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &cp
+}
+
+// originOf is u's scheme://host:port, lower case, with the scheme's default
+// port made explicit.
+func originOf(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[scheme]
+	}
+	return scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
 // do makes one attempt. It reports whether the failure is worth retrying;
 // its UpstreamError's Attempts is left for the caller to fill in.
-func (m *OpenAIMinter) do(ctx context.Context, body []byte) (Token, *UpstreamError, bool) {
+func (m *OpenAIMinter) do(ctx context.Context, body []byte, sid string) (Token, *UpstreamError, bool) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, m.endpoint, bytes.NewReader(body))
 	if err != nil {
 		return Token{}, &UpstreamError{Err: err}, false
@@ -320,6 +435,9 @@ func (m *OpenAIMinter) do(ctx context.Context, body []byte) (Token, *UpstreamErr
 	} else {
 		hreq.Header.Set("Authorization", "Bearer "+m.apiKey)
 	}
+	if sid != "" {
+		hreq.Header.Set(safetyIdentifierHeader, sid)
+	}
 	resp, err := m.client.Do(hreq)
 	if err != nil {
 		// A connection error is worth another try, unless our own context
@@ -330,7 +448,7 @@ func (m *OpenAIMinter) do(ctx context.Context, body []byte) (Token, *UpstreamErr
 	raw, readErr := io.ReadAll(io.LimitReader(resp.Body, m.maxBody+1))
 	ue := &UpstreamError{
 		StatusCode: resp.StatusCode,
-		RequestID:  resp.Header.Get("x-request-id"),
+		RequestID:  m.requestID(resp.Header),
 		RetryAfter: parseRetryAfter(resp.Header, m.now()),
 	}
 	retryable := retryableAnswer(resp)
@@ -344,11 +462,20 @@ func (m *OpenAIMinter) do(ctx context.Context, body []byte) (Token, *UpstreamErr
 		ue.Message = fmt.Sprintf("answer larger than %d bytes", m.maxBody)
 		return Token{}, ue, retryable
 	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		// Refused by CheckRedirect (or a 3xx with no Location): the key
+		// was not sent on, and asking again would get the same answer.
+		ue.Message = "redirect to " + m.redirectTarget(resp) + " refused"
+		return Token{}, ue, false
+	}
 	if resp.StatusCode != http.StatusOK {
-		// Redact before upstreamMessage cuts the text, or a key straddling
-		// the cut would leave its prefix behind.
-		ue.Message = upstreamMessage([]byte(m.redact(string(raw))))
+		ue.Message = m.upstreamMessage(raw)
 		return Token{}, ue, retryable
+	}
+	if resp.Request != nil && resp.Request.URL != nil && originOf(resp.Request.URL) != m.origin {
+		// A client of the user's whose transport went elsewhere.
+		ue.Message = "answer from another origin"
+		return Token{}, ue, false
 	}
 	var out struct {
 		Value     string  `json:"value"`
@@ -387,9 +514,11 @@ func retryableAnswer(resp *http.Response) bool {
 	}
 }
 
-// upstreamMessage pulls error.message out of an OpenAI error body, cut to a
-// sane length.
-func upstreamMessage(raw []byte) string {
+// upstreamMessage pulls error.message out of an OpenAI error body, redacts
+// the key from it and cuts it to a sane length. It redacts the decoded
+// text, since decoding turns a JSON-escaped key into the raw key, and
+// before cutting, or a key straddling the cut would leave a prefix behind.
+func (m *OpenAIMinter) upstreamMessage(raw []byte) string {
 	var e struct {
 		Error struct {
 			Message string `json:"message"`
@@ -402,33 +531,11 @@ func upstreamMessage(raw []byte) string {
 	} else {
 		msg = string(raw)
 	}
+	msg = m.redact(msg)
 	if len(msg) > 300 {
 		msg = msg[:300] + "…"
 	}
 	return strings.ToValidUTF8(msg, "?")
-}
-
-// redact removes the API key from text headed for a log line.
-func (m *OpenAIMinter) redact(s string) string {
-	if m.apiKey != "" {
-		s = strings.ReplaceAll(s, m.apiKey, "[redacted]")
-	}
-	return s
-}
-
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-func (m *OpenAIMinter) scrubErr(err error) error {
-	if err == nil || !strings.Contains(err.Error(), m.apiKey) {
-		return err
-	}
-	return &redactedError{msg: m.redact(err.Error()), err: err}
 }
 
 // parseRetryAfter reads retry-after-ms, then Retry-After (seconds or an

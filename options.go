@@ -62,6 +62,7 @@ type config struct {
 	upstreamRateSet             bool
 	sessionConfig               SessionConfigFunc
 	eventHook                   EventHook
+	measurementHook             MeasurementHook
 	maxPerClientSet, maxSessSet bool
 }
 

@@ -7,7 +7,8 @@
 //
 //	POST {base}/token          mint a token and open a session
 //	POST {base}/refresh-token  a new token for an existing session
-//	GET  {base}/health         status and metrics
+//	GET  {base}/health         status and metrics (503 when unhealthy or closed)
+//	GET  {base}/compatibility  what the original service's client asks first
 //	GET  {base}/client.js      the browser client, an ES module (and client.d.ts)
 //
 // with a CORS allow-list, per-client allowances that count every mint (a
@@ -111,7 +112,7 @@ type Handler struct {
 	guard    AbuseGuard
 	origins  *originMatcher
 	cors     *cors.Cors // the token and refresh endpoints
-	getCORS  *cors.Cors // the scripts
+	readCORS *cors.Cors // health, compatibility and the scripts: GET
 	ips      ipResolver
 	upstream *rate.Limiter
 	base     string
@@ -122,6 +123,7 @@ type Handler struct {
 	quota     logQuota
 	start     time.Time
 	m         metrics
+	snap      countSnapshot
 	closed    atomic.Bool
 }
 
@@ -174,7 +176,8 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 			MaxAge:           600,
 		})
 	}
-	h.cors, h.getCORS = corsFor(http.MethodPost), corsFor(http.MethodGet, http.MethodHead)
+	h.cors, h.readCORS = corsFor(http.MethodPost), corsFor(http.MethodGet, http.MethodHead)
+	h.m.hook = c.measurementHook
 	if c.upstreamRateSet {
 		h.upstream = rate.NewLimiter(c.upstreamRate, c.upstreamBurst)
 	}
@@ -182,7 +185,8 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 }
 
 // Close marks the handler closed: token and refresh requests are answered
-// 503 unavailable from then on, while health keeps answering. The handler
+// 503 unavailable from then on, while health keeps answering, with 503 and
+// "draining": true, so that a load balancer stops sending traffic. The handler
 // runs no background goroutine, so there is nothing else to stop. Close is
 // idempotent and safe while requests are in flight; it does not close a
 // SessionStore or AbuseGuard passed in by option, which belong to the

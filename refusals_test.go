@@ -220,7 +220,9 @@ var refusalCases = []refusalCase{
 		}},
 	{name: "refresh over the mint limit", row: "rate_limited", retry: 60, session: true,
 		opts: []realtimeauth.Option{realtimeauth.WithMintLimit(1, time.Minute), realtimeauth.WithRefreshPolicy(5, 0)},
-		prep: func(t *testing.T, r *rig, _ *strikeGuard) req { return req{path: refrURL, body: refreshBody(openSession(t, r))} }},
+		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
+			return req{path: refrURL, body: refreshBody(openSession(t, r))}
+		}},
 	{name: "subject over its limit", row: "rate_limited", retry: 60,
 		opts: []realtimeauth.Option{realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithSubjectRateLimit(1, time.Minute)},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
@@ -267,7 +269,10 @@ var refusalCases = []refusalCase{
 		prep: failMint(&realtimeauth.UpstreamError{StatusCode: 429})},
 	{name: "upstream budget exhausted", row: "upstream_busy", retry: 1, session: true,
 		opts: []realtimeauth.Option{realtimeauth.WithUpstreamRate(1, 1)},
-		prep: func(t *testing.T, r *rig, _ *strikeGuard) req { newSessionAt(t, r, "192.0.2.1:1"); return req{path: tokenURL} }},
+		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
+			newSessionAt(t, r, "192.0.2.1:1")
+			return req{path: tokenURL}
+		}},
 	{name: "upstream timeout", row: "upstream_timeout", mints: 1, session: true,
 		opts: []realtimeauth.Option{realtimeauth.WithUpstreamTimeout(100 * time.Millisecond)},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {

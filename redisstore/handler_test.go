@@ -281,10 +281,24 @@ func TestFleetRedisDown(t *testing.T) {
 	check("stopped")
 	assert.Equal(t, 1, minter.Calls(), "nothing minted while redis was down")
 
+	// Health says so: 503, every service that lives in Redis down, and no
+	// reassuring activeSessions 0.
 	res, err := http.Get(in.url + "/api/voice-agent/health")
 	require.NoError(t, err)
+	var health struct {
+		Status   string
+		Services map[string]struct{ Status string }
+		Metrics  map[string]any
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&health))
 	res.Body.Close()
-	assert.Equal(t, http.StatusOK, res.StatusCode, "health still answers")
+	assert.Equal(t, http.StatusServiceUnavailable, res.StatusCode, "health still answers, and says so")
+	assert.Equal(t, realtimeauth.StatusUnhealthy, health.Status)
+	assert.Equal(t, realtimeauth.ServiceDown, health.Services["sessionTracking"].Status)
+	assert.Equal(t, realtimeauth.ServiceDown, health.Services["rateLimit"].Status)
+	assert.Equal(t, realtimeauth.ServiceOperational, health.Services["openaiApi"].Status)
+	assert.Contains(t, health.Metrics, "activeSessions")
+	assert.Nil(t, health.Metrics["activeSessions"])
 
 	srv.Restart()
 	assert.Equal(t, http.StatusOK, in.token(t).status, "recovers by itself")

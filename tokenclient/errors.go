@@ -7,9 +7,16 @@ import (
 	"time"
 )
 
-// ErrClosed is returned by every call on a closed Client, and to the
-// callers whose Token was waiting when Close was called.
-var ErrClosed = errors.New("tokenclient: client closed")
+var (
+	// ErrClosed is returned by every call on a closed Client, and to the
+	// callers whose Token was waiting when Close was called.
+	ErrClosed = errors.New("tokenclient: client closed")
+	// ErrRedirect is the cause (Error.Err) when the server answered with a
+	// redirect the client did not follow: the default client follows none,
+	// and a client given to WithHTTPClient follows none to another origin
+	// (scheme, host and port). Such an answer is final, never retried.
+	ErrRedirect = errors.New("tokenclient: redirect refused")
+)
 
 // Error is one failed request for a token: an answer other than a token,
 // or no answer at all. Token returns the last one of a round of retries;
@@ -81,9 +88,9 @@ func (e *Error) SessionGone() bool {
 }
 
 // Retryable reports whether the same request may succeed later: no answer
-// or an unusable one, a 408, a 429 or a 5xx. Every other 4xx (400, 401
-// unauthorized, 403 origin_not_allowed, …) is final.
+// or an unusable one, a 408, a 429 or a 5xx. A redirect (3xx) and every
+// other 4xx (400, 401 unauthorized, 403 origin_not_allowed, …) are final.
 func (e *Error) Retryable() bool {
-	return e.Status < 400 || e.Status == http.StatusRequestTimeout ||
+	return e.Status < 300 || e.Status == http.StatusRequestTimeout ||
 		e.Status == http.StatusTooManyRequests || e.Status >= 500
 }

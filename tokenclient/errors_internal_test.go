@@ -27,6 +27,8 @@ func TestRetryable(t *testing.T) {
 	}{
 		{0, "", true, false},
 		{200, "", true, false},
+		{302, "", false, false},
+		{308, "", false, false},
 		{400, realtimeauth.CodeInvalidRequest, false, false},
 		{401, realtimeauth.CodeUnauthorized, false, false},
 		{401, realtimeauth.CodeSessionRevoked, false, true},

@@ -88,8 +88,13 @@ func (c *config) bad(format string, a ...any) {
 }
 
 // WithHTTPClient sets the *http.Client for requests. Default: a client of
-// its own with a DefaultTimeout (30s) request timeout, whose idle
-// connections Close closes. A client passed here is left open.
+// its own with a DefaultTimeout (30s) request timeout that follows no
+// redirect, whose idle connections Close closes. A client passed here is
+// left open, and is used through a copy that follows redirects only within
+// the base URL's origin (scheme, host and port), under its own
+// CheckRedirect: the headers of WithHeader never go to another host, and a
+// token is only taken from the base URL's origin. A refused redirect is an
+// *Error whose Err is ErrRedirect.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *config) {
 		if hc == nil {
@@ -224,7 +229,7 @@ func WithRand(f func() float64) Option {
 
 func (c *config) resolve() error {
 	if c.httpClient == nil {
-		c.httpClient, c.ownClient = &http.Client{Timeout: DefaultTimeout}, true
+		c.httpClient, c.ownClient = &http.Client{Timeout: DefaultTimeout, CheckRedirect: refuseRedirect}, true
 	}
 	if !c.set["lead"] {
 		c.leadTime = DefaultLeadTime

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,13 @@ func (c *Client) request(sessionID string, attempt int) (TokenData, *Error) {
 	}
 	if err != nil {
 		return TokenData{}, fail(resp.StatusCode, fmt.Errorf("reading the answer: %w", err))
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return TokenData{}, fail(resp.StatusCode, fmt.Errorf("%w to %s", ErrRedirect, redirectTarget(resp)))
+	}
+	if resp.Request != nil && resp.Request.URL != nil && originOf(resp.Request.URL) != c.origin {
+		// A transport of the user's that answered from elsewhere.
+		return TokenData{}, fail(resp.StatusCode, errors.New("answer from another origin refused"))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return TokenData{}, answerError(resp, b, fail(resp.StatusCode, nil))
@@ -133,4 +141,17 @@ func retryAfter(h http.Header) time.Duration {
 		return d
 	}
 	return 0
+}
+
+// redirectTarget names where a refused redirect pointed: the scheme and
+// host of its Location only, never its path or query.
+func redirectTarget(resp *http.Response) string {
+	u, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.Header.Get("Location") == "" {
+		return "an unusable Location"
+	}
+	if resp.Request != nil && resp.Request.URL != nil {
+		u = resp.Request.URL.ResolveReference(u)
+	}
+	return u.Scheme + "://" + u.Host
 }

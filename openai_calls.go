@@ -1,0 +1,234 @@
+package realtimeauth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// This file is the OpenAIMinter's side of the relay: POST
+// {baseURL}/realtime/calls (OpenAI's "unified interface" for WebRTC), the
+// hang-up, and the sideband's address. It shares the minter's client,
+// retries and redaction with Mint.
+
+var _ CallMinter = (*OpenAIMinter)(nil)
+
+// callID is what a call ID from the upstream's Location may look like
+// ("rtc_" and letters today); anything else is refused rather than put in a
+// URL or a header.
+var callID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// callSession builds the "session" part of a call: the template, the
+// request's own configuration over it, then type and model, as Mint's
+// session is built.
+func (m *OpenAIMinter) callSession(per json.RawMessage) ([]byte, error) {
+	session := make(map[string]json.RawMessage, len(m.template)+2)
+	for k, v := range m.template {
+		session[k] = v
+	}
+	if len(per) > 0 {
+		var cfg map[string]json.RawMessage
+		if err := json.Unmarshal(per, &cfg); err != nil || cfg == nil {
+			return nil, errorf("OpenAIMinter: CallRequest.Session is not a JSON object")
+		}
+		for k, v := range cfg {
+			session[k] = v
+		}
+	}
+	session["type"] = json.RawMessage(`"realtime"`)
+	model, _ := json.Marshal(m.model)
+	session["model"] = model
+	return json.Marshal(session)
+}
+
+// Call implements CallMinter: it posts multipart/form-data with the fields
+// sdp (the offer) and session (the server's session configuration as
+// JSON, with the model) to {baseURL}/realtime/calls, with the API key and
+// OpenAI-Safety-Identifier, retried as Mint is. The upstream answers 201,
+// the SDP answer as the body and Location: /v1/realtime/calls/{call_id}.
+func (m *OpenAIMinter) Call(ctx context.Context, req CallRequest) (CallAnswer, error) {
+	if strings.TrimSpace(req.Offer) == "" {
+		return CallAnswer{}, errorf("OpenAIMinter: empty SDP offer")
+	}
+	session, err := m.callSession(req.Session)
+	if err != nil {
+		return CallAnswer{}, err
+	}
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	_ = mw.WriteField("sdp", req.Offer) // writes to a bytes.Buffer never fail
+	_ = mw.WriteField("session", string(session))
+	_ = mw.Close()
+	body, ctype := form.Bytes(), mw.FormDataContentType()
+	sid := m.safetyIdentifier(req.Subject, req.SessionID)
+	var ans CallAnswer
+	_, err = m.retry.run(ctx, func() (Token, *UpstreamError, bool) {
+		a, ue, retry := m.doCall(ctx, body, ctype, sid)
+		ans = a
+		return Token{}, ue, retry
+	})
+	if err != nil {
+		return CallAnswer{}, err
+	}
+	return ans, nil
+}
+
+func (m *OpenAIMinter) callsURL() string { return m.baseURL + "/realtime/calls" }
+
+// authorize sets the API key header, Azure's or OpenAI's.
+func (m *OpenAIMinter) authorize(h http.Header) {
+	if m.azure {
+		h.Set("api-key", m.apiKey)
+	} else {
+		h.Set("Authorization", "Bearer "+m.apiKey)
+	}
+}
+
+// doCall makes one attempt at a call, as do does for a mint.
+func (m *OpenAIMinter) doCall(ctx context.Context, body []byte, ctype, sid string) (CallAnswer, *UpstreamError, bool) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, m.callsURL(), bytes.NewReader(body))
+	if err != nil {
+		return CallAnswer{}, &UpstreamError{Err: err}, false
+	}
+	hreq.Header.Set("Content-Type", ctype)
+	hreq.Header.Set("Accept", "application/sdp")
+	m.authorize(hreq.Header)
+	if sid != "" {
+		hreq.Header.Set(safetyIdentifierHeader, sid)
+	}
+	raw, ue, retry := m.send(ctx, hreq)
+	if ue != nil {
+		return CallAnswer{}, ue, retry
+	}
+	ue = &UpstreamError{StatusCode: raw.status, RequestID: raw.requestID}
+	if raw.status != http.StatusCreated && raw.status != http.StatusOK {
+		ue.Message = "unexpected status for a call"
+		return CallAnswer{}, ue, false
+	}
+	id, ok := callIDFromLocation(raw.location)
+	if !ok {
+		ue.Message = "answer without a usable call ID in Location"
+		return CallAnswer{}, ue, false
+	}
+	if !bytes.HasPrefix(bytes.TrimSpace(raw.body), []byte("v=")) {
+		ue.Message = "answer without an SDP body"
+		return CallAnswer{}, ue, false
+	}
+	return CallAnswer{ID: id, SDP: string(raw.body)}, nil, false
+}
+
+// Hangup implements CallMinter: POST {baseURL}/realtime/calls/{id}/hangup,
+// retried as Mint is. A 404 (the call has ended already) is a success.
+func (m *OpenAIMinter) Hangup(ctx context.Context, id string) error {
+	if !callID.MatchString(id) {
+		return errorf("OpenAIMinter: %q is not a call ID", id)
+	}
+	_, err := m.retry.run(ctx, func() (Token, *UpstreamError, bool) {
+		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, m.callsURL()+"/"+id+"/hangup", nil)
+		if err != nil {
+			return Token{}, &UpstreamError{Err: err}, false
+		}
+		m.authorize(hreq.Header)
+		raw, ue, retry := m.send(ctx, hreq)
+		if ue != nil {
+			if ue.StatusCode == http.StatusNotFound {
+				return Token{}, nil, false
+			}
+			return Token{}, ue, retry
+		}
+		if raw.status < 200 || raw.status > 299 {
+			return Token{}, &UpstreamError{StatusCode: raw.status, RequestID: raw.requestID, Message: "unexpected status for a hang-up"}, false
+		}
+		return Token{}, nil, false
+	})
+	return err
+}
+
+// Sideband implements CallMinter: the base URL with ws for http and wss
+// for https, path /realtime?call_id={id}, and the key's header.
+func (m *OpenAIMinter) Sideband(id string) Sideband {
+	u := m.baseURL
+	switch {
+	case strings.HasPrefix(u, "https://"):
+		u = "wss://" + u[len("https://"):]
+	case strings.HasPrefix(u, "http://"):
+		u = "ws://" + u[len("http://"):]
+	}
+	h := make(http.Header, 1)
+	m.authorize(h)
+	return Sideband{CallID: id, URL: u + "/realtime?call_id=" + url.QueryEscape(id), Header: h}
+}
+
+// upstreamAnswer is a 2xx or 3xx answer, read in full (up to maxBody).
+type upstreamAnswer struct {
+	status    int
+	requestID string
+	location  string
+	body      []byte
+}
+
+// send makes one request and reads its answer. A connection failure, a
+// broken or oversized body, a redirect, any status of 400 and above and an
+// answer from another origin come back as an UpstreamError (with whether
+// to retry), the key redacted from all of it, as in do.
+func (m *OpenAIMinter) send(ctx context.Context, hreq *http.Request) (upstreamAnswer, *UpstreamError, bool) {
+	resp, err := m.client.Do(hreq)
+	if err != nil {
+		return upstreamAnswer{}, &UpstreamError{Err: m.scrubErr(err)}, ctx.Err() == nil
+	}
+	defer resp.Body.Close()
+	raw, readErr := io.ReadAll(io.LimitReader(resp.Body, m.maxBody+1))
+	ue := &UpstreamError{
+		StatusCode: resp.StatusCode,
+		RequestID:  m.requestID(resp.Header),
+		RetryAfter: parseRetryAfter(resp.Header, m.now()),
+	}
+	retryable := retryableAnswer(resp)
+	switch {
+	case readErr != nil:
+		ue.Err = m.scrubErr(readErr)
+		return upstreamAnswer{}, ue, ctx.Err() == nil
+	case int64(len(raw)) > m.maxBody:
+		ue.Message = fmt.Sprintf("answer larger than %d bytes", m.maxBody)
+		return upstreamAnswer{}, ue, retryable
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		ue.Message = "redirect to " + m.redirectTarget(resp) + " refused"
+		return upstreamAnswer{}, ue, false
+	case resp.StatusCode >= 400:
+		ue.Message = m.upstreamMessage(raw)
+		return upstreamAnswer{}, ue, retryable
+	case resp.Request != nil && resp.Request.URL != nil && originOf(resp.Request.URL) != m.origin:
+		ue.Message = "answer from another origin"
+		return upstreamAnswer{}, ue, false
+	}
+	return upstreamAnswer{status: resp.StatusCode, requestID: ue.RequestID, location: resp.Header.Get("Location"), body: raw}, nil, false
+}
+
+// callIDFromLocation takes the call ID from /v1/realtime/calls/{call_id}
+// (a path, or an absolute URL).
+func callIDFromLocation(loc string) (string, bool) {
+	if loc == "" {
+		return "", false
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		return "", false
+	}
+	rest, ok := strings.CutSuffix(u.Path, "/")
+	if !ok {
+		rest = u.Path
+	}
+	i := strings.LastIndex(rest, "/")
+	if i < 0 || !strings.HasSuffix(rest[:i], "/realtime/calls") {
+		return "", false
+	}
+	id := rest[i+1:]
+	return id, callID.MatchString(id)
+}

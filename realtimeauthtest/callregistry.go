@@ -1,0 +1,335 @@
+package realtimeauthtest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/realtimeauth/realtimeauth"
+)
+
+// TestCallRegistry is the conformance suite of realtimeauth.CallRegistry:
+// every implementation runs it (the in-memory one and redisstore's alike).
+// newRegistry returns an empty registry for each subtest; times are whole
+// microseconds, the finest a registry has to keep.
+func TestCallRegistry(t *testing.T, newRegistry func(t *testing.T) realtimeauth.CallRegistry) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	ctx := context.Background()
+	res := func(client, subject, session string, now time.Time) realtimeauth.CallReservation {
+		return realtimeauth.CallReservation{
+			Now: now, HoldUntil: now.Add(30 * time.Second),
+			SessionID: session, ClientIP: client + ".7", Client: client, Subject: subject,
+			MaxPerClient: 2, MaxPerSubject: 3,
+		}
+	}
+	// place reserves and binds one call, failing the test on an error.
+	place := func(t *testing.T, r realtimeauth.CallRegistry, req realtimeauth.CallReservation, id string, deadline time.Time) realtimeauth.Call {
+		t.Helper()
+		slot, err := r.Reserve(ctx, req)
+		require.NoError(t, err)
+		c, err := r.Bind(ctx, realtimeauth.CallStart{Slot: slot, ID: id, StartedAt: req.Now, Deadline: deadline, ExpiresAt: req.Now.Add(time.Hour)})
+		require.NoError(t, err)
+		return c
+	}
+
+	t.Run("BindGetEnd", func(t *testing.T) {
+		r := newRegistry(t)
+		req := res("10.0.0.1", "alice", "s1", t0)
+		slot, err := r.Reserve(ctx, req)
+		require.NoError(t, err)
+		require.NotEmpty(t, slot)
+		n, err := r.Count(ctx, t0)
+		require.NoError(t, err)
+		assert.Equal(t, 0, n, "a reserved slot is not a live call")
+		start := t0.Add(time.Second)
+		want := realtimeauth.Call{
+			ID: "rtc_1", SessionID: "s1", ClientIP: "10.0.0.1.7", Client: "10.0.0.1", Subject: "alice",
+			StartedAt: start, Deadline: start.Add(time.Minute), ExpiresAt: start.Add(time.Hour),
+		}
+		c, err := r.Bind(ctx, realtimeauth.CallStart{Slot: slot, ID: "rtc_1", StartedAt: start, Deadline: want.Deadline, ExpiresAt: want.ExpiresAt})
+		require.NoError(t, err)
+		assert.Equal(t, want, utc(c))
+		_, err = r.Bind(ctx, realtimeauth.CallStart{Slot: slot, ID: "rtc_2", StartedAt: start})
+		assert.ErrorIs(t, err, realtimeauth.ErrCallNotFound, "a slot binds once")
+		got, err := r.Get(ctx, "rtc_1", start)
+		require.NoError(t, err)
+		assert.Equal(t, want, utc(got))
+		n, err = r.Count(ctx, start)
+		require.NoError(t, err)
+		assert.Equal(t, 1, n)
+		require.NoError(t, r.Release(ctx, slot), "releasing a bound slot changes nothing")
+		_, err = r.Get(ctx, "rtc_1", start)
+		require.NoError(t, err)
+		ended, err := r.End(ctx, "rtc_1", start)
+		require.NoError(t, err)
+		assert.Equal(t, want, utc(ended))
+		_, err = r.End(ctx, "rtc_1", start)
+		assert.ErrorIs(t, err, realtimeauth.ErrCallNotFound, "only one End succeeds")
+		_, err = r.Get(ctx, "rtc_1", start)
+		assert.ErrorIs(t, err, realtimeauth.ErrCallNotFound)
+		_, err = r.Get(ctx, "rtc_unknown", start)
+		assert.ErrorIs(t, err, realtimeauth.ErrCallNotFound)
+		n, err = r.Count(ctx, start)
+		require.NoError(t, err)
+		assert.Equal(t, 0, n)
+	})
+
+	t.Run("BadArguments", func(t *testing.T) {
+		r := newRegistry(t)
+		req := res("10.0.0.1", "", "s1", t0)
+		req.HoldUntil = t0
+		_, err := r.Reserve(ctx, req)
+		assert.Error(t, err, "HoldUntil not after Now")
+		_, err = r.ClaimDue(ctx, t0, 0, 1)
+		assert.Error(t, err, "a lease of 0")
+		_, err = r.Bind(ctx, realtimeauth.CallStart{Slot: "no-such-slot", ID: "rtc_1", StartedAt: t0})
+		assert.ErrorIs(t, err, realtimeauth.ErrCallNotFound)
+		require.NoError(t, r.Release(ctx, "no-such-slot"))
+		slot, err := r.Reserve(ctx, res("10.0.0.1", "", "s1", t0))
+		require.NoError(t, err)
+		_, err = r.Bind(ctx, realtimeauth.CallStart{Slot: slot, StartedAt: t0})
+		assert.Error(t, err, "an empty call ID")
+	})
+
+	t.Run("ClientCap", func(t *testing.T) {
+		r := newRegistry(t)
+		place(t, r, res("10.0.0.1", "", "s1", t0), "rtc_1", time.Time{})
+		slot, err := r.Reserve(ctx, res("10.0.0.1", "", "s2", t0))
+		require.NoError(t, err, "reserved slots count too, but 2 fit")
+		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s3", t0))
+		assert.ErrorIs(t, err, realtimeauth.ErrTooManyCalls)
+		_, err = r.Reserve(ctx, res("10.0.0.2", "", "s3", t0))
+		assert.NoError(t, err, "another client has its own cap")
+		require.NoError(t, r.Release(ctx, slot))
+		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s3", t0))
+		assert.NoError(t, err, "a released slot frees its place")
+		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s4", t0))
+		assert.ErrorIs(t, err, realtimeauth.ErrTooManyCalls)
+		_, err = r.End(ctx, "rtc_1", t0)
+		require.NoError(t, err)
+		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s4", t0))
+		assert.NoError(t, err, "an ended call frees its place")
+		nocap := res("10.0.0.1", "", "s5", t0)
+		nocap.MaxPerClient = 0
+		_, err = r.Reserve(ctx, nocap)
+		assert.NoError(t, err, "MaxPerClient 0 is no cap")
+	})
+
+	t.Run("SubjectCap", func(t *testing.T) {
+		r := newRegistry(t)
+		for i := range 3 {
+			_, err := r.Reserve(ctx, res(fmt.Sprintf("10.0.1.%d", i), "alice", "s", t0))
+			require.NoError(t, err)
+		}
+		_, err := r.Reserve(ctx, res("10.0.1.9", "alice", "s", t0))
+		assert.ErrorIs(t, err, realtimeauth.ErrTooManyCalls, "the subject's cap spans clients")
+		_, err = r.Reserve(ctx, res("10.0.1.9", "bob", "s", t0))
+		assert.NoError(t, err)
+		for i := range 3 {
+			_, err := r.Reserve(ctx, res(fmt.Sprintf("10.0.2.%d", i), "", "s", t0))
+			require.NoError(t, err, "no subject, no subject cap")
+		}
+	})
+
+	t.Run("HoldRunsOut", func(t *testing.T) {
+		r := newRegistry(t)
+		req := res("10.0.0.1", "", "s1", t0)
+		slot1, err := r.Reserve(ctx, req)
+		require.NoError(t, err)
+		_, err = r.Reserve(ctx, req)
+		require.NoError(t, err)
+		late := req.HoldUntil.Add(-time.Microsecond)
+		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s1", late))
+		assert.ErrorIs(t, err, realtimeauth.ErrTooManyCalls, "held until HoldUntil")
+		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s1", req.HoldUntil))
+		assert.NoError(t, err, "free at HoldUntil")
+		_, err = r.Bind(ctx, realtimeauth.CallStart{Slot: slot1, ID: "rtc_late", StartedAt: req.HoldUntil})
+		assert.ErrorIs(t, err, realtimeauth.ErrCallNotFound, "a slot past its hold cannot be bound")
+	})
+
+	t.Run("Expiry", func(t *testing.T) {
+		r := newRegistry(t)
+		c := place(t, r, res("10.0.0.1", "alice", "s1", t0), "rtc_1", time.Time{})
+		before := c.ExpiresAt.Add(-time.Microsecond)
+		_, err := r.Get(ctx, "rtc_1", before)
+		require.NoError(t, err)
+		n, err := r.Count(ctx, before)
+		require.NoError(t, err)
+		assert.Equal(t, 1, n)
+		_, err = r.Get(ctx, "rtc_1", c.ExpiresAt)
+		assert.ErrorIs(t, err, realtimeauth.ErrCallNotFound, "gone at ExpiresAt")
+		n, err = r.Count(ctx, c.ExpiresAt)
+		require.NoError(t, err)
+		assert.Equal(t, 0, n)
+		cs, err := r.SessionCalls(ctx, "s1", c.ExpiresAt)
+		require.NoError(t, err)
+		assert.Empty(t, cs)
+		_, err = r.End(ctx, "rtc_1", c.ExpiresAt)
+		assert.ErrorIs(t, err, realtimeauth.ErrCallNotFound)
+		// Its place is free.
+		place(t, r, res("10.0.0.1", "alice", "s1", c.ExpiresAt), "rtc_2", time.Time{})
+		place(t, r, res("10.0.0.1", "alice", "s1", c.ExpiresAt), "rtc_3", time.Time{})
+	})
+
+	t.Run("Lists", func(t *testing.T) {
+		r := newRegistry(t)
+		a := place(t, r, res("10.0.0.1", "alice", "s1", t0), "rtc_a", time.Time{})
+		b := place(t, r, res("10.0.0.2", "alice", "s2", t0.Add(time.Second)), "rtc_b", time.Time{})
+		c := place(t, r, res("10.0.0.1", "alice", "s1", t0.Add(2*time.Second)), "rtc_c", time.Time{})
+		d := place(t, r, res("10.0.0.3", "bob", "s3", t0), "rtc_d", time.Time{})
+		pending := res("10.0.0.2", "alice", "s1", t0)
+		pending.MaxPerSubject = 0
+		_, err := r.Reserve(ctx, pending)
+		require.NoError(t, err, "a reserved slot is listed nowhere")
+		now := t0.Add(3 * time.Second)
+		got, err := r.SessionCalls(ctx, "s1", now)
+		require.NoError(t, err)
+		assert.Equal(t, []realtimeauth.Call{a, c}, utcs(got))
+		got, err = r.SubjectCalls(ctx, "alice", now)
+		require.NoError(t, err)
+		assert.Equal(t, []realtimeauth.Call{a, b, c}, utcs(got))
+		got, err = r.SubjectCalls(ctx, "bob", now)
+		require.NoError(t, err)
+		assert.Equal(t, []realtimeauth.Call{d}, utcs(got))
+		got, err = r.SessionCalls(ctx, "nobody", now)
+		require.NoError(t, err)
+		assert.Empty(t, got)
+		_, err = r.End(ctx, "rtc_a", now)
+		require.NoError(t, err)
+		got, err = r.SessionCalls(ctx, "s1", now)
+		require.NoError(t, err)
+		assert.Equal(t, []realtimeauth.Call{c}, utcs(got))
+	})
+
+	t.Run("ClaimDue", func(t *testing.T) {
+		r := newRegistry(t)
+		dl := t0.Add(time.Minute)
+		place(t, r, res("10.0.0.1", "", "s1", t0), "rtc_late", dl.Add(time.Second))
+		place(t, r, res("10.0.0.2", "", "s2", t0), "rtc_first", dl)
+		place(t, r, res("10.0.0.3", "", "s3", t0), "rtc_never", time.Time{})
+		got, err := r.ClaimDue(ctx, dl.Add(-time.Microsecond), time.Second, 10)
+		require.NoError(t, err)
+		assert.Empty(t, got, "nothing is due before its deadline")
+		got, err = r.ClaimDue(ctx, dl, 5*time.Second, 10)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"rtc_first"}, ids(got), "due at the deadline")
+		got, err = r.ClaimDue(ctx, dl.Add(time.Second), 5*time.Second, 10)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"rtc_late"}, ids(got), "a claimed call is not claimed again within its lease")
+		got, err = r.ClaimDue(ctx, dl.Add(5*time.Second-time.Microsecond), 5*time.Second, 10)
+		require.NoError(t, err)
+		assert.Empty(t, got)
+		got, err = r.ClaimDue(ctx, dl.Add(5*time.Second), 5*time.Second, 10)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"rtc_first"}, ids(got), "a lease that ran out without End: claimable again")
+		_, err = r.End(ctx, "rtc_first", dl.Add(5*time.Second))
+		require.NoError(t, err)
+		_, err = r.End(ctx, "rtc_late", dl.Add(5*time.Second))
+		require.NoError(t, err)
+		got, err = r.ClaimDue(ctx, dl.Add(time.Hour-time.Second), 5*time.Second, 10)
+		require.NoError(t, err)
+		assert.Empty(t, got, "ended calls are never claimed; no deadline is never due")
+	})
+
+	t.Run("ClaimDueLimit", func(t *testing.T) {
+		r := newRegistry(t)
+		for i := range 5 {
+			place(t, r, res(fmt.Sprintf("10.0.3.%d", i), "", "s", t0), fmt.Sprintf("rtc_%d", i), t0.Add(time.Duration(i)*time.Second))
+		}
+		now := t0.Add(10 * time.Second)
+		got, err := r.ClaimDue(ctx, now, time.Minute, 2)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"rtc_0", "rtc_1"}, ids(got), "earliest first, at most limit")
+		got, err = r.ClaimDue(ctx, now, time.Minute, 10)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"rtc_2", "rtc_3", "rtc_4"}, ids(got))
+	})
+
+	t.Run("ConcurrentReserve", func(t *testing.T) {
+		r := newRegistry(t)
+		const n = 20
+		var ok, capped atomic.Int32
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req := res(fmt.Sprintf("10.0.4.%d", i%2), "carol", "s", t0)
+				req.MaxPerClient, req.MaxPerSubject = 0, 7
+				_, err := r.Reserve(ctx, req)
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case assert.ErrorIs(t, err, realtimeauth.ErrTooManyCalls):
+					capped.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		assert.Equal(t, int32(7), ok.Load())
+		assert.Equal(t, int32(n-7), capped.Load())
+	})
+
+	t.Run("ConcurrentEndAndClaim", func(t *testing.T) {
+		r := newRegistry(t)
+		for i := range 4 {
+			place(t, r, res(fmt.Sprintf("10.0.5.%d", i), "", "s", t0), fmt.Sprintf("rtc_%d", i), t0.Add(time.Second))
+		}
+		now := t0.Add(2 * time.Second)
+		var claims, ends atomic.Int32
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				got, err := r.ClaimDue(ctx, now, time.Minute, 10)
+				assert.NoError(t, err)
+				claims.Add(int32(len(got)))
+			}()
+			go func() {
+				defer wg.Done()
+				for i := range 4 {
+					if _, err := r.End(ctx, fmt.Sprintf("rtc_%d", i), now); err == nil {
+						ends.Add(1)
+					} else {
+						assert.ErrorIs(t, err, realtimeauth.ErrCallNotFound)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		assert.LessOrEqual(t, claims.Load(), int32(4), "no call is claimed twice")
+		assert.Equal(t, int32(4), ends.Load(), "each call ends exactly once")
+	})
+}
+
+func utc(c realtimeauth.Call) realtimeauth.Call {
+	for _, t := range []*time.Time{&c.StartedAt, &c.Deadline, &c.ExpiresAt} {
+		if !t.IsZero() {
+			*t = t.UTC()
+		}
+	}
+	return c
+}
+
+func utcs(cs []realtimeauth.Call) []realtimeauth.Call {
+	out := make([]realtimeauth.Call, len(cs))
+	for i, c := range cs {
+		out[i] = utc(c)
+	}
+	return out
+}
+
+func ids(cs []realtimeauth.Call) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.ID
+	}
+	return out
+}
