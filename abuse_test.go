@@ -179,21 +179,19 @@ func TestBlockLifecycle(t *testing.T) {
 	assert.Len(t, ev.Named(realtimeauth.EventClientBlocked), 1, "one event per block, not per request")
 }
 
-// TestBlockedReachesNothing: a blocked client costs no limiter, store or
+// TestBlockedReachesNothing: a blocked client costs no store or
 // upstream call.
 func TestBlockedReachesNothing(t *testing.T) {
-	lim := &countingLimiter{Limiter: realtimeauth.NewMemoryLimiter(100, time.Minute)}
 	store := &countingStore{SessionStore: realtimeauth.NewMemoryStore()}
 	r := newRig(t, realtimeauth.WithAbuseGuard(1, time.Minute, time.Hour),
-		realtimeauth.WithLimiter(lim), realtimeauth.WithSessionStore(store))
+		realtimeauth.WithSessionStore(store))
 	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 	serveReq(r.h, req{path: tokenURL, remote: striker, body: `{`})
-	l0, s0, m0 := lim.calls.Load(), store.calls.Load(), r.mint.Calls()
+	s0, m0 := store.calls.Load(), r.mint.Calls()
 	for range 20 {
 		assertError(t, serveReq(r.h, req{path: tokenURL, remote: striker}), 403, "blocked", 3600)
 		assertError(t, serveReq(r.h, req{path: refrURL, remote: striker, body: refreshBody(id)}), 403, "blocked", 3600)
 	}
-	assert.Equal(t, l0, lim.calls.Load(), "limiter")
 	assert.Equal(t, s0, store.calls.Load(), "store")
 	assert.Equal(t, m0, r.mint.Calls(), "minter")
 }

@@ -11,51 +11,31 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// brokenLimiter's backend is down.
-type brokenLimiter struct{}
-
-func (brokenLimiter) Allow(context.Context, string) (realtimeauth.Decision, error) {
-	return realtimeauth.Decision{}, errBackend
-}
-
 // brokenStore fails the methods named in fail.
 type brokenStore struct {
 	realtimeauth.SessionStore
 	fail map[string]bool
 }
 
-func (s *brokenStore) Create(ctx context.Context, x realtimeauth.Session, n int) error {
-	if s.fail["Create"] {
-		return errBackend
+func (s *brokenStore) Open(ctx context.Context, req realtimeauth.OpenRequest) (realtimeauth.Session, []realtimeauth.Session, error) {
+	if s.fail["Open"] {
+		return realtimeauth.Session{}, nil, errBackend
 	}
-	return s.SessionStore.Create(ctx, x, n)
+	return s.SessionStore.Open(ctx, req)
 }
 
-func (s *brokenStore) Update(ctx context.Context, id string, u realtimeauth.SessionUpdate) (realtimeauth.Session, error) {
-	if s.fail["Update"] {
+func (s *brokenStore) Refresh(ctx context.Context, req realtimeauth.RefreshRequest) (realtimeauth.Session, error) {
+	if s.fail["Refresh"] {
 		return realtimeauth.Session{}, errBackend
 	}
-	return s.SessionStore.Update(ctx, id, u)
+	return s.SessionStore.Refresh(ctx, req)
 }
 
-// TestBackendFailures: a limiter or store that fails is 503
+// TestBackendFailures: a store that fails is 503
 // store_unavailable, never a mint, and shows in health.
 func TestBackendFailures(t *testing.T) {
-	t.Run("limiter", func(t *testing.T) {
-		ev := &events{}
-		r := newRig(t, realtimeauth.WithLimiter(brokenLimiter{}), realtimeauth.WithEventHook(ev.Hook))
-		for range 3 {
-			assertError(t, serveReq(r.h, req{path: tokenURL}), 503, "store_unavailable", 0)
-		}
-		assert.Equal(t, 0, r.mint.Calls())
-		assert.Len(t, ev.Named(realtimeauth.EventStoreError), 3)
-		st := r.h.Stats()
-		assert.Equal(t, realtimeauth.ServiceDown, st.RateLimit.Status)
-		assert.Equal(t, realtimeauth.StatusUnhealthy, st.Status)
-		assert.Equal(t, 1.0, st.ErrorRate)
-	})
 	t.Run("store create", func(t *testing.T) {
-		store := &brokenStore{SessionStore: realtimeauth.NewMemoryStore(), fail: map[string]bool{"Create": true}}
+		store := &brokenStore{SessionStore: realtimeauth.NewMemoryStore(), fail: map[string]bool{"Open": true}}
 		r := newRig(t, realtimeauth.WithSessionStore(store))
 		assertError(t, serveReq(r.h, req{path: tokenURL}), 503, "store_unavailable", 0)
 		assert.Equal(t, 0, r.mint.Calls())
@@ -66,15 +46,17 @@ func TestBackendFailures(t *testing.T) {
 		r := newRig(t, realtimeauth.WithSessionStore(store))
 		id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 		r.clock.Advance(time.Minute)
-		store.fail["Update"] = true
+		store.fail["Refresh"] = true
 		assertError(t, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}), 503, "store_unavailable", 0)
 		assert.Equal(t, 1, r.mint.Calls())
 	})
 	t.Run("store full", func(t *testing.T) {
 		r := newRig(t, realtimeauth.WithMemoryLimits(1))
 		issueToken(t, r.h, defaultRemote)
-		assertError(t, serveReq(r.h, req{path: tokenURL, remote: "192.0.2.1:1"}), 503, "store_unavailable", 0)
-		assert.Equal(t, 1, r.mint.Calls())
+		// The heaviest client is refused; another client evicts its session.
+		assertError(t, serveReq(r.h, req{path: tokenURL}), 429, "too_many_sessions", 0)
+		assert.Equal(t, 200, serveReq(r.h, req{path: tokenURL, remote: "192.0.2.1:1"}).Code)
+		assert.Equal(t, 2, r.mint.Calls())
 	})
 }
 

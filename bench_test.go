@@ -37,7 +37,9 @@ func benchKeys(n int) []string {
 }
 
 // limiterCase is one limiter workload: how many keys, and a limit and
-// window that either always admit or, once warm, always reject.
+// window that either always admit or, once warm, always reject. Every
+// decision is made at one fixed time, as the handler passes the time it
+// read once per request; the "/now" runs read time.Now per decision too.
 type limiterCase struct {
 	name   string
 	keys   int
@@ -46,14 +48,25 @@ type limiterCase struct {
 }
 
 // limiterCases are shared with the bench module's peers (which copy them):
-// "admit" never reaches the limit during a benchmark (for one key the
-// window is short so that tens of millions of decisions a second stay
-// under it), "reject" is over its limit after the warm-up.
+// "admit" never reaches the limit during a benchmark (the one key's time
+// moves on by a window every 250 decisions), "reject" is over its limit
+// after the warm-up.
 var limiterCases = []limiterCase{
-	{"1key/admit", 1, realtimeauth.MaxMemoryLimit, 10 * time.Millisecond},
+	{"1key/admit", 1, 1023, time.Hour},
 	{"1key/reject", 1, 1, time.Hour},
-	{"100000keys/admit", 100_000, realtimeauth.MaxMemoryLimit, time.Hour},
+	{"100000keys/admit", 100_000, 1023, time.Hour},
 	{"100000keys/reject", 100_000, 1, time.Hour},
+}
+
+var benchT0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// benchNow returns the time of decision i of case c: fixed, except for one
+// admitting key, whose time moves a window on every 250 decisions.
+func benchNow(c limiterCase, i int) time.Time {
+	if c.keys == 1 && c.limit > 1 {
+		return benchT0.Add(time.Duration(i/250) * c.window)
+	}
+	return benchT0
 }
 
 func BenchmarkMemoryLimiter(b *testing.B) {
@@ -61,9 +74,9 @@ func BenchmarkMemoryLimiter(b *testing.B) {
 	for _, c := range limiterCases {
 		keys := benchKeys(c.keys)
 		warm := func() *realtimeauth.MemoryLimiter {
-			l := realtimeauth.NewMemoryLimiter(c.limit, c.window)
+			l := mustLimiter(c.limit, c.window)
 			for _, k := range keys {
-				_, _ = l.Allow(ctx, k)
+				_, _ = l.Allow(ctx, k, benchT0)
 			}
 			return l
 		}
@@ -72,7 +85,7 @@ func BenchmarkMemoryLimiter(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				_, _ = l.Allow(ctx, keys[i%len(keys)])
+				_, _ = l.Allow(ctx, keys[i%len(keys)], benchNow(c, i))
 			}
 		})
 		b.Run(c.name+"/parallel", func(b *testing.B) {
@@ -84,7 +97,7 @@ func BenchmarkMemoryLimiter(b *testing.B) {
 				// Each goroutine walks the keys from its own offset.
 				i := int(worker.Add(1)) * 7919
 				for pb.Next() {
-					_, _ = l.Allow(ctx, keys[i%len(keys)])
+					_, _ = l.Allow(ctx, keys[i%len(keys)], benchNow(c, i))
 					i++
 				}
 			})
@@ -99,77 +112,68 @@ func TestMemoryLimiterBenchCases(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range limiterCases {
 		keys := benchKeys(c.keys)
-		l := realtimeauth.NewMemoryLimiter(c.limit, c.window)
+		l := mustLimiter(c.limit, c.window)
 		for _, k := range keys {
-			_, _ = l.Allow(ctx, k)
+			_, _ = l.Allow(ctx, k, benchT0)
 		}
-		d, err := l.Allow(ctx, keys[0])
+		admit := strings.HasSuffix(c.name, "/admit")
+		d, err := l.Allow(ctx, keys[0], benchT0)
 		require.NoError(t, err)
-		assert.Equal(t, strings.HasSuffix(c.name, "/admit"), d.Allowed, "%s: second event allowed", c.name)
+		assert.Equal(t, admit, d.Allowed, "%s: second event allowed", c.name)
+		if c.keys == 1 && admit {
+			// Two goroutines walking the one key, as the parallel run does.
+			for i := range 20_000 {
+				d, _ := l.Allow(ctx, keys[0], benchNow(c, i))
+				d2, _ := l.Allow(ctx, keys[0], benchNow(c, i+7919))
+				require.True(t, d.Allowed && d2.Allowed, "%s: decision %d", c.name, i)
+			}
+		}
 	}
 }
 
 func BenchmarkMemoryStore(b *testing.B) {
 	ctx := context.Background()
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	const live = 10_000
-	ids := make([]string, live)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("00000000-0000-4000-8000-%012x", i)
-	}
-	newStore := func() *realtimeauth.MemoryStore {
-		s := realtimeauth.NewMemoryStore(realtimeauth.WithMemoryClock(func() time.Time { return t0 }))
-		for _, id := range ids {
-			if err := s.Create(ctx, realtimeauth.Session{ID: id, ClientIP: "10.0.0.1",
-				CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), LastIssuedAt: t0}, 0); err != nil {
-				b.Fatal(err)
-			}
+	open := func(s *realtimeauth.MemoryStore, i int) realtimeauth.Session {
+		sess, _, err := s.Open(ctx, realtimeauth.OpenRequest{
+			Now: benchT0, ExpiresAt: benchT0.Add(time.Hour),
+			ClientIP: "10.0.0.1", Client: benchClients[i%len(benchClients)],
+		})
+		if err != nil {
+			b.Fatal(err)
 		}
-		return s
+		return sess
 	}
-	b.Run("create", func(b *testing.B) {
-		// IDs are made before the clock starts; the store is replaced every
-		// 100,000 creates so that it stays under its key cap.
+	newStore := func() (*realtimeauth.MemoryStore, []string) {
+		s := realtimeauth.NewMemoryStore()
+		ids := make([]string, live)
+		for i := range ids {
+			ids[i] = open(s, i).ID
+		}
+		return s, ids
+	}
+	b.Run("open", func(b *testing.B) {
+		// The store is replaced every 100,000 opens.
 		const batch = 100_000
-		fresh := make([]string, batch)
-		for i := range fresh {
-			fresh[i] = fmt.Sprintf("10000000-0000-4000-8000-%012x", i)
-		}
-		s := newStore()
+		s, _ := newStore()
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			if i%batch == 0 && i > 0 {
 				b.StopTimer()
-				s = newStore()
+				s, _ = newStore()
 				b.StartTimer()
 			}
-			err := s.Create(ctx, realtimeauth.Session{ID: fresh[i%batch], ClientIP: "10.0.0.1",
-				CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), LastIssuedAt: t0}, 0)
-			if err != nil {
-				b.Fatal(err)
-			}
+			open(s, i)
 		}
 	})
-	b.Run("get", func(b *testing.B) {
-		s := newStore()
+	b.Run("refresh", func(b *testing.B) {
+		s, ids := newStore()
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			if _, err := s.Get(ctx, ids[i%live], t0); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("update", func(b *testing.B) {
-		// The refresh path's update: every condition checked, a refresh
-		// counted (no refresh limit, so it never runs out).
-		s := newStore()
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			_, err := s.Update(ctx, ids[i%live], realtimeauth.SessionUpdate{
-				Now: t0, ClientIP: "10.0.0.1", AddRefreshes: 1, LastIssuedAt: t0,
+			_, err := s.Refresh(ctx, realtimeauth.RefreshRequest{
+				Now: benchT0, ID: ids[i%live], ClientIP: "10.0.0.1", MaxRefreshes: 1 << 30,
 			})
 			if err != nil {
 				b.Fatal(err)
@@ -177,6 +181,8 @@ func BenchmarkMemoryStore(b *testing.B) {
 		}
 	})
 }
+
+var benchClients = benchKeys(100_000)
 
 // forwardedChain returns an X-Forwarded-For value of n entries: n-1 forged
 // addresses a client wrote, then the client's address as the proxy saw it.
@@ -249,7 +255,10 @@ func benchHandler(b *testing.B, opts ...realtimeauth.Option) *realtimeauth.Handl
 	all := append([]realtimeauth.Option{
 		realtimeauth.WithLogger(discardLogger),
 		realtimeauth.WithAllowedOrigins(benchOrigin),
-		realtimeauth.WithRateLimit(realtimeauth.MaxMemoryLimit, time.Minute),
+		realtimeauth.WithRateLimit(1023, time.Minute),
+		// Every clock read moves 100ms on, so that one client stays under
+		// its rate limit however fast the loop runs.
+		realtimeauth.WithClock(steppingClock()),
 		realtimeauth.WithRefreshPolicy(1_000_000, 0),
 	}, opts...)
 	h, err := realtimeauth.New(zeroMinter{}, all...)
@@ -257,6 +266,11 @@ func benchHandler(b *testing.B, opts ...realtimeauth.Option) *realtimeauth.Handl
 		b.Fatal(err)
 	}
 	return h
+}
+
+func steppingClock() func() time.Time {
+	var n atomic.Int64
+	return func() time.Time { return benchT0.Add(time.Duration(n.Add(1)) * 100 * time.Millisecond) }
 }
 
 func postRequest(path, body string) (*http.Request, *reusableBody) {

@@ -12,8 +12,6 @@ import (
 var (
 	// ErrSessionNotFound: no session has that ID, or it has expired.
 	ErrSessionNotFound = errors.New("realtimeauth: session not found")
-	// ErrSessionExists: Create was given an ID that is already stored.
-	ErrSessionExists = errors.New("realtimeauth: session already exists")
 	// ErrSessionMismatch: the session belongs to another client IP or subject.
 	ErrSessionMismatch = errors.New("realtimeauth: session belongs to another client")
 	// ErrSessionRevoked: the session was revoked.
@@ -26,8 +24,12 @@ var (
 	// ErrTooManySessions: the subject already holds the maximum number of
 	// live sessions.
 	ErrTooManySessions = errors.New("realtimeauth: too many sessions for subject")
-	// ErrStoreFull: an in-memory store reached its capacity.
+	// ErrStoreFull: the store holds MaxSessions live sessions and the
+	// client is among the heaviest (it holds as many live sessions as any
+	// client), so Open evicts nobody else to make room for it.
 	ErrStoreFull = errors.New("realtimeauth: store full")
+	// ErrRateLimited: an allowance is used up; *LimitError wraps it.
+	ErrRateLimited = errors.New("realtimeauth: rate limited")
 	// ErrUpstream: the minter's upstream (OpenAI) failed or answered
 	// something unusable. *UpstreamError wraps it with the details.
 	ErrUpstream = errors.New("realtimeauth: upstream error")
@@ -38,6 +40,22 @@ var (
 	// error from the hook is a 401 in any case.
 	ErrUnauthenticated = errors.New("realtimeauth: unauthenticated")
 )
+
+// LimitError is a refusal by an allowance (see Allowance).
+type LimitError struct {
+	// Key is the refusing Allowance's Key.
+	Key string
+	// RetryAfter is how long until that allowance would admit:
+	// 0 < RetryAfter <= its Window.
+	RetryAfter time.Duration
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("realtimeauth: rate limited: %s for %v", e.Key, e.RetryAfter)
+}
+
+// Unwrap lets errors.Is match ErrRateLimited.
+func (e *LimitError) Unwrap() error { return ErrRateLimited }
 
 // UpstreamError describes a failed call to the token issuer. Its Message is
 // the upstream's own text, kept for logs: the handler never sends it to a

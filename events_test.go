@@ -84,7 +84,7 @@ func TestEvents(t *testing.T) {
 			prep: func(*testing.T, *rig) req { return req{path: tokenURL, body: "{"} }},
 		{name: "not found", event: realtimeauth.EventSessionNotFound, severity: realtimeauth.SeverityMedium, status: 404, code: "session_not_found", session: true,
 			prep: func(*testing.T, *rig) req { return req{path: refrURL, body: refreshBody(uuid.NewString())} }},
-		{name: "too many sessions", event: realtimeauth.EventTooManySessions, severity: realtimeauth.SeverityMedium, status: 429, code: "too_many_sessions", session: true, subject: "alice",
+		{name: "too many sessions", event: realtimeauth.EventTooManySessions, severity: realtimeauth.SeverityMedium, status: 429, code: "too_many_sessions", subject: "alice",
 			opts: []realtimeauth.Option{realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithMaxSessionsPerSubject(1)},
 			prep: func(_ *testing.T, r *rig) req {
 				serveReq(r.h, req{path: tokenURL, headers: as("alice")})

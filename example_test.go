@@ -94,22 +94,24 @@ func Example_serveMux() {
 	// 200 true
 }
 
-// ExampleNewMemoryLimiter shows the sliding window on a fixed clock: two
-// events per minute, and how long the third must wait.
+// ExampleNewMemoryLimiter shows the sub-window counter at fixed times: two
+// events per minute, how long the third must wait, and the event admitted
+// exactly then.
 func ExampleNewMemoryLimiter() {
-	clock := realtimeauthtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	l := realtimeauth.NewMemoryLimiter(2, time.Minute, realtimeauth.WithMemoryClock(clock.Now))
-	for range 3 {
-		d, _ := l.Allow(context.Background(), "203.0.113.7")
-		fmt.Println(d.Allowed, d.Remaining, d.RetryAfter)
+	l, err := realtimeauth.NewMemoryLimiter(2, time.Minute)
+	if err != nil {
+		panic(err)
 	}
-	// Half a minute into the next window, the two events weigh one.
-	clock.Advance(90 * time.Second)
-	d, _ := l.Allow(context.Background(), "203.0.113.7")
-	fmt.Println(d.Allowed, d.Remaining, d.RetryAfter)
+	now := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
+	for range 3 {
+		d, _ := l.Allow(context.Background(), "203.0.113.7", now)
+		fmt.Println(d.Allowed, d.RetryAfter)
+	}
+	d, _ := l.Allow(context.Background(), "203.0.113.7", now.Add(50*time.Second))
+	fmt.Println(d.Allowed, d.RetryAfter)
 	// Output:
-	// true 1 0s
-	// true 0 0s
-	// false 0 1m30s
-	// true 0 0s
+	// true 0s
+	// true 0s
+	// false 50s
+	// true 0s
 }

@@ -47,7 +47,7 @@ func FuzzTokenBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		once.Do(func() {
 			var err error
-			h, err = New(fuzzMinter{clock}, WithClock(clock), WithRateLimit(MaxMemoryLimit, time.Hour),
+			h, err = New(fuzzMinter{clock}, WithClock(clock), WithRateLimit(maxLimit, time.Hour),
 				WithAbuseGuard(0, 0, 0), WithLogger(slog.New(slog.DiscardHandler)))
 			if err != nil {
 				panic(err)

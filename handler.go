@@ -3,7 +3,6 @@ package realtimeauth
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 )
 
@@ -193,14 +191,6 @@ func (h *Handler) token(k *call, body []byte) int {
 	if len(body) > 0 && !isJSONObject(body) {
 		return h.deny(k, errBadJSON, 0, EventInvalidRequest, SeverityLow, true)
 	}
-	if st, ok := h.allow(k, h.limiter, k.client.key); !ok {
-		return st
-	}
-	if h.subjectLimiter != nil {
-		if st, ok := h.allow(k, h.subjectLimiter, k.subject); !ok {
-			return st
-		}
-	}
 	sessCfg, e := h.sessionConfig(k, body)
 	if e != nil {
 		return h.deny(k, e, 0, EventInvalidRequest, SeverityLow, false)
@@ -209,23 +199,34 @@ func (h *Handler) token(k *call, body []byte) int {
 	if res == nil && st != 0 {
 		return st
 	}
-	k.sessionID = newSessionID()
-	err := h.store.Create(ctx, Session{
-		ID:           k.sessionID,
-		ClientIP:     k.client.ip,
-		Subject:      k.subject,
-		CreatedAt:    k.now,
-		ExpiresAt:    k.now.Add(h.cfg.sessionTTL),
-		LastIssuedAt: k.now,
-	}, h.cfg.maxSessionsPerSubject)
+	allow := []Allowance{{Key: "n:" + k.client.key, Limit: h.cfg.rateLimit, Window: h.cfg.rateWindow}}
+	if h.cfg.subjectLimit != 0 {
+		allow = append(allow, Allowance{Key: "s:" + k.subject, Limit: h.cfg.subjectLimit, Window: h.cfg.subjectWindow})
+	}
+	sess, _, err := h.store.Open(ctx, OpenRequest{
+		Now:           k.now,
+		ExpiresAt:     k.now.Add(h.cfg.sessionTTL),
+		ClientIP:      k.client.ip,
+		Client:        k.client.key,
+		Subject:       k.subject,
+		Allowances:    allow,
+		MaxPerSubject: h.cfg.maxSessionsPerSubject,
+		MaxSessions:   h.cfg.memoryMaxKeys,
+	})
 	if err != nil {
 		cancelReservation(res, k.now)
-		if errors.Is(err, ErrTooManySessions) {
+		var le *LimitError
+		switch {
+		case errors.As(err, &le):
+			h.m.limiterResult(k.now, true)
+			return h.deny(k, errRateLimited, max(le.RetryAfter, time.Millisecond), EventRateLimitExceeded, SeverityMedium, true)
+		case errors.Is(err, ErrTooManySessions), errors.Is(err, ErrStoreFull):
 			h.m.storeResult(k.now, true)
 			return h.deny(k, errTooManySessions, 0, EventTooManySessions, SeverityMedium, false)
 		}
 		return h.storeFailed(k, err)
 	}
+	k.sessionID = sess.ID
 	h.m.storeResult(k.now, true)
 	tok, e, retry := h.mint(k, sessCfg)
 	if e != nil {
@@ -251,14 +252,13 @@ func (h *Handler) refresh(k *call, body []byte) int {
 		return st
 	}
 	minInterval := h.cfg.minRefreshInterval
-	sess, err := h.store.Update(ctx, sid, SessionUpdate{
+	sess, err := h.store.Refresh(ctx, RefreshRequest{
 		Now:          k.now,
+		ID:           sid,
 		ClientIP:     k.client.ip,
 		Subject:      k.subject,
 		MaxRefreshes: h.cfg.maxRefreshes,
 		MinInterval:  minInterval,
-		AddRefreshes: 1,
-		LastIssuedAt: k.now,
 	})
 	if err != nil {
 		cancelReservation(res, k.now)
@@ -303,33 +303,14 @@ func (h *Handler) refresh(k *call, body []byte) int {
 	// a client retrying at once finds it. LastIssuedAt moves to where the
 	// interval has already passed (it had, or the reservation would have
 	// failed), unless a newer refresh has replaced ours meanwhile.
-	_, err = h.store.Update(context.WithoutCancel(ctx), sid, SessionUpdate{
-		Now:            k.now,
-		AddRefreshes:   -1,
-		LastIssuedAt:   k.now.Add(-minInterval),
-		IfLastIssuedAt: k.now,
-	})
-	if err != nil && !errors.Is(err, ErrSessionRevoked) && !errors.Is(err, ErrSessionNotFound) {
+	err = h.store.GiveBack(context.WithoutCancel(ctx), sid, k.now, k.now.Add(-minInterval))
+	if err != nil {
 		h.log.LogAttrs(ctx, levelWarn, "realtimeauth: could not give back a refresh whose mint failed", attrErr(err))
 	}
 	if configRefused {
 		return h.deny(k, e, 0, EventInvalidRequest, SeverityLow, false)
 	}
 	return h.deny(k, e, retry, "", "", false) // mint logged its own event
-}
-
-// allow asks a limiter about key.
-func (h *Handler) allow(k *call, l Limiter, key string) (int, bool) {
-	d, err := l.Allow(k.r.Context(), key)
-	h.m.limiterResult(k.now, err == nil)
-	if err != nil {
-		h.log.LogAttrs(k.r.Context(), levelWarn, "realtimeauth: limiter failed", attrErr(err))
-		return h.deny(k, errStoreUnavailable, 0, EventStoreError, SeverityHigh, false), false
-	}
-	if !d.Allowed {
-		return h.deny(k, errRateLimited, max(d.RetryAfter, time.Millisecond), EventRateLimitExceeded, SeverityMedium, true), false
-	}
-	return 0, true
 }
 
 func (h *Handler) storeFailed(k *call, err error) int {
@@ -439,16 +420,6 @@ func (h *Handler) writeToken(k *call, tok Token) {
 	_, _ = k.w.Write(buf) // Write copies, so the buffer goes back to the pool
 	*bp = buf
 	putBody(bp)
-}
-
-// newSessionID returns a random (version 4) UUID in canonical form, as
-// uuid.NewString does, without its allocation of the 16 random bytes.
-func newSessionID() string {
-	var u uuid.UUID
-	_, _ = rand.Read(u[:])  // crypto/rand.Read never fails, and b does not escape
-	u[6] = u[6]&0x0f | 0x40 // version 4
-	u[8] = u[8]&0x3f | 0x80 // variant RFC 4122
-	return u.String()
 }
 
 // preflight answers a CORS preflight, or a plain OPTIONS.

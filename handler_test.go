@@ -120,13 +120,13 @@ func TestErrorTable(t *testing.T) {
 			prep: func(*testing.T, *rig) req {
 				return req{path: refrURL, body: `sessionId=x`, ct: "application/x-www-form-urlencoded"}
 			}},
-		{name: "rate limited", status: 429, code: "rate_limited", retry: 90,
+		{name: "rate limited", status: 429, code: "rate_limited", retry: 60,
 			opts: []realtimeauth.Option{realtimeauth.WithRateLimit(2, time.Minute)},
 			prep: func(t *testing.T, r *rig) req {
 				newSession(t, r)
 				newSession(t, r)
-				// Two events at the window's start: the third waits for
-				// the next window and half of it, 2*(1-f) + 0 + 1 <= 2.
+				// Two events at the window's start: the third waits until
+				// they leave the last 4 sub-windows, one window later.
 				return req{path: tokenURL}
 			}},
 		{name: "refresh too soon", status: 429, code: "refresh_too_soon", retry: 7,

@@ -166,17 +166,6 @@ func newTextLogger(w io.Writer) *slog.Logger {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// countingLimiter counts calls to the Limiter it wraps.
-type countingLimiter struct {
-	realtimeauth.Limiter
-	calls atomic.Int64
-}
-
-func (l *countingLimiter) Allow(ctx context.Context, key string) (realtimeauth.Decision, error) {
-	l.calls.Add(1)
-	return l.Limiter.Allow(ctx, key)
-}
-
 // countingStore counts calls to the SessionStore it wraps, and can fail
 // Count.
 type countingStore struct {
@@ -187,19 +176,19 @@ type countingStore struct {
 
 var errBackend = errors.New("backend down")
 
-func (s *countingStore) Create(ctx context.Context, x realtimeauth.Session, n int) error {
+func (s *countingStore) Open(ctx context.Context, req realtimeauth.OpenRequest) (realtimeauth.Session, []realtimeauth.Session, error) {
 	s.calls.Add(1)
-	return s.SessionStore.Create(ctx, x, n)
+	return s.SessionStore.Open(ctx, req)
 }
 
-func (s *countingStore) Get(ctx context.Context, id string, now time.Time) (realtimeauth.Session, error) {
+func (s *countingStore) Refresh(ctx context.Context, req realtimeauth.RefreshRequest) (realtimeauth.Session, error) {
 	s.calls.Add(1)
-	return s.SessionStore.Get(ctx, id, now)
+	return s.SessionStore.Refresh(ctx, req)
 }
 
-func (s *countingStore) Update(ctx context.Context, id string, u realtimeauth.SessionUpdate) (realtimeauth.Session, error) {
+func (s *countingStore) GiveBack(ctx context.Context, id string, issuedAt, restore time.Time) error {
 	s.calls.Add(1)
-	return s.SessionStore.Update(ctx, id, u)
+	return s.SessionStore.GiveBack(ctx, id, issuedAt, restore)
 }
 
 func (s *countingStore) Delete(ctx context.Context, id string) error {

@@ -26,7 +26,6 @@ type hostileRig struct {
 	srv     *httptest.Server
 	minter  *realtimeauthtest.Minter
 	store   *realtimeauth.MemoryStore
-	limiter *realtimeauth.MemoryLimiter
 	session string
 }
 
@@ -35,13 +34,12 @@ const hostileReadTimeout = 300 * time.Millisecond
 func newHostileRig(t *testing.T) *hostileRig {
 	t.Helper()
 	rig := &hostileRig{
-		minter:  &realtimeauthtest.Minter{},
-		store:   realtimeauth.NewMemoryStore(),
-		limiter: realtimeauth.NewMemoryLimiter(100, time.Minute),
+		minter: &realtimeauthtest.Minter{},
+		store:  realtimeauth.NewMemoryStore(),
 	}
 	h, err := realtimeauth.New(rig.minter,
 		realtimeauth.WithSessionStore(rig.store),
-		realtimeauth.WithLimiter(rig.limiter),
+		realtimeauth.WithRateLimit(100, time.Minute),
 		realtimeauth.WithAllowedOrigins("https://app.example.com"),
 		realtimeauth.WithTrustedProxies("127.0.0.1"),
 		// Malformed requests earn strikes by design; a high threshold keeps
@@ -91,10 +89,13 @@ func (rig *hostileRig) raw(t *testing.T, request string, stall bool) (int, strin
 // state is what a refused request must not change.
 func (rig *hostileRig) state(t *testing.T) string {
 	t.Helper()
-	s, err := rig.store.Get(context.Background(), rig.session, time.Now())
-	require.NoError(t, err)
-	return fmt.Sprintf("sessions=%d limiterKeys=%d mints=%d refreshes=%d lastIssued=%v",
-		rig.store.Len(), rig.limiter.Len(), rig.minter.Calls(), s.Refreshes, s.LastIssuedAt)
+	// A refresh that is always too soon reads the session without changing it.
+	s, err := rig.store.Refresh(context.Background(), realtimeauth.RefreshRequest{
+		Now: time.Now(), ID: rig.session, ClientIP: "192.0.2.1", MaxRefreshes: 1 << 30, MinInterval: 1 << 62,
+	})
+	require.ErrorIs(t, err, realtimeauth.ErrRefreshTooSoon)
+	return fmt.Sprintf("sessions=%d mints=%d refreshes=%d lastIssued=%v",
+		rig.store.Len(), rig.minter.Calls(), s.Refreshes, s.LastIssuedAt)
 }
 
 func request(method, path string, headers []string, body string) string {

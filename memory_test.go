@@ -59,8 +59,7 @@ type clientState struct {
 func newClientState(maxKeys int) *clientState {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	return &clientState{
-		lim: realtimeauth.NewMemoryLimiter(10, time.Minute,
-			realtimeauth.WithMemoryClock(func() time.Time { return t0 }), realtimeauth.WithMemoryMaxKeys(maxKeys)),
+		lim:   mustLimiter(10, time.Minute, realtimeauth.WithMemoryMaxKeys(maxKeys)),
 		guard: realtimeauth.NewMemoryAbuseGuard(10, 10*time.Minute, 15*time.Minute, realtimeauth.WithMemoryMaxKeys(maxKeys)),
 		t0:    t0,
 	}
@@ -74,7 +73,7 @@ func (c *clientState) feed(from, to int) (peak uint64) {
 	wg.Go(func() {
 		buf := make([]byte, 0, 16)
 		for i := from; i < to; i++ {
-			_, _ = c.lim.Allow(ctx, clientKey(buf, i))
+			_, _ = c.lim.Allow(ctx, clientKey(buf, i), c.t0)
 		}
 	})
 	wg.Go(func() {
@@ -151,7 +150,7 @@ func BenchmarkMemoryPerClient(b *testing.B) {
 				buf := make([]byte, 0, 16)
 				for i := range million {
 					if part == "limiter" {
-						_, _ = c.lim.Allow(ctx, clientKey(buf, i))
+						_, _ = c.lim.Allow(ctx, clientKey(buf, i), c.t0)
 					} else {
 						_, _, _ = c.guard.Strike(ctx, clientKey(buf, i), c.t0)
 					}
@@ -172,12 +171,12 @@ func BenchmarkMemoryPerClient(b *testing.B) {
 func TestMemoryIdleKeysAreSwept(t *testing.T) {
 	clock := realtimeauthtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	ctx := context.Background()
-	lim := realtimeauth.NewMemoryLimiter(10, time.Minute, realtimeauth.WithMemoryClock(clock.Now))
+	lim := mustLimiter(10, time.Minute)
 	guard := realtimeauth.NewMemoryAbuseGuard(10, time.Minute, time.Minute)
 	buf := make([]byte, 0, 16)
 	for i := range 50_000 {
 		k := clientKey(buf, i)
-		_, _ = lim.Allow(ctx, k)
+		_, _ = lim.Allow(ctx, k, clock.Now())
 		_, _, _ = guard.Strike(ctx, k, clock.Now())
 	}
 	require.Equal(t, 50_000, lim.Len())
@@ -186,7 +185,7 @@ func TestMemoryIdleKeysAreSwept(t *testing.T) {
 	// 5,000 new clients touch every shard, which sweeps it.
 	for i := 50_000; i < 55_000; i++ {
 		k := clientKey(buf, i)
-		_, _ = lim.Allow(ctx, k)
+		_, _ = lim.Allow(ctx, k, clock.Now())
 		_, _, _ = guard.Strike(ctx, k, clock.Now())
 	}
 	assert.Equal(t, 5_000, lim.Len(), "limiter keys after two idle windows")
@@ -197,7 +196,7 @@ func TestMemoryIdleKeysAreSwept(t *testing.T) {
 // checks that the store forgets them once they expire.
 func TestSessionsSweptAfterExpiry(t *testing.T) {
 	clock := realtimeauthtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	store := realtimeauth.NewMemoryStore(realtimeauth.WithMemoryClock(clock.Now))
+	store := realtimeauth.NewMemoryStore()
 	h, err := realtimeauth.New(&realtimeauthtest.Minter{Now: clock.Now},
 		realtimeauth.WithClock(clock.Now), realtimeauth.WithSessionStore(store),
 		realtimeauth.WithSessionTTL(10*time.Minute), realtimeauth.WithLogger(silentLogger()))
@@ -216,6 +215,15 @@ func TestSessionsSweptAfterExpiry(t *testing.T) {
 	clock.Advance(time.Second)
 	assert.Equal(t, 0, h.Stats().ActiveSessions, "expired at the session TTL")
 	assert.Equal(t, 0, store.Len(), "and no longer stored")
+}
+
+// mustLimiter returns a MemoryLimiter or panics.
+func mustLimiter(limit int, window time.Duration, opts ...realtimeauth.MemoryOption) *realtimeauth.MemoryLimiter {
+	l, err := realtimeauth.NewMemoryLimiter(limit, window, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return l
 }
 
 // serveToken posts an empty token request from remote and returns the status.

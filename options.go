@@ -30,7 +30,6 @@ type Authenticator func(r *http.Request) (subject string, err error)
 type SessionConfigFunc func(r *http.Request, subject string) (json.RawMessage, error)
 
 type config struct {
-	limiter                 Limiter
 	rateLimit               int
 	rateWindow              time.Duration
 	rateLimitSet            bool
@@ -55,7 +54,6 @@ type config struct {
 	abuseGuard              AbuseGuard
 	abuseSet                bool
 	authenticator           Authenticator
-	subjectLimiter          Limiter
 	subjectLimit            int
 	subjectWindow           time.Duration
 	maxSessionsPerSubject   int
@@ -84,18 +82,10 @@ const (
 	DefaultAbuseBlock         = 15 * time.Minute
 )
 
-// WithLimiter sets the per-client Limiter for token requests, keyed by client
-// IP (an IPv6 client by its /64). Default: a MemoryLimiter with WithRateLimit's
-// numbers. Cannot be combined with WithRateLimit, whose numbers it would
-// ignore: configure the limit on the Limiter itself.
-func WithLimiter(l Limiter) Option {
-	return func(c *config) { c.limiter = l }
-}
-
-// WithRateLimit sets the default limiter's limit: n token requests per window
-// per client IP, as a sliding window. Default 10 per minute. n must be in
-// 1..MaxMemoryLimit, window positive. Rejected requests do not use up the
-// window.
+// WithRateLimit sets the limit on new sessions: n token requests per window
+// per client, counted by the session store (see MemoryLimiter for the
+// rule). Default 10 per minute. n must be in 1..1023, window a positive
+// multiple of 4ns. Rejected requests do not use up the window.
 func WithRateLimit(n int, window time.Duration) Option {
 	return func(c *config) { c.rateLimit, c.rateWindow, c.rateLimitSet = n, window, true }
 }
@@ -195,13 +185,14 @@ func WithMaxBodyBytes(n int64) Option {
 }
 
 // WithClock sets the handler's clock, for tests. Default time.Now. The
-// default in-memory limiter and store read the same clock.
+// stores decide with the times the handler reads from it.
 func WithClock(now func() time.Time) Option {
 	return func(c *config) { c.now = now }
 }
 
 // WithMemoryLimits caps the keys each default in-memory part tracks (see
-// WithMemoryMaxKeys). Default 1,000,000; valid range 1 and up.
+// WithMemoryMaxKeys) and the live sessions of the store. Default 1,000,000;
+// valid range 1 and up.
 func WithMemoryLimits(maxKeys int) Option {
 	return func(c *config) { c.memoryMaxKeys = maxKeys }
 }
@@ -238,15 +229,9 @@ func WithAuthenticator(a Authenticator) Option {
 
 // WithSubjectRateLimit adds a second limit keyed by subject, beside the
 // per-IP one: n token requests per window per user. Default off; n in
-// 1..MaxMemoryLimit, window positive. Needs WithAuthenticator.
+// 1..1023, window positive. Needs WithAuthenticator.
 func WithSubjectRateLimit(n int, window time.Duration) Option {
 	return func(c *config) { c.subjectLimit, c.subjectWindow = n, window }
-}
-
-// WithSubjectLimiter sets the per-subject Limiter itself (for example a
-// shared one); it replaces WithSubjectRateLimit. Needs WithAuthenticator.
-func WithSubjectLimiter(l Limiter) Option {
-	return func(c *config) { c.subjectLimiter = l }
 }
 
 // WithMaxSessionsPerSubject caps a user's live sessions at n (429
@@ -285,13 +270,8 @@ func (c *config) resolve() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("realtimeauth: "+format, a...)) }
 
-	// The default in-memory parts read the handler's clock when one was
-	// given, and the wall clock (through their faster path) otherwise.
-	var memClock func() time.Time
 	if c.now == nil {
 		c.now = time.Now
-	} else {
-		memClock = c.now
 	}
 	if c.logger == nil {
 		c.logger = slog.Default()
@@ -301,20 +281,13 @@ func (c *config) resolve() error {
 	} else if c.memoryMaxKeys < 0 {
 		bad("WithMemoryLimits: maxKeys %d must be at least 1", c.memoryMaxKeys)
 	}
-	mem := []MemoryOption{WithMemoryClock(memClock), WithMemoryMaxKeys(c.memoryMaxKeys)}
+	mem := []MemoryOption{WithMemoryMaxKeys(c.memoryMaxKeys)}
 
-	if c.limiter != nil && c.rateLimitSet {
-		bad("WithRateLimit cannot be combined with WithLimiter: set the limit on the Limiter")
-	}
 	if !c.rateLimitSet {
 		c.rateLimit, c.rateWindow = DefaultRateLimit, DefaultRateWindow
 	}
-	if c.limiter == nil {
-		if err := checkLimit("WithRateLimit", c.rateLimit, c.rateWindow); err != nil {
-			errs = append(errs, err)
-		} else {
-			c.limiter = NewMemoryLimiter(c.rateLimit, c.rateWindow, mem...)
-		}
+	if err := checkLimit("WithRateLimit", c.rateLimit, c.rateWindow); err != nil {
+		errs = append(errs, err)
 	}
 	if c.store == nil {
 		c.store = NewMemoryStore(mem...)
@@ -389,21 +362,13 @@ func (c *config) resolve() error {
 		if c.subjectLimit != 0 {
 			bad("WithSubjectRateLimit needs WithAuthenticator: without it there is no subject")
 		}
-		if c.subjectLimiter != nil {
-			bad("WithSubjectLimiter needs WithAuthenticator: without it there is no subject")
-		}
 		if c.maxSessionsPerSubject != 0 {
 			bad("WithMaxSessionsPerSubject needs WithAuthenticator: without it there is no subject")
 		}
 	}
-	if c.subjectLimiter != nil && c.subjectLimit != 0 {
-		bad("WithSubjectRateLimit cannot be combined with WithSubjectLimiter")
-	}
-	if c.subjectLimiter == nil && c.subjectLimit != 0 {
+	if c.subjectLimit != 0 {
 		if err := checkLimit("WithSubjectRateLimit", c.subjectLimit, c.subjectWindow); err != nil {
 			errs = append(errs, err)
-		} else {
-			c.subjectLimiter = NewMemoryLimiter(c.subjectLimit, c.subjectWindow, mem...)
 		}
 	}
 	if c.maxSessionsPerSubject < 0 || c.maxSessionsPerSubject > 1_000_000 {

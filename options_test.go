@@ -17,7 +17,6 @@ import (
 func TestNewRefusesBadOptions(t *testing.T) {
 	type opts = []realtimeauth.Option
 	auth := realtimeauth.WithAuthenticator(bearerAuth)
-	lim := realtimeauth.NewMemoryLimiter(1, time.Minute)
 	tests := []struct {
 		name string
 		opts opts
@@ -25,9 +24,8 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	}{
 		{"nil option", opts{nil}, []string{"nil Option"}},
 		{"rate limit zero", opts{realtimeauth.WithRateLimit(0, time.Minute)}, []string{"WithRateLimit"}},
-		{"rate limit too high", opts{realtimeauth.WithRateLimit(realtimeauth.MaxMemoryLimit+1, time.Minute)}, []string{"WithRateLimit"}},
+		{"rate limit too high", opts{realtimeauth.WithRateLimit(1024, time.Minute)}, []string{"WithRateLimit"}},
 		{"rate window zero", opts{realtimeauth.WithRateLimit(5, 0)}, []string{"WithRateLimit"}},
-		{"rate limit with limiter", opts{realtimeauth.WithLimiter(lim), realtimeauth.WithRateLimit(5, time.Minute)}, []string{"WithRateLimit", "WithLimiter"}},
 		{"token TTL short", opts{realtimeauth.WithTokenTTL(9 * time.Second)}, []string{"WithTokenTTL"}},
 		{"token TTL long", opts{realtimeauth.WithTokenTTL(2*time.Hour + time.Second)}, []string{"WithTokenTTL"}},
 		{"token TTL fractional", opts{realtimeauth.WithTokenTTL(10500 * time.Millisecond)}, []string{"WithTokenTTL"}},
@@ -53,8 +51,6 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		{"abuse window zero", opts{realtimeauth.WithAbuseGuard(3, 0, time.Minute)}, []string{"WithAbuseGuard"}},
 		{"abuse block zero", opts{realtimeauth.WithAbuseGuard(3, time.Minute, 0)}, []string{"WithAbuseGuard"}},
 		{"subject limit without authenticator", opts{realtimeauth.WithSubjectRateLimit(5, time.Minute)}, []string{"WithSubjectRateLimit", "WithAuthenticator"}},
-		{"subject limiter without authenticator", opts{realtimeauth.WithSubjectLimiter(lim)}, []string{"WithSubjectLimiter", "WithAuthenticator"}},
-		{"subject limit and limiter", opts{auth, realtimeauth.WithSubjectLimiter(lim), realtimeauth.WithSubjectRateLimit(5, time.Minute)}, []string{"WithSubjectRateLimit", "WithSubjectLimiter"}},
 		{"subject limit negative", opts{auth, realtimeauth.WithSubjectRateLimit(-1, time.Minute)}, []string{"WithSubjectRateLimit"}},
 		{"subject window zero", opts{auth, realtimeauth.WithSubjectRateLimit(5, 0)}, []string{"WithSubjectRateLimit"}},
 		{"sessions per subject without authenticator", opts{realtimeauth.WithMaxSessionsPerSubject(3)}, []string{"WithMaxSessionsPerSubject", "WithAuthenticator"}},
@@ -91,8 +87,8 @@ func TestNewAcceptsTheBounds(t *testing.T) {
 	for _, o := range [][]realtimeauth.Option{
 		{realtimeauth.WithTokenTTL(10 * time.Second), realtimeauth.WithSessionTTL(10 * time.Second), realtimeauth.WithRefreshPolicy(1, 10*time.Second)},
 		{realtimeauth.WithTokenTTL(2 * time.Hour), realtimeauth.WithSessionTTL(24 * time.Hour), realtimeauth.WithRefreshPolicy(1_000_000, 0)},
-		{realtimeauth.WithRateLimit(1, time.Nanosecond), realtimeauth.WithUpstreamTimeout(100 * time.Millisecond), realtimeauth.WithMaxBodyBytes(64)},
-		{realtimeauth.WithRateLimit(realtimeauth.MaxMemoryLimit, time.Hour), realtimeauth.WithUpstreamTimeout(2 * time.Minute), realtimeauth.WithMaxBodyBytes(10 << 20)},
+		{realtimeauth.WithRateLimit(1, 4*time.Nanosecond), realtimeauth.WithUpstreamTimeout(100 * time.Millisecond), realtimeauth.WithMaxBodyBytes(64)},
+		{realtimeauth.WithRateLimit(1023, time.Hour), realtimeauth.WithUpstreamTimeout(2 * time.Minute), realtimeauth.WithMaxBodyBytes(10 << 20)},
 		{realtimeauth.WithAbuseGuard(0, 0, 0), realtimeauth.WithMemoryLimits(1)},
 		{realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithSubjectRateLimit(1, time.Second), realtimeauth.WithMaxSessionsPerSubject(1_000_000)},
 		{realtimeauth.WithBasePath("/"), realtimeauth.WithAllowedOrigins("*"), realtimeauth.WithTrustedProxies("10.0.0.0/8", "::1", " 192.0.2.1 ")},

@@ -84,24 +84,22 @@ type Token struct {
 // Handler serves the token, refresh and health endpoints. It is safe for
 // concurrent use and immutable after New.
 type Handler struct {
-	cfg            config
-	minter         Minter
-	limiter        Limiter
-	subjectLimiter Limiter
-	store          SessionStore
-	guard          AbuseGuard
-	origins        *originMatcher
-	cors           *cors.Cors
-	readCORS       *cors.Cors // health and compatibility: GET
-	ips            ipResolver
-	upstream       *rate.Limiter
-	base           string
-	now            func() time.Time
-	log            *slog.Logger
-	start          time.Time
-	m              metrics
-	snap           countSnapshot
-	closed         atomic.Bool
+	cfg      config
+	minter   Minter
+	store    SessionStore
+	guard    AbuseGuard
+	origins  *originMatcher
+	cors     *cors.Cors
+	readCORS *cors.Cors // health and compatibility: GET
+	ips      ipResolver
+	upstream *rate.Limiter
+	base     string
+	now      func() time.Time
+	log      *slog.Logger
+	start    time.Time
+	m        metrics
+	snap     countSnapshot
+	closed   atomic.Bool
 }
 
 // New returns a Handler that mints tokens with m. It applies the options,
@@ -131,17 +129,15 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{
-		cfg:            c,
-		minter:         m,
-		limiter:        c.limiter,
-		subjectLimiter: c.subjectLimiter,
-		store:          c.store,
-		guard:          c.abuseGuard,
-		origins:        origins,
-		ips:            ipResolver{trusted: trusted},
-		base:           c.basePath,
-		now:            c.now,
-		log:            c.logger,
+		cfg:     c,
+		minter:  m,
+		store:   c.store,
+		guard:   c.abuseGuard,
+		origins: origins,
+		ips:     ipResolver{trusted: trusted},
+		base:    c.basePath,
+		now:     c.now,
+		log:     c.logger,
 	}
 	h.start = h.now()
 	h.cors = cors.New(cors.Options{
@@ -181,10 +177,7 @@ func (h *Handler) Close() error {
 // and it no longer counts as active. Revoking an unknown or expired session
 // returns ErrSessionNotFound; revoking twice is not an error.
 func (h *Handler) RevokeSession(ctx context.Context, id string) error {
-	_, err := h.store.Update(ctx, id, SessionUpdate{Now: h.now(), Revoke: true})
-	if err == ErrSessionRevoked {
-		return nil
-	}
+	_, err := h.store.Revoke(ctx, id, h.now())
 	return err
 }
 
@@ -195,7 +188,8 @@ func (h *Handler) RevokeSubject(ctx context.Context, subject string) (int, error
 	if subject == "" {
 		return 0, errorf("RevokeSubject: empty subject")
 	}
-	return h.store.RevokeSubject(ctx, subject, h.now())
+	revoked, err := h.store.RevokeSubject(ctx, subject, h.now())
+	return len(revoked), err
 }
 
 // DevMinter issues fake tokens locally, for development without an OpenAI

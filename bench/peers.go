@@ -49,14 +49,20 @@ var background = context.Background()
 
 // ours is realtimeauth.MemoryLimiter. Its key cap (a memory bound, default
 // 1,000,000) is raised so that the million-key measurement keeps every key.
+// The time is read per decision, as every peer reads its own clock (the
+// handler reads it once per request and passes it to every decision).
 type ours struct{ l *realtimeauth.MemoryLimiter }
 
 func newOurs(limit int, window time.Duration) Decider {
-	return ours{realtimeauth.NewMemoryLimiter(limit, window, realtimeauth.WithMemoryMaxKeys(4_000_000))}
+	l, err := realtimeauth.NewMemoryLimiter(limit, window, realtimeauth.WithMemoryMaxKeys(4_000_000))
+	if err != nil {
+		panic(err)
+	}
+	return ours{l}
 }
 
 func (o ours) Allow(key string) bool {
-	d, _ := o.l.Allow(background, key)
+	d, _ := o.l.Allow(background, key, time.Now())
 	return d.Allowed
 }
 func (ours) Close() {}

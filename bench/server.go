@@ -71,7 +71,7 @@ func SoakOptions() []realtimeauth.Option {
 // CompareOptions are SoakOptions with a per-client limit no run reaches:
 // the comparison measures the token path, which a 429 would cut short.
 func CompareOptions() []realtimeauth.Option {
-	return append(SoakOptions(), realtimeauth.WithRateLimit(realtimeauth.MaxMemoryLimit, time.Minute))
+	return append(SoakOptions(), realtimeauth.WithRateLimit(1023, time.Minute))
 }
 
 // NewServerHandler returns the load server's routes: the realtimeauth
