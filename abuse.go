@@ -56,7 +56,7 @@ type abuseEntry struct {
 // NewMemoryAbuseGuard returns a MemoryAbuseGuard. strikes must be at least
 // 1 and window and blockFor positive; it panics otherwise, as the handler
 // validates them first (use WithAbuseGuard there). The guard reads the time
-// it is given, so WithMemoryClock is not needed; WithMemoryMaxKeys applies.
+// it is given; WithMemoryMaxKeys applies.
 func NewMemoryAbuseGuard(strikes int, window, blockFor time.Duration, opts ...MemoryOption) *MemoryAbuseGuard {
 	if err := checkAbuse(strikes, window, blockFor); err != nil {
 		panic(err)

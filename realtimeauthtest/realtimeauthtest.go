@@ -3,6 +3,17 @@
 // a fake Minter, a recorder of security events (Events) and a log buffer
 // safe for concurrent writers (Buffer). OpenAI itself is the only part that
 // should be faked; use the real in-memory (or Redis) stores.
+//
+// It also holds the conformance suites, one per interface, that every
+// implementation runs (the in-memory ones and redisstore's alike):
+// TestSessionStore, TestLimiter and TestAbuseGuard. A new backend passes
+// them from its own test:
+//
+//	func TestConformance(t *testing.T) {
+//		realtimeauthtest.TestSessionStore(t, func(t *testing.T) realtimeauth.SessionStore {
+//			return newStoreForTest(t)
+//		})
+//	}
 package realtimeauthtest
 
 import (
