@@ -1,196 +1,208 @@
 package redisstore_test
 
 import (
-	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/realtimeauth/realtimeauth"
-	"github.com/realtimeauth/realtimeauth/realtimeauthtest"
 	"github.com/realtimeauth/realtimeauth/redisstore"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// limiterStep is one Allow call after advancing the shared clock.
-type limiterStep struct {
-	advance time.Duration
-	key     string
-}
-
 // TestLimiterMatchesMemoryLimiter runs a MemoryLimiter and a Limiter
-// through the same calls at the same clock readings and requires the same
-// decisions, RetryAfter to the millisecond included.
+// through the same calls at the same times and requires the same
+// decisions, RetryAfter to the nanosecond included.
 func TestLimiterMatchesMemoryLimiter(t *testing.T) { eachTopology(t, testLimiterMatches) }
 
 func testLimiterMatches(t *testing.T, rdb redis.UniversalClient) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	var random []limiterStep
-	for range 600 {
-		random = append(random, limiterStep{
-			advance: time.Duration(rng.Int64N(int64(9 * time.Second))),
-			key:     []string{"a", "b", "c"}[rng.IntN(3)],
-		})
+	type step struct {
+		advance time.Duration
+		key     string
 	}
-	burst := func(n int, advance time.Duration) []limiterStep {
-		s := make([]limiterStep, n)
+	burst := func(n int, advance time.Duration) []step {
+		s := make([]step, n)
 		for i := range s {
-			s[i] = limiterStep{advance: advance, key: "k"}
+			s[i] = step{advance, "k"}
 		}
 		return s
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var random []step
+	for range 600 {
+		random = append(random, step{time.Duration(rng.Int64N(int64(9 * time.Second))), []string{"a", "b", "10.1.2.3"}[rng.IntN(3)]})
 	}
 	cases := []struct {
 		name  string
 		limit int
-		steps []limiterStep
+		steps []step
 	}{
-		{"burst over the limit in one window", 3, burst(6, 0)},
+		{"burst over the limit in one sub-window", 3, burst(6, 0)},
 		{"steady rate across windows", 5, burst(40, 7*time.Second)},
-		{"into the next window with a full previous one", 4, append(burst(5, time.Second), burst(8, 13*time.Second)...)},
-		{"a quiet window forgets", 2, append(burst(3, 0), limiterStep{advance: 2 * time.Minute, key: "k"}, limiterStep{key: "k"}, limiterStep{key: "k"})},
+		{"rule (b): the fifth sub-window back", 8, append(burst(9, time.Second), burst(20, 3*time.Second)...)},
+		{"a quiet window forgets", 2, append(burst(3, 0), step{2 * time.Minute, "k"}, step{0, "k"}, step{0, "k"})},
 		{"limit 1", 1, burst(20, 17*time.Second+300*time.Microsecond)},
-		{"sub-millisecond retry rounding", 7, burst(30, 1234567*time.Nanosecond)},
+		{"nanosecond steps", 7, burst(30, 1234567*time.Nanosecond)},
+		{"limit 1023", 1023, burst(1100, 10*time.Millisecond)},
 		{"random keys and gaps", 5, random},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			clock := realtimeauthtest.NewClock(t0)
-			mem := realtimeauth.NewMemoryLimiter(tc.limit, time.Minute, realtimeauth.WithMemoryClock(clock.Now))
-			rl, err := redisstore.NewLimiter(rdb, tc.limit, time.Minute,
-				redisstore.WithClock(clock.Now), redisstore.WithPrefix("eq"+string(rune('a'+i))))
+			ctx := context.Background()
+			mem, err := realtimeauth.NewMemoryLimiter(tc.limit, time.Minute)
 			require.NoError(t, err)
-			allowed, rejected := 0, 0
+			rl, err := redisstore.NewLimiter(ctx, rdb, tc.limit, time.Minute, redisstore.WithPrefix(fmt.Sprint("eq", i)))
+			require.NoError(t, err)
+			now := t0.Add(7*time.Second + 123)
+			allowed, refused := 0, 0
 			for j, st := range tc.steps {
-				clock.Advance(st.advance)
-				want, err := mem.Allow(context.Background(), st.key)
+				now = now.Add(st.advance)
+				want, err := mem.Allow(ctx, st.key, now)
 				require.NoError(t, err)
-				got, err := rl.Allow(context.Background(), st.key)
+				got, err := rl.Allow(ctx, st.key, now)
 				require.NoError(t, err)
-				require.Equal(t, want, got, "step %d at %v", j, clock.Now().Sub(t0))
+				require.Equal(t, want, got, "step %d at %v", j, now.Sub(t0))
 				if got.Allowed {
 					allowed++
 				} else {
-					rejected++
+					refused++
+					assert.Positive(t, got.RetryAfter)
+					assert.LessOrEqual(t, got.RetryAfter, time.Minute)
 				}
 			}
-			// The table must exercise both answers to mean anything.
 			assert.Positive(t, allowed)
-			assert.Positive(t, rejected)
+			assert.Positive(t, refused)
 		})
 	}
 }
 
-// TestLimiterServerClock uses the default clock, Redis's TIME.
-func TestLimiterServerClock(t *testing.T) {
+// TestLimiterRule checks the rule's promises on Redis itself: a burst of N
+// at once passes, no interval of one window's length holds more than
+// floor(1.25 N) admissions, RetryAfter is exact (the event passes at
+// RetryAfter and not a nanosecond before) and never above the window.
+func TestLimiterRule(t *testing.T) {
 	_, rdb, _ := startRedis(t)
-	rl, err := redisstore.NewLimiter(rdb, 3, time.Hour)
-	require.NoError(t, err)
 	ctx := context.Background()
-	for i := range 3 {
-		d, err := rl.Allow(ctx, "ip")
+	const n, w = 8, time.Minute
+	l, err := redisstore.NewLimiter(ctx, rdb, n, w)
+	require.NoError(t, err)
+	now := t0.Add(59 * time.Second) // late in a sub-window
+	for i := range n {
+		d, err := l.Allow(ctx, "burst", now)
 		require.NoError(t, err)
-		assert.Equal(t, realtimeauth.Decision{Allowed: true, Limit: 3, Remaining: 2 - i}, d)
+		require.True(t, d.Allowed, "burst event %d", i)
 	}
-	d, err := rl.Allow(ctx, "ip")
-	require.NoError(t, err)
-	assert.False(t, d.Allowed)
-	assert.Greater(t, d.RetryAfter, time.Duration(0))
-	assert.LessOrEqual(t, d.RetryAfter, 2*time.Hour)
-	assert.Zero(t, d.RetryAfter%time.Millisecond)
-	d, err = rl.Allow(ctx, "other")
-	require.NoError(t, err)
-	assert.True(t, d.Allowed, "keys are independent")
-}
 
-// TestLimiterConcurrent: 200 concurrent calls for one key under a limit of
-// 50, through two clients, admit exactly 50.
-func TestLimiterConcurrent(t *testing.T) {
-	srv, rdb, _ := startRedis(t)
-	rdb2, _ := newClient(t, srv)
-	var limiters [2]*redisstore.Limiter
-	for i, c := range []redis.UniversalClient{rdb, rdb2} {
-		l, err := redisstore.NewLimiter(c, 50, time.Hour)
+	// Greedy: every event as soon as it is allowed, probing each RetryAfter
+	// a nanosecond early.
+	var admitted []time.Time
+	now = t0
+	for now.Before(t0.Add(10 * w)) {
+		d, err := l.Allow(ctx, "greedy", now)
 		require.NoError(t, err)
-		limiters[i] = l
+		if d.Allowed {
+			admitted = append(admitted, now)
+			now = now.Add(time.Duration(rand.Int64N(int64(time.Second))))
+			continue
+		}
+		require.Positive(t, d.RetryAfter)
+		require.LessOrEqual(t, d.RetryAfter, w)
+		early, err := l.Allow(ctx, "greedy", now.Add(d.RetryAfter-time.Nanosecond))
+		require.NoError(t, err)
+		require.False(t, early.Allowed, "a nanosecond before RetryAfter")
+		now = now.Add(d.RetryAfter)
 	}
-	var admitted atomic.Int64
-	var wg sync.WaitGroup
-	for i := range 200 {
-		wg.Go(func() {
-			d, err := limiters[i%2].Allow(context.Background(), "ip")
-			assert.NoError(t, err)
+	most := 0
+	for i := range admitted {
+		k := i
+		for k < len(admitted) && admitted[k].Sub(admitted[i]) < w {
+			k++
+		}
+		most = max(most, k-i)
+	}
+	assert.LessOrEqual(t, most, n*5/4, "the most admissions in any interval of one window")
+
+	// The worst case: a burst at the end of a sub-window, then the most
+	// the fourth sub-window after it admits: floor(1.25 N) within 45 s.
+	late := t0.Add(15*time.Second - time.Nanosecond)
+	got := 0
+	for _, at := range []time.Time{late, t0.Add(time.Minute)} {
+		for range n {
+			d, err := l.Allow(ctx, "worst", at)
+			require.NoError(t, err)
 			if d.Allowed {
-				admitted.Add(1)
+				got++
 			}
-		})
+		}
 	}
-	wg.Wait()
-	assert.Equal(t, int64(50), admitted.Load())
+	assert.Equal(t, n*5/4, got)
 }
 
-func TestLimiterOptionsRefused(t *testing.T) {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
-	defer rdb.Close()
-	cases := []struct {
-		name   string
-		client redis.UniversalClient
+// TestLimiterConcurrent: 300 concurrent decisions for one key through two
+// clients under a limit of 100 admit exactly 100.
+func TestLimiterConcurrent(t *testing.T) {
+	eachTopology(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		l, err := redisstore.NewLimiter(ctx, rdb, 100, time.Minute)
+		require.NoError(t, err)
+		var ok atomic.Int64
+		var wg sync.WaitGroup
+		for range 300 {
+			wg.Go(func() {
+				d, err := l.Allow(ctx, "2001:db8::1", t0)
+				assert.NoError(t, err)
+				if d.Allowed {
+					ok.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		assert.Equal(t, int64(100), ok.Load())
+	})
+}
+
+func TestLimiterRefusedAndFailure(t *testing.T) {
+	srv, rdb, _ := startRedis(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
 		limit  int
 		window time.Duration
-		opts   []redisstore.Option
-		want   string
-	}{
-		{"nil client", nil, 1, time.Second, nil, "client is nil"},
-		{"zero limit", rdb, 0, time.Second, nil, "limit 0"},
-		{"limit too large", rdb, realtimeauth.MaxMemoryLimit + 1, time.Second, nil, "outside 1.."},
-		{"zero window", rdb, 1, 0, nil, "window 0s"},
-		{"sub-millisecond window", rdb, 1, 1500 * time.Microsecond, nil, "whole number of milliseconds"},
-		{"empty prefix", rdb, 1, time.Second, []redisstore.Option{redisstore.WithPrefix("")}, "WithPrefix"},
-		{"brace in prefix", rdb, 1, time.Second, []redisstore.Option{redisstore.WithPrefix("a{b")}, "WithPrefix"},
+	}{{0, time.Minute}, {1024, time.Minute}, {1, 0}, {1, 6 * time.Nanosecond}} {
+		l, err := redisstore.NewLimiter(ctx, rdb, tc.limit, tc.window)
+		assert.Nil(t, l)
+		assert.Error(t, err)
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			l, err := redisstore.NewLimiter(tc.client, tc.limit, tc.window, tc.opts...)
-			assert.Nil(t, l)
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tc.want)
-		})
-	}
-}
+	_, err := redisstore.NewLimiter(ctx, nil, 1, time.Minute)
+	assert.ErrorContains(t, err, "nil")
+	_, err = redisstore.NewLimiter(ctx, rdb, 1, time.Minute, redisstore.WithPrefix("a{b}"))
+	assert.ErrorContains(t, err, "WithPrefix")
+	_, err = redisstore.NewLimiter(ctx, rdb, 1, time.Minute, redisstore.WithBuckets(0))
+	assert.ErrorContains(t, err, "WithBuckets")
 
-// TestLimiterFailure stops Redis under a fail-closed and a fail-open
-// limiter, then starts it again.
-func TestLimiterFailure(t *testing.T) {
-	srv, rdb, _ := startRedis(t)
-	var logs bytes.Buffer
-	closed, err := redisstore.NewLimiter(rdb, 5, time.Minute)
+	closed, err := redisstore.NewLimiter(ctx, rdb, 1, time.Minute)
 	require.NoError(t, err)
-	open, err := redisstore.NewLimiter(rdb, 5, time.Minute, redisstore.WithPrefix("open"),
-		redisstore.WithFailOpen(slog.New(slog.NewTextHandler(&logs, nil))))
+	open, err := redisstore.NewLimiter(ctx, rdb, 1, time.Minute, redisstore.WithFailOpen(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)
-
 	srv.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	d, err := closed.Allow(ctx, "ip")
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "redisstore: limiter")
-	assert.False(t, d.Allowed)
+	_, err = closed.Allow(cctx, "k", t0)
+	assert.ErrorContains(t, err, "redisstore: limiter")
 	for range 3 {
-		d, err = open.Allow(ctx, "ip")
-		require.NoError(t, err)
-		assert.Equal(t, realtimeauth.Decision{Allowed: true, Limit: 5}, d)
+		d, err := open.Allow(cctx, "k", t0)
+		assert.NoError(t, err)
+		assert.True(t, d.Allowed, "fails open")
 	}
-	assert.Equal(t, 1, strings.Count(logs.String(), "limiter failed open"), "logged once a second, not per call")
-
 	srv.Restart()
-	d, err = closed.Allow(context.Background(), "ip")
-	require.NoError(t, err, "recovers by itself")
-	assert.Equal(t, realtimeauth.Decision{Allowed: true, Limit: 5, Remaining: 4}, d)
+	d, err := closed.Allow(ctx, "k", t0)
+	require.NoError(t, err, "recovers by itself (the script is loaded again)")
+	assert.True(t, d.Allowed)
 }
