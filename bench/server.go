@@ -64,14 +64,14 @@ func SoakOptions() []realtimeauth.Option {
 		realtimeauth.WithRefreshPolicy(120, 0),
 		realtimeauth.WithUpstreamTimeout(10 * time.Second),
 		realtimeauth.WithTrustedProxies(),
-		realtimeauth.WithAbuseGuard(10, 10*time.Minute, 15*time.Minute),
+		realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(10, 10*time.Minute, 15*time.Minute)),
 	}
 }
 
 // CompareOptions are SoakOptions with a per-client limit no run reaches:
 // the comparison measures the token path, which a 429 would cut short.
 func CompareOptions() []realtimeauth.Option {
-	return append(SoakOptions(), realtimeauth.WithRateLimit(1023, time.Minute))
+	return append(SoakOptions(), realtimeauth.WithRateLimit(1023, time.Minute), realtimeauth.WithMintLimit(1023, time.Minute))
 }
 
 // NewServerHandler returns the load server's routes: the realtimeauth

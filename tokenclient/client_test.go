@@ -23,7 +23,7 @@ func TestTokenFetchesOnceAndCaches(t *testing.T) {
 	tok, err := c.Token(testCtx(t))
 	require.NoError(t, err)
 	assert.Equal(t, "ek_test_1", tok.Token)
-	assert.True(t, realtimeauth.ValidSessionID(tok.SessionID), tok.SessionID)
+	assert.True(t, validSessionID(tok.SessionID), tok.SessionID)
 	assert.Equal(t, 60*time.Second, tok.ExpiresIn)
 	assert.Equal(t, t0.Add(60*time.Second), tok.ExpiresAt)
 	assert.Equal(t, t0.Add(60*time.Second).UnixMilli(), tok.ServerExpiresAt.UnixMilli())
@@ -250,14 +250,14 @@ func TestBackoff(t *testing.T) {
 	var e *tokenclient.Error
 	require.ErrorAs(t, r.err, &e)
 	assert.Equal(t, http.StatusBadGateway, e.Status)
-	assert.Equal(t, realtimeauth.CodeUpstreamError, e.Code)
+	assert.Equal(t, string(realtimeauth.CodeUpstreamError), e.Code)
 	assert.Equal(t, 5, e.Attempt)
 	assert.Equal(t, "/token", e.Endpoint)
 	events := drain(rec.errs)
 	require.Len(t, events, 5)
 	for i, ev := range events {
 		assert.Equal(t, i+1, ev.Attempt)
-		assert.Equal(t, realtimeauth.CodeUpstreamError, ev.Code)
+		assert.Equal(t, string(realtimeauth.CodeUpstreamError), ev.Code)
 	}
 	assert.Equal(t, 5, h.minter.Calls())
 	assert.Empty(t, h.timers.Pending(), "no token, nothing scheduled")
@@ -274,7 +274,7 @@ func TestBackoffHonoursRetryAfter(t *testing.T) {
 	res := tokenAsync(c, testCtx(t))
 	e := recv(t, rec.errs)
 	assert.Equal(t, http.StatusServiceUnavailable, e.Status)
-	assert.Equal(t, realtimeauth.CodeUpstreamRateLimited, e.Code)
+	assert.Equal(t, string(realtimeauth.CodeUpstreamRateLimited), e.Code)
 	assert.Equal(t, 7*time.Second, e.RetryAfter)
 	h.waitRequested(1)
 	assert.Equal(t, []time.Duration{7 * time.Second}, h.timers.Pending(), "Retry-After, not the 0.5s backoff")
@@ -300,7 +300,7 @@ func TestRefreshTooSoonWaitsRetryAfter(t *testing.T) {
 
 	h.timers.Advance(30 * time.Second) // refresh due; the server wants 45s
 	e := recv(t, rec.errs)
-	assert.Equal(t, realtimeauth.CodeRefreshTooSoon, e.Code)
+	assert.Equal(t, string(realtimeauth.CodeRefreshTooSoon), e.Code)
 	assert.Equal(t, 15*time.Second, e.RetryAfter)
 	h.waitRequested(3)
 	assert.Equal(t, 15*time.Second, h.timers.Requested()[2])

@@ -12,10 +12,10 @@ import (
 
 // The copied codes stay equal to the server's.
 func TestCodesMatchServer(t *testing.T) {
-	assert.Equal(t, realtimeauth.CodeSessionNotFound, codeSessionNotFound)
-	assert.Equal(t, realtimeauth.CodeRefreshLimitReached, codeRefreshLimitReached)
-	assert.Equal(t, realtimeauth.CodeSessionRevoked, codeSessionRevoked)
-	assert.Equal(t, realtimeauth.CodeSessionMismatch, codeSessionMismatch)
+	assert.Equal(t, string(realtimeauth.CodeSessionNotFound), codeSessionNotFound)
+	assert.Equal(t, string(realtimeauth.CodeRefreshLimitReached), codeRefreshLimitReached)
+	assert.Equal(t, string(realtimeauth.CodeSessionRevoked), codeSessionRevoked)
+	assert.Equal(t, string(realtimeauth.CodeSessionMismatch), codeSessionMismatch)
 }
 
 func TestRetryable(t *testing.T) {
@@ -29,24 +29,24 @@ func TestRetryable(t *testing.T) {
 		{200, "", true, false},
 		{302, "", false, false},
 		{308, "", false, false},
-		{400, realtimeauth.CodeInvalidRequest, false, false},
-		{401, realtimeauth.CodeUnauthorized, false, false},
-		{401, realtimeauth.CodeSessionRevoked, false, true},
-		{403, realtimeauth.CodeOriginNotAllowed, false, false},
-		{403, realtimeauth.CodeBlocked, false, false},
-		{403, realtimeauth.CodeSessionMismatch, false, true},
-		{403, realtimeauth.CodeRefreshLimitReached, false, true},
-		{404, realtimeauth.CodeSessionNotFound, false, true},
-		{404, realtimeauth.CodeNotFound, false, false},
+		{400, string(realtimeauth.CodeInvalidRequest), false, false},
+		{401, string(realtimeauth.CodeUnauthorized), false, false},
+		{401, string(realtimeauth.CodeSessionRevoked), false, true},
+		{403, string(realtimeauth.CodeOriginNotAllowed), false, false},
+		{403, string(realtimeauth.CodeBlocked), false, false},
+		{403, string(realtimeauth.CodeSessionMismatch), false, true},
+		{403, string(realtimeauth.CodeRefreshLimitReached), false, true},
+		{404, string(realtimeauth.CodeSessionNotFound), false, true},
+		{404, string(realtimeauth.CodeNotFound), false, false},
 		{408, "", true, false},
-		{413, realtimeauth.CodePayloadTooLarge, false, false},
-		{429, realtimeauth.CodeRateLimited, true, false},
-		{429, realtimeauth.CodeRefreshTooSoon, true, false},
-		{500, realtimeauth.CodeInternal, true, false},
-		{502, realtimeauth.CodeUpstreamError, true, false},
-		{503, realtimeauth.CodeUpstreamRateLimited, true, false},
-		{504, realtimeauth.CodeUpstreamTimeout, true, false},
-		{403, realtimeauth.CodeSessionNotFound, false, false}, // a code under the wrong status is not trusted
+		{413, string(realtimeauth.CodePayloadTooLarge), false, false},
+		{429, string(realtimeauth.CodeRateLimited), true, false},
+		{429, string(realtimeauth.CodeRefreshTooSoon), true, false},
+		{500, string(realtimeauth.CodeInternal), true, false},
+		{502, string(realtimeauth.CodeUpstreamError), true, false},
+		{503, string(realtimeauth.CodeUpstreamRateLimited), true, false},
+		{504, string(realtimeauth.CodeUpstreamTimeout), true, false},
+		{403, string(realtimeauth.CodeSessionNotFound), false, false}, // a code under the wrong status is not trusted
 	}
 	for _, tt := range tests {
 		e := &Error{Status: tt.status, Code: tt.code}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/realtimeauth/realtimeauth"
@@ -229,3 +230,10 @@ func testCtx(t *testing.T) context.Context {
 }
 
 var _ tokenclient.Clock = (*realtimeauthtest.TimerClock)(nil)
+
+// validSessionID reports whether id is a session ID as the server issues
+// them: a UUID in canonical lower-case form.
+func validSessionID(id string) bool {
+	u, err := uuid.Parse(id)
+	return err == nil && u.String() == id
+}

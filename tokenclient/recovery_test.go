@@ -43,13 +43,13 @@ func TestSessionGoneStartsNewSession(t *testing.T) {
 		gone func(t *testing.T, h *harness, rec *recorder, first tokenclient.TokenData)
 	}{
 		{
-			name: "server restarted", status: http.StatusNotFound, code: realtimeauth.CodeSessionNotFound,
+			name: "server restarted", status: http.StatusNotFound, code: string(realtimeauth.CodeSessionNotFound),
 			gone: func(t *testing.T, h *harness, _ *recorder, _ tokenclient.TokenData) {
 				h.serve(h.newHandler()) // a new handler, a new memory store
 			},
 		},
 		{
-			name: "revoked", status: http.StatusUnauthorized, code: realtimeauth.CodeSessionRevoked,
+			name: "revoked", status: http.StatusUnauthorized, code: string(realtimeauth.CodeSessionRevoked),
 			gone: func(t *testing.T, h *harness, _ *recorder, first tokenclient.TokenData) {
 				h.mu.Lock()
 				hd := h.handler.(*realtimeauth.Handler)
@@ -58,7 +58,7 @@ func TestSessionGoneStartsNewSession(t *testing.T) {
 			},
 		},
 		{
-			name: "refresh limit", status: http.StatusForbidden, code: realtimeauth.CodeRefreshLimitReached,
+			name: "refresh limit", status: http.StatusForbidden, code: string(realtimeauth.CodeRefreshLimitReached),
 			server: []realtimeauth.Option{realtimeauth.WithRefreshPolicy(1, 0)},
 			gone: func(t *testing.T, h *harness, rec *recorder, first tokenclient.TokenData) {
 				h.next() // the one refresh allowed
@@ -67,7 +67,7 @@ func TestSessionGoneStartsNewSession(t *testing.T) {
 		},
 		{
 			// A session is bound to its client's IP address.
-			name: "client moved", status: http.StatusForbidden, code: realtimeauth.CodeSessionMismatch,
+			name: "client moved", status: http.StatusForbidden, code: string(realtimeauth.CodeSessionMismatch),
 			ip: moved,
 			gone: func(t *testing.T, h *harness, _ *recorder, _ tokenclient.TokenData) {
 				moved.Store("127.0.0.2")
@@ -102,7 +102,7 @@ func TestSessionGoneStartsNewSession(t *testing.T) {
 			reqs := h.requests()
 			assert.Equal(t, []string{"/refresh-token", "/token"}, reqs[len(reqs)-2:])
 			assert.NotEqual(t, first.SessionID, fresh.SessionID, "a new session")
-			assert.True(t, realtimeauth.ValidSessionID(fresh.SessionID))
+			assert.True(t, validSessionID(fresh.SessionID))
 			h.waitRequested(before + 2)
 			assert.Equal(t, []time.Duration{32500 * time.Millisecond, 60 * time.Second}, h.timers.Requested()[before:],
 				"the new token's refresh and expiry, no backoff wait")
@@ -143,7 +143,7 @@ func TestExpiryWhileRefreshesFail(t *testing.T) {
 	}
 	for range 10 {
 		e := recv(t, rec.errs)
-		assert.Equal(t, realtimeauth.CodeUpstreamError, e.Code)
+		assert.Equal(t, string(realtimeauth.CodeUpstreamError), e.Code)
 		assert.Equal(t, "/refresh-token", e.Endpoint)
 	}
 	assert.Equal(t, []time.Duration{
@@ -174,7 +174,7 @@ func TestFinalStatusesAreNotRetried(t *testing.T) {
 		if r.Header.Get("Authorization") == "Bearer good" {
 			return "user-1", nil
 		}
-		return "", realtimeauth.ErrUnauthenticated
+		return "", errors.New("unauthenticated")
 	})
 	tests := []struct {
 		name   string
@@ -189,17 +189,17 @@ func TestFinalStatusesAreNotRetried(t *testing.T) {
 			name:   "origin not allowed",
 			server: []realtimeauth.Option{realtimeauth.WithAllowedOrigins("https://app.example.com")},
 			opts:   []tokenclient.Option{tokenclient.WithHeader("Origin", "https://evil.example.com")},
-			status: http.StatusForbidden, code: realtimeauth.CodeOriginNotAllowed,
+			status: http.StatusForbidden, code: string(realtimeauth.CodeOriginNotAllowed),
 		},
 		{
 			name:   "unauthorized",
 			server: []realtimeauth.Option{authn},
 			opts:   []tokenclient.Option{tokenclient.WithHeader("Authorization", "Bearer bad")},
-			status: http.StatusUnauthorized, code: realtimeauth.CodeUnauthorized,
+			status: http.StatusUnauthorized, code: string(realtimeauth.CodeUnauthorized),
 		},
 		{
 			name: "wrong base path", path: "/api/other",
-			status: http.StatusNotFound, code: realtimeauth.CodeNotFound,
+			status: http.StatusNotFound, code: string(realtimeauth.CodeNotFound),
 		},
 		{
 			name: "invalid request",
@@ -208,7 +208,7 @@ func TestFinalStatusesAreNotRetried(t *testing.T) {
 				w.WriteHeader(http.StatusBadRequest)
 				_, _ = w.Write([]byte(`{"success":false,"error":"request body must be empty or a JSON object","code":"invalid_request"}`))
 			},
-			status: http.StatusBadRequest, code: realtimeauth.CodeInvalidRequest,
+			status: http.StatusBadRequest, code: string(realtimeauth.CodeInvalidRequest),
 		},
 	}
 	for _, tt := range tests {
@@ -274,7 +274,7 @@ func TestUnusualAnswers(t *testing.T) {
 		{"proxy page", writeAnswer(502, map[string]string{"Content-Type": "text/html"}, "<h1>Bad Gateway</h1>"),
 			502, "", 500 * time.Millisecond, false},
 		{"retryAfter in the body only", writeAnswer(429, nil, `{"success":false,"error":"slow down","code":"rate_limited","retryAfter":3}`),
-			429, realtimeauth.CodeRateLimited, 3 * time.Second, false},
+			429, string(realtimeauth.CodeRateLimited), 3 * time.Second, false},
 		{"Retry-After as a date", writeAnswer(503, map[string]string{
 			"Retry-After": date.Add(4 * time.Second).Format(http.TimeFormat), "Date": date.Format(http.TimeFormat)}, `{}`),
 			503, "", 4 * time.Second, false},

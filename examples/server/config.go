@@ -105,21 +105,22 @@ func loadConfig(getenv func(string) string) (config, error) {
 		errs = append(errs, fmt.Errorf("OPENAI_REALTIME_MODEL=%q: contains a space or a control character", c.Model))
 	}
 	for _, o := range list("ALLOWED_ORIGINS", "http://localhost:4321") {
-		norm, err := realtimeauth.ParseOrigin(o)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("ALLOWED_ORIGINS: %q: %v", o, err))
+		// The handler checks origins when it is built: build one to refuse
+		// a bad entry now, with its reason.
+		if _, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithAllowedOrigins(o)); err != nil {
+			errs = append(errs, fmt.Errorf("ALLOWED_ORIGINS: %q: %v", o, strings.TrimPrefix(err.Error(), "realtimeauth: ")))
 			continue
 		}
-		c.AllowedOrigins = append(c.AllowedOrigins, norm)
+		c.AllowedOrigins = append(c.AllowedOrigins, o)
 	}
 	if len(c.AllowedOrigins) > 1 && slices.Contains(c.AllowedOrigins, "*") {
 		errs = append(errs, errors.New(`ALLOWED_ORIGINS: "*" must stand alone`))
 	}
-	c.RateLimit = integer("VOICE_AGENT_RATE_LIMIT", 10, 1, realtimeauth.MaxMemoryLimit)
+	c.RateLimit = integer("VOICE_AGENT_RATE_LIMIT", 10, 1, 1023)
 	c.TokenTTL = time.Duration(integer("VOICE_AGENT_TOKEN_DURATION", 60, 10, 7200)) * time.Second
 	c.MaxRefreshes = integer("VOICE_AGENT_MAX_REFRESHES", 120, 1, 1_000_000)
 	// At most the session TTL, the handler's default hour.
-	c.RefreshMinInterval = duration("VOICE_AGENT_REFRESH_MIN_INTERVAL", 10*time.Second, 0, realtimeauth.DefaultSessionTTL)
+	c.RefreshMinInterval = duration("VOICE_AGENT_REFRESH_MIN_INTERVAL", 10*time.Second, 0, time.Hour)
 	c.UpstreamTimeout = duration("VOICE_AGENT_UPSTREAM_TIMEOUT", 10*time.Second, 100*time.Millisecond, 2*time.Minute)
 	c.TrustedProxies = list("TRUSTED_PROXIES", "")
 	for _, p := range c.TrustedProxies {
@@ -170,10 +171,14 @@ func (c config) handlerOptions() []realtimeauth.Option {
 		realtimeauth.WithRefreshPolicy(c.MaxRefreshes, c.RefreshMinInterval),
 		realtimeauth.WithUpstreamTimeout(c.UpstreamTimeout),
 		realtimeauth.WithTrustedProxies(c.TrustedProxies...),
-		realtimeauth.WithAbuseGuard(c.BlockThreshold, c.BlockWindow, c.BlockDuration),
+		realtimeauth.WithRateLimit(c.RateLimit, time.Minute),
 	}
-	if c.Redis == nil { // with Redis, the limit is the Redis limiter's
-		opts = append(opts, realtimeauth.WithRateLimit(c.RateLimit, time.Minute))
+	if c.Redis == nil { // with Redis, the abuse guard is the Redis one
+		var guard realtimeauth.AbuseGuard // nil: blocking off
+		if c.BlockThreshold > 0 {
+			guard = realtimeauth.NewMemoryAbuseGuard(c.BlockThreshold, c.BlockWindow, c.BlockDuration)
+		}
+		opts = append(opts, realtimeauth.WithAbuseGuard(guard))
 	}
 	if c.UpstreamRate > 0 {
 		opts = append(opts, realtimeauth.WithUpstreamRate(c.UpstreamRate, c.UpstreamBurst))

@@ -48,24 +48,19 @@ func (c config) redisHandlerOptions(ctx context.Context, logger *slog.Logger) ([
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := redisstore.LoadScripts(ctx, client); err != nil {
-		return fail(err)
-	}
-	lim, err := redisstore.NewLimiter(client, c.RateLimit, time.Minute)
+	store, err := redisstore.NewSessionStore(ctx, client)
 	if err != nil {
 		return fail(err)
 	}
-	store, err := redisstore.NewSessionStore(client)
-	if err != nil {
-		return fail(err)
-	}
-	opts := []realtimeauth.Option{realtimeauth.WithLimiter(lim), realtimeauth.WithSessionStore(store)}
+	// The allowances (VOICE_AGENT_RATE_LIMIT and the mint limit) live in
+	// the store; the handler's options set them.
+	opts := []realtimeauth.Option{realtimeauth.WithSessionStore(store), realtimeauth.WithAbuseGuard(nil)}
 	if c.BlockThreshold > 0 {
-		guard, err := redisstore.NewAbuseGuard(client, c.BlockThreshold, c.BlockWindow, c.BlockDuration)
+		guard, err := redisstore.NewAbuseGuard(ctx, client, c.BlockThreshold, c.BlockWindow, c.BlockDuration)
 		if err != nil {
 			return fail(err)
 		}
-		opts = append(opts, realtimeauth.WithAbuseStore(guard))
+		opts[1] = realtimeauth.WithAbuseGuard(guard)
 	}
 	logger.Info("keeping rate limits, sessions and abuse state in Redis (REDIS_URL), shared by every instance",
 		"redis_addr", c.Redis.Addr, "redis_db", c.Redis.DB, "redis_tls", c.Redis.TLSConfig != nil)
