@@ -46,9 +46,9 @@ var (
 		realtimeauth.EventRefreshLimitReached, realtimeauth.EventRefreshTooSoon, realtimeauth.EventSessionRevoked,
 		realtimeauth.EventUnauthorized, realtimeauth.EventUpstreamError, realtimeauth.EventInvalidRequest,
 		realtimeauth.EventSessionNotFound, realtimeauth.EventTooManySessions, realtimeauth.EventUpstreamBusy,
-		realtimeauth.EventStoreError,
+		realtimeauth.EventStoreError, realtimeauth.EventSessionEvicted,
 	)
-	codes = set("",
+	codes = set[realtimeauth.Code]("",
 		realtimeauth.CodeInvalidRequest, realtimeauth.CodeUnsupportedMediaType, realtimeauth.CodeOriginNotAllowed,
 		realtimeauth.CodeUnauthorized, realtimeauth.CodeForbidden, realtimeauth.CodeBlocked,
 		realtimeauth.CodeSessionMismatch, realtimeauth.CodeSessionRevoked, realtimeauth.CodeRefreshLimitReached,
@@ -62,10 +62,10 @@ var (
 	states   = []string{realtimeauth.ServiceOperational, realtimeauth.ServiceDegraded, realtimeauth.ServiceDown}
 )
 
-func set(vals ...string) map[string]bool {
+func set[T ~string](vals ...T) map[string]bool {
 	m := make(map[string]bool, len(vals))
 	for _, v := range vals {
-		m[v] = true
+		m[string(v)] = true
 	}
 	return m
 }
@@ -147,7 +147,7 @@ func New() *Collector {
 		activeSessions: prometheus.NewDesc(name("active_sessions"),
 			"Live sessions in the store (absent while the store cannot count them).", nil, nil),
 		maxSessions: prometheus.NewDesc(name("max_sessions"),
-			"The session store's capacity (absent when unknown).", nil, nil),
+			"The cap on live sessions (WithMaxSessions).", nil, nil),
 		service: prometheus.NewDesc(name("service_status"),
 			"1 for each service's current state (operational, degraded, down), 0 for the others.",
 			[]string{"service", "status"}, nil),
@@ -157,9 +157,9 @@ func New() *Collector {
 // Event counts ev; pass it to realtimeauth.WithEventHook (or call it from
 // your own hook).
 func (c *Collector) Event(ev realtimeauth.Event) {
-	name := known(eventNames, ev.Name)
-	c.events.WithLabelValues(name, known(codes, ev.Code)).Inc()
-	switch name {
+	name := known(eventNames, string(ev.Name))
+	c.events.WithLabelValues(name, known(codes, string(ev.Code))).Inc()
+	switch ev.Name {
 	case realtimeauth.EventStoreError:
 		c.storeErrors.Inc()
 	case realtimeauth.EventUpstreamBusy:

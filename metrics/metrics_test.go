@@ -139,7 +139,7 @@ func TestCollectorStoreDown(t *testing.T) {
 	r := newRig(t, realtimeauth.WithSessionStore(failingStore{realtimeauth.NewMemoryStore()}))
 	fams := gather(t, r.reg)
 	assert.NotContains(t, fams, "realtimeauth_active_sessions")
-	assert.NotContains(t, fams, "realtimeauth_max_sessions", "capacity unknown for a store of one's own")
+	assert.Contains(t, fams, "realtimeauth_max_sessions", "the handler's cap (WithMaxSessions), whatever the store")
 	for _, m := range fams["realtimeauth_service_status"].Metric {
 		if label(m, "service") != "openaiApi" && label(m, "status") == "down" {
 			assert.Equal(t, 1.0, m.Gauge.GetValue(), label(m, "service"))
@@ -151,7 +151,7 @@ func TestCollectorStoreDown(t *testing.T) {
 // the hooks with hostile values: every label stays within its fixed set,
 // and no hostile string reaches the exposition.
 func TestNoClientControlledLabel(t *testing.T) {
-	r := newRig(t, realtimeauth.WithRateLimit(3, time.Minute), realtimeauth.WithAbuseGuard(0, 0, 0))
+	r := newRig(t, realtimeauth.WithRateLimit(3, time.Minute), realtimeauth.WithAbuseGuard(nil))
 	const evil = "EVIL\"}\n# injected"
 	hostile := []struct {
 		method, path, body string
