@@ -24,6 +24,9 @@ const (
 	BasePath  = "/api/voice-agent"
 	BarePath  = "/bare/token"
 	StatsPath = "/_stats"
+	// LivePath answers the handler's live-session count, without the
+	// garbage collection StatsPath forces.
+	LivePath = "/_live"
 	// Origin is the example server's default allowed origin.
 	Origin = "http://localhost:4321"
 )
@@ -53,10 +56,14 @@ const SessionTTL = 10 * time.Second
 // minute per client, 120 refreshes, 10 s upstream timeout, no trusted
 // proxies, abuse blocking after 10 strikes in 10 minutes for 15 minutes),
 // except that the token and session lifetimes are SessionTTL and refreshes
-// have no minimum interval, so that a short run exercises refresh.
+// have no minimum interval, so that a short run exercises refresh. The soak
+// checks answers and memory, so it logs nothing.
 func SoakOptions() []realtimeauth.Option {
+	return append(exampleOptions(), realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))
+}
+
+func exampleOptions() []realtimeauth.Option {
 	return []realtimeauth.Option{
-		realtimeauth.WithLogger(slog.New(slog.DiscardHandler)),
 		realtimeauth.WithAllowedOrigins(Origin),
 		realtimeauth.WithRateLimit(10, time.Minute),
 		realtimeauth.WithTokenTTL(SessionTTL),
@@ -68,10 +75,17 @@ func SoakOptions() []realtimeauth.Option {
 	}
 }
 
-// CompareOptions are SoakOptions with a per-client limit no run reaches:
-// the comparison measures the token path, which a 429 would cut short.
+// CompareOptions are the example server's options as SoakOptions has them,
+// with the handler's default logger (slog.Default, which the load server
+// points at a file), and with the per-client limits out of reach of the
+// comparison's 64 clients, so that every request is a 200 and the sessions
+// accumulate to what SessionTTL holds live, as they do with many real
+// clients.
 func CompareOptions() []realtimeauth.Option {
-	return append(SoakOptions(), realtimeauth.WithRateLimit(1023, time.Minute), realtimeauth.WithMintLimit(1023, time.Minute))
+	// 1023 is an allowance's largest limit: per 4ms, that is 255,750 per
+	// second per client.
+	return append(exampleOptions(), realtimeauth.WithRateLimit(1023, 4*time.Millisecond),
+		realtimeauth.WithMintLimit(1023, 4*time.Millisecond), realtimeauth.WithMaxSessionsPerClient(1_000_000))
 }
 
 // NewServerHandler returns the load server's routes: the realtimeauth
@@ -92,6 +106,12 @@ func NewServerHandler(opts []realtimeauth.Option) (http.Handler, func(), error) 
 	mux.HandleFunc(StatsPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(ReadMem())
+	})
+	mux.HandleFunc(LivePath, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(struct {
+			Sessions int `json:"sessions"`
+		}{h.Stats().ActiveSessions})
 	})
 	return mux, func() { _ = h.Close() }, nil
 }
@@ -218,4 +238,21 @@ func RemoteMem(addr string) (Mem, error) {
 		return Mem{}, err
 	}
 	return m, nil
+}
+
+// RemoteLive asks a load server at addr for its live-session count.
+func RemoteLive(addr string) (int, error) {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + addr + LivePath)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Sessions int `json:"sessions"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&v); err != nil {
+		return 0, err
+	}
+	return v.Sessions, nil
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,7 +24,7 @@ type config struct {
 	APIKey             string // empty: dev mode
 	BaseURL            string
 	Model              string
-	AllowedOrigins     []string
+	AllowedOrigins     []string // nil: follow the listening address (listenOrigins)
 	RateLimit          int
 	TokenTTL           time.Duration
 	MaxRefreshes       int
@@ -36,6 +38,8 @@ type config struct {
 	UpstreamRate       rate.Limit // 0: no budget
 	UpstreamBurst      int
 	Redis              *redis.Options // nil: state in memory (REDIS_URL unset)
+	MetricsAddr        string         // "": no /metrics
+	TLS                *tls.Config    // nil: plain HTTP
 }
 
 // DevMode reports whether tokens are minted locally instead of by OpenAI.
@@ -91,9 +95,23 @@ func loadConfig(getenv func(string) string) (config, error) {
 		errs = append(errs, fmt.Errorf("ADDR=%q: want host:port", c.Addr))
 	}
 	c.APIKey = strings.TrimSpace(getenv("OPENAI_API_KEY"))
+	keyVar := "OPENAI_API_KEY"
+	if path := strings.TrimSpace(getenv("OPENAI_API_KEY_FILE")); path != "" {
+		keyVar = "OPENAI_API_KEY_FILE"
+		if c.APIKey != "" {
+			errs = append(errs, errors.New("OPENAI_API_KEY and OPENAI_API_KEY_FILE are both set: set one of them"))
+		}
+		// A secret mounted as a file (Docker, Kubernetes) usually ends in
+		// a newline.
+		if b, err := os.ReadFile(path); err != nil {
+			errs = append(errs, fmt.Errorf("OPENAI_API_KEY_FILE: %v", err))
+		} else if c.APIKey = strings.TrimSpace(string(b)); c.APIKey == "" {
+			errs = append(errs, fmt.Errorf("OPENAI_API_KEY_FILE=%q: the file is empty (unset the variable for dev mode)", path))
+		}
+	}
 	if strings.IndexFunc(c.APIKey, badRune) >= 0 {
 		// Never the value: it is a secret.
-		errs = append(errs, errors.New("OPENAI_API_KEY: contains a space or a control character"))
+		errs = append(errs, fmt.Errorf("%s: contains a space or a control character", keyVar))
 	}
 	c.BaseURL = str("OPENAI_BASE_URL", realtimeauth.DefaultOpenAIBaseURL)
 	if _, err := realtimeauth.NewOpenAIMinter("config-check", realtimeauth.WithBaseURL(c.BaseURL)); err != nil {
@@ -104,7 +122,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if strings.IndexFunc(c.Model, badRune) >= 0 {
 		errs = append(errs, fmt.Errorf("OPENAI_REALTIME_MODEL=%q: contains a space or a control character", c.Model))
 	}
-	for _, o := range list("ALLOWED_ORIGINS", "http://localhost:4321") {
+	for _, o := range list("ALLOWED_ORIGINS", "") {
 		// The handler checks origins when it is built: build one to refuse
 		// a bad entry now, with its reason.
 		if _, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithAllowedOrigins(o)); err != nil {
@@ -121,6 +139,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.MaxRefreshes = integer("VOICE_AGENT_MAX_REFRESHES", 120, 1, 1_000_000)
 	// At most the session TTL, the handler's default hour.
 	c.RefreshMinInterval = duration("VOICE_AGENT_REFRESH_MIN_INTERVAL", 10*time.Second, 0, time.Hour)
+	if c.TokenTTL <= c.RefreshMinInterval {
+		errs = append(errs, fmt.Errorf("VOICE_AGENT_TOKEN_DURATION=%d (seconds) is not longer than VOICE_AGENT_REFRESH_MIN_INTERVAL=%v: "+
+			"no refresh could succeed before a token expires; make the duration longer or the interval shorter",
+			int(c.TokenTTL/time.Second), c.RefreshMinInterval))
+	}
 	c.UpstreamTimeout = duration("VOICE_AGENT_UPSTREAM_TIMEOUT", 10*time.Second, 100*time.Millisecond, 2*time.Minute)
 	c.TrustedProxies = list("TRUSTED_PROXIES", "")
 	for _, p := range c.TrustedProxies {
@@ -152,12 +175,81 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.UpstreamRate == 0 && strings.TrimSpace(getenv("VOICE_AGENT_UPSTREAM_BURST")) != "" {
 		errs = append(errs, errors.New("VOICE_AGENT_UPSTREAM_BURST needs VOICE_AGENT_UPSTREAM_RATE"))
 	}
+	c.MetricsAddr = str("METRICS_ADDR", "")
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("METRICS_ADDR=%q: want host:port", c.MetricsAddr))
+		}
+	}
+	certFile, keyFile := str("TLS_CERT_FILE", ""), str("TLS_KEY_FILE", "")
+	switch {
+	case (certFile == "") != (keyFile == ""):
+		errs = append(errs, errors.New("TLS_CERT_FILE and TLS_KEY_FILE: set both (for HTTPS) or neither"))
+	case certFile != "":
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("TLS_CERT_FILE=%q, TLS_KEY_FILE=%q: %v", certFile, keyFile, err))
+		} else {
+			c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
+	}
 	if v := strings.TrimSpace(getenv("REDIS_URL")); v != "" {
 		opt, err := parseRedisURL(v)
 		errs = append(errs, err)
 		c.Redis = opt
 	}
 	return c, errors.Join(errs...)
+}
+
+// refreshLead is how long before expiry the original service's client
+// refreshes (refreshThresholdSeconds: 30), as does this repository's.
+const refreshLead = 30 * time.Second
+
+// warnings are settings that start but serve some clients badly.
+func (c config) warnings() []string {
+	var w []string
+	if c.TokenTTL < c.RefreshMinInterval+refreshLead {
+		w = append(w, fmt.Sprintf("VOICE_AGENT_TOKEN_DURATION=%d (seconds) is under VOICE_AGENT_REFRESH_MIN_INTERVAL=%v plus 30s: "+
+			"clients that refresh 30s before expiry, as the original service's does, ask at once for every token they get "+
+			"(refused as refresh_too_soon until the interval passes) and churn; make the duration at least %v",
+			int(c.TokenTTL/time.Second), c.RefreshMinInterval, c.RefreshMinInterval+refreshLead))
+	}
+	return w
+}
+
+// listenOrigins are the default allowed origins for a server listening on
+// addr (host:port, the port as bound): the page's own address, so that the
+// demo page works wherever it is served from. A loopback or unspecified
+// host is reached as localhost and as 127.0.0.1 (and [::1] for an IPv6
+// one), browsers treat those as different origins, so each is allowed.
+func (c config) listenOrigins(host, port string) []string {
+	scheme := "http://"
+	if c.TLS != nil {
+		scheme = "https://"
+	}
+	var hosts []string
+	ip, err := netip.ParseAddr(host)
+	switch {
+	case host == "" || host == "localhost" || err == nil && (ip.IsLoopback() || ip.IsUnspecified()):
+		hosts = []string{"localhost", "127.0.0.1"}
+		if err == nil && ip.Is6() {
+			hosts = append(hosts, "[::1]")
+		}
+	case err == nil && ip.Is6():
+		hosts = []string{"[" + host + "]"}
+	default:
+		hosts = []string{host}
+	}
+	if scheme == "http://" && port == "80" || scheme == "https://" && port == "443" {
+		port = "" // browsers send the origin without its scheme's default port
+	} else {
+		port = ":" + port
+	}
+	var out []string
+	for _, h := range hosts {
+		out = append(out, scheme+h+port)
+	}
+	return out
 }
 
 // badRune reports characters no key or model name contains.

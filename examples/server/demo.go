@@ -5,8 +5,10 @@ import (
 	"embed"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/realtimeauth/realtimeauth"
 )
@@ -45,8 +47,9 @@ func buildDemoPage() ([]byte, string) {
 	return []byte(strings.Replace(string(page), "{{IMPORTMAP}}", string(importMap), 1)), csp
 }
 
-// registerDemo serves the demo page and its script and stylesheet.
-func registerDemo(mux *http.ServeMux) {
+// registerDemo serves the demo page, its scripts and stylesheet, and
+// /demo/origin, which tells the page whether its origin is allowed.
+func registerDemo(mux *http.ServeMux, logger *slog.Logger, allowed []string) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		pageHeaders(w, "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", demoCSP)
@@ -56,6 +59,8 @@ func registerDemo(mux *http.ServeMux) {
 		}
 	})
 	serveAsset(mux, "/demo.js", "demo/demo.js", "text/javascript; charset=utf-8")
+	serveAsset(mux, "/demo-boot.js", "demo/boot.js", "text/javascript; charset=utf-8")
+	mux.Handle("POST /demo/origin", &originCheck{allowed: allowed, log: logger, logged: map[string]bool{}})
 	serveAsset(mux, "/demo.css", "demo/demo.css", "text/css; charset=utf-8")
 }
 
@@ -79,4 +84,64 @@ func pageHeaders(w http.ResponseWriter, contentType string) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
+}
+
+// originCheck answers the demo page's question when its client module did
+// not load: is this page's origin (the Origin header a browser puts on a
+// POST) one the handler allows? The handler refuses the module to any
+// other origin, and the page would otherwise wait at "loading the client…"
+// forever. It logs each refused origin once (the first 32), so that the
+// server's log says it too.
+type originCheck struct {
+	allowed []string
+	log     *slog.Logger
+	mu      sync.Mutex
+	logged  map[string]bool
+}
+
+func (c *originCheck) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	origin := r.Header.Get("Origin")
+	ok := originAllowed(c.allowed, origin)
+	if !ok && origin != "" {
+		c.mu.Lock()
+		first := !c.logged[origin] && len(c.logged) < 32
+		if first {
+			c.logged[origin] = true
+		}
+		c.mu.Unlock()
+		if first {
+			c.log.Warn("the demo page was opened from an origin that is not allowed, so its client module was refused: "+
+				"open one of the allowed origins, or add this one to ALLOWED_ORIGINS",
+				"origin", origin, "allowed_origins", c.allowed)
+		}
+	}
+	pageHeaders(w, "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(struct {
+		Origin  string   `json:"origin"`
+		Allowed bool     `json:"allowed"`
+		Origins []string `json:"allowedOrigins"`
+	}{origin, ok, c.allowed})
+}
+
+// originAllowed matches origin against ALLOWED_ORIGINS as the handler does:
+// exactly, "*", or "scheme://*.domain[:port]" for subdomains.
+func originAllowed(allowed []string, origin string) bool {
+	if origin == "" || origin == "null" {
+		return false
+	}
+	for _, a := range allowed {
+		if a == "*" || a == origin {
+			return true
+		}
+		if scheme, pattern, ok := strings.Cut(a, "://*."); ok {
+			rest, ok := strings.CutPrefix(origin, scheme+"://")
+			suffix, port, _ := strings.Cut(pattern, ":")
+			host, oport, _ := strings.Cut(rest, ":")
+			if ok && oport == port && strings.HasSuffix(host, "."+suffix) && len(host) > len(suffix)+1 {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -16,7 +18,7 @@ import (
 
 func demoMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	registerDemo(mux)
+	registerDemo(mux, slog.New(slog.NewTextHandler(io.Discard, nil)), []string{"http://localhost:4321"})
 	return mux
 }
 

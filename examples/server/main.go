@@ -8,7 +8,8 @@
 //	curl -X POST -H 'Origin: http://localhost:4321' localhost:4321/api/voice-agent/token
 //
 // With REDIS_URL (redis://[user:password@]host:port[/db]) it keeps its rate
-// limits, sessions and abuse state in Redis, shared by every instance.
+// limits, sessions and abuse state in Redis, shared by every instance. Every
+// variable is in README.md.
 package main
 
 import (
@@ -21,17 +22,44 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/metrics"
 )
 
 func main() {
-	if err := run(context.Background(), os.Getenv, os.Stderr, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "server:", err)
-		os.Exit(1)
+	os.Exit(start(context.Background(), os.Getenv, os.Stderr))
+}
+
+// start runs the server and returns its exit code. A failure is logged
+// like every other line, as JSON with LOG_FORMAT=json.
+func start(ctx context.Context, getenv func(string) string, logOut io.Writer) int {
+	if err := run(ctx, getenv, logOut, nil); err != nil {
+		newLogger(strings.TrimSpace(getenv("LOG_FORMAT")) == "json", logOut).Error("server: " + err.Error())
+		return 1
 	}
+	return 0
+}
+
+// newLogger logs text or JSON. In JSON, durations are numbers of seconds
+// (slog's default is integer nanoseconds).
+func newLogger(json bool, out io.Writer) *slog.Logger {
+	if !json {
+		return slog.New(slog.NewTextHandler(out, nil))
+	}
+	return slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				return slog.Float64(a.Key, a.Value.Duration().Seconds())
+			}
+			return a
+		},
+	}))
 }
 
 // run starts the server and blocks until ctx is done or SIGINT/SIGTERM
@@ -42,22 +70,30 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 	if err != nil {
 		return fmt.Errorf("bad configuration:\n%w", err)
 	}
-	var logger *slog.Logger
-	if cfg.LogJSON {
-		logger = slog.New(slog.NewJSONHandler(logOut, nil))
-	} else {
-		logger = slog.New(slog.NewTextHandler(logOut, nil))
+	logger := newLogger(cfg.LogJSON, logOut)
+	for _, w := range cfg.warnings() {
+		logger.Warn(w)
 	}
 
+	var collector *metrics.Collector
+	if cfg.MetricsAddr != "" {
+		collector = metrics.New()
+	}
 	var minter realtimeauth.Minter
 	if cfg.DevMode() {
 		minter = &realtimeauth.DevMinter{}
 		logger.Warn("DEV MODE: OPENAI_API_KEY is not set, so tokens are FAKE (" + realtimeauth.DevTokenPrefix +
 			"…) and minted locally; they will not connect to OpenAI. Set OPENAI_API_KEY for real tokens.")
 	} else {
-		m, err := realtimeauth.NewOpenAIMinter(cfg.APIKey,
-			realtimeauth.WithBaseURL(cfg.BaseURL), realtimeauth.WithModel(cfg.Model),
-			realtimeauth.WithMinterLogger(logger))
+		mopts := []realtimeauth.OpenAIOption{realtimeauth.WithBaseURL(cfg.BaseURL), realtimeauth.WithModel(cfg.Model),
+			realtimeauth.WithMinterLogger(logger)}
+		if collector != nil {
+			mopts = append(mopts, realtimeauth.WithHTTPClient(&http.Client{
+				Transport:     collector.Transport(realtimeauth.NewUpstreamTransport()),
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			}))
+		}
+		m, err := realtimeauth.NewOpenAIMinter(cfg.APIKey, mopts...)
 		if err != nil {
 			return err
 		}
@@ -65,7 +101,22 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 		logger.Info("minting with OpenAI", "endpoint", m.Endpoint(), "model", m.Model())
 	}
 
+	// Listen first: the default allowed origins follow the port as bound.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if cfg.AllowedOrigins == nil {
+		host, _, _ := net.SplitHostPort(cfg.Addr)
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		cfg.AllowedOrigins = cfg.listenOrigins(host, port)
+	}
+
 	opts := append(cfg.handlerOptions(), realtimeauth.WithLogger(logger))
+	if collector != nil {
+		opts = append(opts, realtimeauth.WithEventHook(collector.Event), realtimeauth.WithMeasurementHook(collector.Measure))
+	}
 	if cfg.Redis != nil {
 		redisOpts, closeRedis, err := cfg.redisHandlerOptions(ctx, logger)
 		if err != nil {
@@ -82,10 +133,11 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 
 	mux := http.NewServeMux()
 	mux.Handle("/api/voice-agent/", h)
-	registerDemo(mux)
+	registerDemo(mux, logger, cfg.AllowedOrigins)
 
 	srv := &http.Server{
 		Handler:           mux,
+		TLSConfig:         cfg.TLS,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      cfg.UpstreamTimeout + 10*time.Second,
@@ -93,21 +145,50 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return err
+	scheme := "http://"
+	if cfg.TLS != nil {
+		scheme = "https://"
+	}
+	open := make([]string, 0, len(cfg.AllowedOrigins))
+	for _, o := range cfg.AllowedOrigins {
+		if o != "*" && !strings.Contains(o, "*.") {
+			open = append(open, o+"/")
+		}
 	}
 	logger.Info("realtimeauth example server listening",
-		"addr", "http://"+ln.Addr().String(), "token", "POST /api/voice-agent/token",
-		"allowed_origins", cfg.AllowedOrigins, "dev_mode", cfg.DevMode())
+		"addr", scheme+ln.Addr().String(), "token", "POST /api/voice-agent/token",
+		"allowed_origins", cfg.AllowedOrigins, "demo_page", open, "dev_mode", cfg.DevMode())
+
+	served := make(chan error, 2)
+	var metricsSrv *http.Server
+	if collector != nil {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("METRICS_ADDR: %w", err)
+		}
+		collector.Watch(h)
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collector)
+		metricsMux := http.NewServeMux()
+		metricsMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		metricsSrv = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+		logger.Info("serving Prometheus metrics", "addr", "http://"+mln.Addr().String()+"/metrics")
+		go func() { served <- metricsSrv.Serve(mln) }()
+	}
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if cfg.TLS != nil {
+			served <- srv.ServeTLS(ln, "", "")
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
 	select {
 	case err := <-served:
 		return err
@@ -116,6 +197,12 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 	logger.Info("shutting down: finishing in-flight requests")
 	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.UpstreamTimeout+5*time.Second)
 	defer cancel()
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(shutCtx)
+		if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
 	if err := srv.Shutdown(shutCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -43,9 +43,15 @@ func TestRun(t *testing.T) {
 	assert.Contains(t, logs.String(), "DEV MODE")
 	base := "http://" + addr + "/api/voice-agent"
 
+	// Unset, ALLOWED_ORIGINS follows ADDR, both loopback spellings, and
+	// the log says which.
+	_, port, _ := net.SplitHostPort(addr)
+	for _, o := range []string{"http://localhost:" + port, "http://127.0.0.1:" + port} {
+		assert.Contains(t, logs.String(), o+"/", "the demo page's addresses are printed")
+	}
 	req, err := http.NewRequest(http.MethodPost, base+"/token", nil)
 	require.NoError(t, err)
-	req.Header.Set("Origin", "http://localhost:4321")
+	req.Header.Set("Origin", "http://localhost:"+port)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	var tok struct {
@@ -56,7 +62,7 @@ func TestRun(t *testing.T) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Equal(t, "http://localhost:4321", resp.Header.Get("Access-Control-Allow-Origin"))
+	assert.Equal(t, "http://localhost:"+port, resp.Header.Get("Access-Control-Allow-Origin"))
 	assert.True(t, tok.Success)
 	assert.True(t, strings.HasPrefix(tok.Token, realtimeauth.DevTokenPrefix), tok.Token)
 	assert.NotContains(t, logs.String(), tok.Token, "no full token in the log")

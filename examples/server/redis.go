@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/realtimeauth/realtimeauth"
@@ -41,6 +44,7 @@ func parseRedisURL(v string) (*redis.Options, error) {
 // the rate limit, the sessions and the abuse state there, shared by every
 // instance of the server, and a function closing the client.
 func (c config) redisHandlerOptions(ctx context.Context, logger *slog.Logger) ([]realtimeauth.Option, func(), error) {
+	routeRedisLog(logger)
 	client := redis.NewClient(c.Redis)
 	fail := func(err error) ([]realtimeauth.Option, func(), error) {
 		_ = client.Close()
@@ -65,4 +69,28 @@ func (c config) redisHandlerOptions(ctx context.Context, logger *slog.Logger) ([
 	logger.Info("keeping rate limits, sessions and abuse state in Redis (REDIS_URL), shared by every instance",
 		"redis_addr", c.Redis.Addr, "redis_db", c.Redis.DB, "redis_tls", c.Redis.TLSConfig != nil)
 	return opts, func() { _ = client.Close() }, nil
+}
+
+// go-redis logs through one process-wide logger (redis.SetLogger), in plain
+// text by default. routeRedisLog sends its lines through logger instead, so
+// that with LOG_FORMAT=json they are JSON too. The adapter is installed
+// once and reads the current logger, so that tests running several
+// servers do not race on the global.
+func routeRedisLog(logger *slog.Logger) {
+	redisLogger.Store(logger)
+	redisLogOnce.Do(func() { redis.SetLogger(slogRedis{}) })
+}
+
+var (
+	redisLogger  atomic.Pointer[slog.Logger]
+	redisLogOnce sync.Once
+)
+
+// slogRedis is go-redis's Logging interface over slog.
+type slogRedis struct{}
+
+func (slogRedis) Printf(ctx context.Context, format string, v ...any) {
+	if l := redisLogger.Load(); l != nil {
+		l.WarnContext(ctx, strings.TrimSpace(fmt.Sprintf(format, v...)), "component", "go-redis")
+	}
 }
