@@ -3,6 +3,7 @@ package realtimeauth
 import (
 	"context"
 	"hash/maphash"
+	"math"
 	"sync"
 	"time"
 
@@ -11,41 +12,52 @@ import (
 
 // MemoryStore is an in-process SessionStore, and the allowances its
 // operations are charged against (counted by MemoryLimiter's rule). Every
-// operation holds one mutex. Sessions are forgotten at their ExpiresAt:
-// every call that is given a time first drops the sessions that have
-// expired, in order of expiry from a heap, so there is no background
-// goroutine. It returns times in UTC.
+// operation holds one mutex and costs O(1) (amortised) but for Open's and
+// Refresh's walk to a session's place by recency, which is short. Sessions
+// are forgotten at their ExpiresAt: every call that is given a time first
+// drops the sessions that have expired, in order of expiry from a heap, so
+// there is no background goroutine. It returns times in UTC.
+//
+// Its sessions hold no pointers, so that a million of them cost the garbage
+// collector nothing to scan; the strings they share (clients, subjects) are
+// kept once each.
 //
 // Allowance limits must be in 1..1023 and windows positive multiples of 4ns;
 // Open and Refresh return an error (none of the sentinels) otherwise.
-// Allowance keys are tracked by hash, capped by WithMemoryMaxKeys.
+// Allowance keys are tracked by hash, at most WithMemoryMaxKeys per window
+// length (a new key in a full table forgets an arbitrary one).
 type MemoryStore struct {
 	mu       sync.Mutex
-	seed     maphash.Seed
-	maxKeys  int
-	sessions map[string]*memSession
-	clients  map[string]map[string]struct{} // live session IDs by client
-	subjects map[string]map[string]struct{} // stored session IDs by subject
+	sessions map[[16]byte]int32 // ID → slot in entries
+	entries  []entry
+	free     []int32 // slots to reuse
+	clients  interned
+	cinfo    []clientInfo // by client index
+	subjects interned
+	sinfo    []subjectInfo // by subject index
+	ips      interned      // client IPs that are not canonical addresses
+	heavy    heaviest
 	expiries expiryHeap
 	live     int
-	allow    map[time.Duration]*counterTable
+
+	seed    maphash.Seed
+	maxKeys int
+	allow   map[time.Duration]*counterTable
+	undo    []undoEntry
 }
 
 var _ SessionStore = (*MemoryStore)(nil)
-
-type memSession struct {
-	Session
-}
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 	c := newMemoryConfig(opts)
 	return &MemoryStore{
+		sessions: make(map[[16]byte]int32),
+		clients:  newInterned(),
+		subjects: newInterned(),
+		ips:      newInterned(),
 		seed:     maphash.MakeSeed(),
 		maxKeys:  c.maxKeys,
-		sessions: make(map[string]*memSession),
-		clients:  make(map[string]map[string]struct{}),
-		subjects: make(map[string]map[string]struct{}),
 		allow:    make(map[time.Duration]*counterTable),
 	}
 }
@@ -55,46 +67,45 @@ func (m *MemoryStore) Open(_ context.Context, req OpenRequest) (Session, []Sessi
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(req.Now)
-	var undo undoLog
-	if err := m.charge(req.Allowances, req.Now, &undo); err != nil {
+	if err := m.charge(req.Allowances, req.Now); err != nil {
 		return Session{}, nil, err
 	}
-	if req.MaxPerSubject > 0 && req.Subject != "" && m.liveOfSubject(req.Subject) >= req.MaxPerSubject {
-		undo.rollback()
-		return Session{}, nil, ErrTooManySessions
+	if req.MaxPerSubject > 0 && req.Subject != "" {
+		if si, ok := m.subjects.lookup(req.Subject); ok && int(m.sinfo[si].live) >= req.MaxPerSubject {
+			m.rollback()
+			return Session{}, nil, ErrTooManySessions
+		}
 	}
-	// The client's own evictions first: they make room in the total too.
-	own := len(m.clients[req.Client])
+	ci, known := m.clients.lookup(req.Client)
+	own := 0
+	if known {
+		own = int(m.cinfo[ci].live)
+	}
 	evictOwn := 0
 	if req.MaxPerClient > 0 && own >= req.MaxPerClient {
 		evictOwn = own - req.MaxPerClient + 1
 	}
-	var heaviest string
+	heavy := int32(none)
 	if req.MaxSessions > 0 && m.live-evictOwn >= req.MaxSessions {
-		var n int
-		heaviest, n = m.heaviest()
-		if heaviest == req.Client || own-evictOwn >= n {
-			undo.rollback()
+		h, n := m.heavy.top()
+		if h == none || known && h == ci || own-evictOwn >= int(n) {
+			m.rollback()
 			return Session{}, nil, ErrStoreFull
 		}
+		heavy = h
 	}
+	// Every check passed: from here on, change.
+	ci = m.acquireClient(req.Client)
 	var evicted []Session
 	for range evictOwn {
-		evicted = append(evicted, m.evictLRU(req.Client))
+		evicted = append(evicted, m.evict(m.cinfo[ci].head))
 	}
-	if heaviest != "" {
-		evicted = append(evicted, m.evictLRU(heaviest))
+	if heavy != none {
+		evicted = append(evicted, m.evict(m.cinfo[heavy].head))
 	}
-	s := Session{
-		ID:           uuid.NewString(),
-		ClientIP:     req.ClientIP,
-		Client:       req.Client,
-		Subject:      req.Subject,
-		CreatedAt:    req.Now.UTC(),
-		ExpiresAt:    req.ExpiresAt.UTC(),
-		LastIssuedAt: req.Now.UTC(),
-	}
-	m.insert(s)
+	id := [16]byte(uuid.New())
+	slot := m.insert(id, req, ci)
+	s := m.session(slot, uuid.UUID(id).String(), req.ClientIP)
 	return s, evicted, nil
 }
 
@@ -103,38 +114,43 @@ func (m *MemoryStore) Refresh(_ context.Context, req RefreshRequest) (Session, e
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(req.Now)
-	ms, ok := m.sessions[req.ID]
-	switch {
-	case !ok:
+	slot, ok := m.lookup(req.ID)
+	if !ok {
 		return Session{}, ErrSessionNotFound
-	case ms.Revoked:
-		return Session{}, ErrSessionRevoked
-	case ms.ClientIP != req.ClientIP || ms.Subject != req.Subject:
-		return Session{}, ErrSessionMismatch
-	case ms.Refreshes >= req.MaxRefreshes:
-		return Session{}, ErrRefreshLimit
-	case ms.LastIssuedAt.Add(req.MinInterval).After(req.Now):
-		return ms.Session, ErrRefreshTooSoon
 	}
-	var undo undoLog
-	if err := m.charge(req.Allowances, req.Now, &undo); err != nil {
+	e := &m.entries[slot]
+	switch {
+	case e.revoked:
+		return Session{}, ErrSessionRevoked
+	case !m.sameIP(e, req.ClientIP) || m.subjectOf(e) != req.Subject:
+		return Session{}, ErrSessionMismatch
+	case int(e.refreshes) >= req.MaxRefreshes:
+		return Session{}, ErrRefreshLimit
+	case time.Unix(0, e.lastIssued).Add(req.MinInterval).After(req.Now):
+		return m.session(slot, req.ID, req.ClientIP), ErrRefreshTooSoon
+	}
+	if err := m.charge(req.Allowances, req.Now); err != nil {
 		return Session{}, err
 	}
-	ms.Refreshes++
-	ms.LastIssuedAt = req.Now.UTC()
-	return ms.Session, nil
+	e.refreshes = int32(min(int64(e.refreshes)+1, math.MaxInt32))
+	m.reissue(slot, req.Now.UnixNano())
+	return m.session(slot, req.ID, req.ClientIP), nil
 }
 
 // GiveBack implements SessionStore.
 func (m *MemoryStore) GiveBack(_ context.Context, id string, issuedAt, restore time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ms, ok := m.sessions[id]
-	if !ok || ms.Revoked || !ms.LastIssuedAt.Equal(issuedAt) {
+	slot, ok := m.lookup(id)
+	if !ok {
 		return nil
 	}
-	ms.Refreshes = max(0, ms.Refreshes-1)
-	ms.LastIssuedAt = restore.UTC()
+	e := &m.entries[slot]
+	if e.revoked || e.lastIssued != issuedAt.UnixNano() {
+		return nil
+	}
+	e.refreshes = max(0, e.refreshes-1)
+	m.reissue(slot, restore.UnixNano())
 	return nil
 }
 
@@ -143,12 +159,12 @@ func (m *MemoryStore) Revoke(_ context.Context, id string, now time.Time) (Sessi
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(now)
-	ms, ok := m.sessions[id]
+	slot, ok := m.lookup(id)
 	if !ok {
 		return Session{}, ErrSessionNotFound
 	}
-	m.revoke(ms)
-	return ms.Session, nil
+	m.revoke(slot)
+	return m.session(slot, id, ""), nil
 }
 
 // RevokeSubject implements SessionStore.
@@ -156,11 +172,15 @@ func (m *MemoryStore) RevokeSubject(_ context.Context, subject string, now time.
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(now)
+	si, ok := m.subjects.lookup(subject)
+	if !ok {
+		return nil, nil
+	}
 	var out []Session
-	for id := range m.subjects[subject] {
-		if ms := m.sessions[id]; !ms.Revoked {
-			m.revoke(ms)
-			out = append(out, ms.Session)
+	for slot := m.sinfo[si].head; slot != none; slot = m.entries[slot].snext {
+		if !m.entries[slot].revoked {
+			m.revoke(slot)
+			out = append(out, m.session(slot, "", ""))
 		}
 	}
 	return out, nil
@@ -170,7 +190,9 @@ func (m *MemoryStore) RevokeSubject(_ context.Context, subject string, now time.
 func (m *MemoryStore) Delete(_ context.Context, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.remove(id)
+	if slot, ok := m.lookup(id); ok {
+		m.remove(slot)
+	}
 	return nil
 }
 
@@ -190,145 +212,210 @@ func (m *MemoryStore) Len() int {
 	return len(m.sessions)
 }
 
-// charge checks and counts every allowance, or none: on a refusal it rolls
-// back what it counted and returns a *LimitError.
-func (m *MemoryStore) charge(as []Allowance, now time.Time, undo *undoLog) error {
-	for _, a := range as {
-		if err := checkLimit("Allowance "+a.Key, a.Limit, a.Window); err != nil {
-			undo.rollback()
-			return err
-		}
-		t := m.allow[a.Window]
-		if t == nil {
-			t = &counterTable{m: make(map[uint64]uint64)}
-			m.allow[a.Window] = t
-		}
-		hk := maphash.String(m.seed, a.Key)
-		old, had := t.m[hk]
-		r := newWindowRule(a.Limit, a.Window)
-		if d := t.allow(r, hk, now, m.maxKeys); !d.Allowed {
-			undo.rollback()
-			return &LimitError{Key: a.Key, RetryAfter: d.RetryAfter}
-		}
-		undo.push(t, hk, old, had)
+func (m *MemoryStore) lookup(id string) (int32, bool) {
+	key, ok := parseID(id)
+	if !ok {
+		return none, false
 	}
-	return nil
+	slot, ok := m.sessions[key]
+	return slot, ok
 }
 
-// undoLog restores counter states when a later allowance or cap refuses.
-type undoLog struct {
-	entries []undoEntry
-}
-
-type undoEntry struct {
-	t   *counterTable
-	hk  uint64
-	old uint64
-	had bool
-}
-
-func (u *undoLog) push(t *counterTable, hk, old uint64, had bool) {
-	u.entries = append(u.entries, undoEntry{t, hk, old, had})
-}
-
-func (u *undoLog) rollback() {
-	for i := len(u.entries) - 1; i >= 0; i-- {
-		e := u.entries[i]
-		if e.had {
-			e.t.m[e.hk] = e.old
+// session returns the Session in slot; id and ip, when the caller has them,
+// save formatting them again.
+func (m *MemoryStore) session(slot int32, id, ip string) Session {
+	e := &m.entries[slot]
+	if id == "" {
+		id = uuid.UUID(e.id).String()
+	}
+	if ip == "" {
+		if e.ipKind == ipInterned {
+			ip = m.ips.keys[internIndex(e.ip)]
 		} else {
-			delete(e.t.m, e.hk)
+			ip = decodeIP(e.ip, e.ipKind).String()
 		}
 	}
-	u.entries = u.entries[:0]
+	return Session{
+		ID:           id,
+		ClientIP:     ip,
+		Client:       m.clients.keys[e.client],
+		Subject:      m.subjectOf(e),
+		CreatedAt:    time.Unix(0, e.created).UTC(),
+		ExpiresAt:    time.Unix(0, e.expires).UTC(),
+		LastIssuedAt: time.Unix(0, e.lastIssued).UTC(),
+		Refreshes:    int(e.refreshes),
+		Revoked:      e.revoked,
+	}
 }
 
-func (m *MemoryStore) liveOfSubject(subject string) int {
-	n := 0
-	for id := range m.subjects[subject] {
-		if !m.sessions[id].Revoked {
-			n++
-		}
+func (m *MemoryStore) subjectOf(e *entry) string {
+	if e.subject == none {
+		return ""
 	}
-	return n
+	return m.subjects.keys[e.subject]
 }
 
-// heaviest returns a client holding the most live sessions, and how many.
-func (m *MemoryStore) heaviest() (string, int) {
-	var best string
-	n := 0
-	for c, ids := range m.clients {
-		if len(ids) > n {
-			best, n = c, len(ids)
-		}
+func (m *MemoryStore) sameIP(e *entry, ip string) bool {
+	if b, kind, ok := encodeIP(ip); ok {
+		return e.ipKind == kind && e.ip == b
 	}
-	return best, n
+	i, ok := m.ips.lookup(ip)
+	return ok && e.ipKind == ipInterned && internIndex(e.ip) == i
 }
 
-// evictLRU removes the client's live session with the oldest LastIssuedAt.
-func (m *MemoryStore) evictLRU(client string) Session {
-	var lru *memSession
-	for id := range m.clients[client] {
-		ms := m.sessions[id]
-		if lru == nil || ms.LastIssuedAt.Before(lru.LastIssuedAt) ||
-			ms.LastIssuedAt.Equal(lru.LastIssuedAt) && ms.ID < lru.ID {
-			lru = ms
+func (m *MemoryStore) acquireClient(client string) int32 {
+	ci, fresh := m.clients.acquire(client)
+	if fresh {
+		c := clientInfo{head: none, tail: none, bprev: none, bnext: none}
+		if int(ci) == len(m.cinfo) {
+			m.cinfo = append(m.cinfo, c)
+		} else {
+			m.cinfo[ci] = c
 		}
 	}
-	s := lru.Session
-	m.remove(s.ID)
+	return ci
+}
+
+// setLive moves client ci to n live sessions.
+func (m *MemoryStore) setLive(ci, n int32) {
+	m.heavy.unlink(m.cinfo, ci, m.cinfo[ci].live)
+	m.cinfo[ci].live = n
+	m.heavy.link(m.cinfo, ci, n)
+}
+
+func (m *MemoryStore) insert(id [16]byte, req OpenRequest, ci int32) int32 {
+	e := entry{
+		id: id, client: ci, subject: none,
+		created: req.Now.UnixNano(), expires: req.ExpiresAt.UnixNano(), lastIssued: req.Now.UnixNano(),
+		prev: none, next: none, sprev: none, snext: none,
+	}
+	var ok bool
+	if e.ip, e.ipKind, ok = encodeIP(req.ClientIP); !ok {
+		i, _ := m.ips.acquire(req.ClientIP)
+		e.ip, e.ipKind = indexBytes(i), ipInterned
+	}
+	var slot int32
+	if n := len(m.free); n > 0 {
+		slot = m.free[n-1]
+		m.free = m.free[:n-1]
+		m.entries[slot] = e
+	} else {
+		slot = int32(len(m.entries))
+		m.entries = append(m.entries, e)
+	}
+	m.sessions[id] = slot
+	m.linkLRU(ci, slot)
+	m.setLive(ci, m.cinfo[ci].live+1)
+	if req.Subject != "" {
+		si, fresh := m.subjects.acquire(req.Subject)
+		if fresh {
+			if int(si) == len(m.sinfo) {
+				m.sinfo = append(m.sinfo, subjectInfo{head: none})
+			} else {
+				m.sinfo[si] = subjectInfo{head: none}
+			}
+		}
+		ep := &m.entries[slot]
+		ep.subject, ep.snext = si, m.sinfo[si].head
+		if ep.snext != none {
+			m.entries[ep.snext].sprev = slot
+		}
+		m.sinfo[si].head = slot
+		m.sinfo[si].live++
+	}
+	m.live++
+	m.expiries.push(expiry{at: e.expires, id: id})
+	return slot
+}
+
+// linkLRU places a live session in its client's list by LastIssuedAt,
+// walking back from the most recent (times arrive nearly in order), after
+// the sessions issued at the same time.
+func (m *MemoryStore) linkLRU(ci, slot int32) {
+	c, es := &m.cinfo[ci], m.entries
+	p := c.tail
+	for p != none && es[p].lastIssued > es[slot].lastIssued {
+		p = es[p].prev
+	}
+	es[slot].prev = p
+	if p == none {
+		es[slot].next, c.head = c.head, slot
+	} else {
+		es[slot].next, es[p].next = es[p].next, slot
+	}
+	if n := es[slot].next; n != none {
+		es[n].prev = slot
+	} else {
+		c.tail = slot
+	}
+}
+
+func (m *MemoryStore) unlinkLRU(ci, slot int32) {
+	c, es := &m.cinfo[ci], m.entries
+	if p := es[slot].prev; p != none {
+		es[p].next = es[slot].next
+	} else {
+		c.head = es[slot].next
+	}
+	if n := es[slot].next; n != none {
+		es[n].prev = es[slot].prev
+	} else {
+		c.tail = es[slot].prev
+	}
+	es[slot].prev, es[slot].next = none, none
+}
+
+// reissue moves a live session's LastIssuedAt, and its place by recency.
+func (m *MemoryStore) reissue(slot int32, at int64) {
+	e := &m.entries[slot]
+	m.unlinkLRU(e.client, slot)
+	e.lastIssued = at
+	m.linkLRU(e.client, slot)
+}
+
+func (m *MemoryStore) revoke(slot int32) {
+	e := &m.entries[slot]
+	if e.revoked {
+		return
+	}
+	e.revoked = true
+	m.unlinkLRU(e.client, slot)
+	m.setLive(e.client, m.cinfo[e.client].live-1)
+	if e.subject != none {
+		m.sinfo[e.subject].live--
+	}
+	m.live--
+}
+
+// evict removes a live session and returns it as it was.
+func (m *MemoryStore) evict(slot int32) Session {
+	s := m.session(slot, "", "")
+	m.remove(slot)
 	return s
 }
 
-func (m *MemoryStore) insert(s Session) {
-	m.sessions[s.ID] = &memSession{Session: s}
-	addTo(m.clients, s.Client, s.ID)
-	if s.Subject != "" {
-		addTo(m.subjects, s.Subject, s.ID)
+func (m *MemoryStore) remove(slot int32) {
+	m.revoke(slot)
+	e := &m.entries[slot]
+	if e.subject != none {
+		si := e.subject
+		if e.sprev != none {
+			m.entries[e.sprev].snext = e.snext
+		} else {
+			m.sinfo[si].head = e.snext
+		}
+		if e.snext != none {
+			m.entries[e.snext].sprev = e.sprev
+		}
+		m.subjects.release(si)
 	}
-	m.live++
-	m.expiries.push(expiry{at: s.ExpiresAt.UnixNano(), id: s.ID})
-}
-
-func (m *MemoryStore) revoke(ms *memSession) {
-	if ms.Revoked {
-		return
+	if e.ipKind == ipInterned {
+		m.ips.release(internIndex(e.ip))
 	}
-	ms.Revoked = true
-	m.live--
-	removeFrom(m.clients, ms.Client, ms.ID)
-}
-
-func (m *MemoryStore) remove(id string) {
-	ms, ok := m.sessions[id]
-	if !ok {
-		return
-	}
-	if !ms.Revoked {
-		m.live--
-		removeFrom(m.clients, ms.Client, id)
-	}
-	delete(m.sessions, id)
-	if ms.Subject != "" {
-		removeFrom(m.subjects, ms.Subject, id)
-	}
-}
-
-func addTo(sets map[string]map[string]struct{}, k, id string) {
-	ids := sets[k]
-	if ids == nil {
-		ids = make(map[string]struct{})
-		sets[k] = ids
-	}
-	ids[id] = struct{}{}
-}
-
-func removeFrom(sets map[string]map[string]struct{}, k, id string) {
-	ids := sets[k]
-	delete(ids, id)
-	if len(ids) == 0 {
-		delete(sets, k)
-	}
+	m.clients.release(e.client)
+	delete(m.sessions, e.id)
+	*e = entry{}
+	m.free = append(m.free, slot)
 }
 
 // expire drops every session whose ExpiresAt is not after now. The heap may
@@ -336,79 +423,17 @@ func removeFrom(sets map[string]map[string]struct{}, k, id string) {
 func (m *MemoryStore) expire(now time.Time) {
 	t := now.UnixNano()
 	for len(m.expiries) > 0 && m.expiries[0].at <= t {
-		e := m.expiries.pop()
-		if ms, ok := m.sessions[e.id]; ok && ms.ExpiresAt.UnixNano() == e.at {
-			m.remove(e.id)
+		x := m.expiries.pop()
+		if slot, ok := m.sessions[x.id]; ok && m.entries[slot].expires == x.at {
+			m.remove(slot)
 		}
 	}
 	// Deleted sessions leave entries behind; rebuild when they dominate.
 	if len(m.expiries) > 64 && len(m.expiries) > 2*len(m.sessions) {
 		m.expiries = m.expiries[:0]
-		for id, ms := range m.sessions {
-			m.expiries = append(m.expiries, expiry{at: ms.ExpiresAt.UnixNano(), id: id})
+		for id, slot := range m.sessions {
+			m.expiries = append(m.expiries, expiry{at: m.entries[slot].expires, id: id})
 		}
 		m.expiries.init()
-	}
-}
-
-// expiry is a heap entry: a session ID and its ExpiresAt in Unix
-// nanoseconds.
-type expiry struct {
-	at int64
-	id string
-}
-
-// expiryHeap is a min-heap by at, typed so that pushing does not box each
-// entry into an interface as container/heap would.
-type expiryHeap []expiry
-
-func (h *expiryHeap) push(e expiry) {
-	*h = append(*h, e)
-	h.up(len(*h) - 1)
-}
-
-func (h *expiryHeap) pop() expiry {
-	old := *h
-	e := old[0]
-	n := len(old) - 1
-	old[0] = old[n]
-	old[n] = expiry{}
-	*h = old[:n]
-	h.down(0)
-	return e
-}
-
-func (h expiryHeap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h expiryHeap) up(i int) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if h[p].at <= h[i].at {
-			return
-		}
-		h[p], h[i] = h[i], h[p]
-		i = p
-	}
-}
-
-func (h expiryHeap) down(i int) {
-	for {
-		l := 2*i + 1
-		if l >= len(h) {
-			return
-		}
-		c := l
-		if r := l + 1; r < len(h) && h[r].at < h[l].at {
-			c = r
-		}
-		if h[i].at <= h[c].at {
-			return
-		}
-		h[i], h[c] = h[c], h[i]
-		i = c
 	}
 }

@@ -111,6 +111,20 @@ var storeRefreshCases = []contractCase[*storeRig]{
 			_, err = r.st.Refresh(bg, q)
 			limitError(t, err, a.Key, a.Window)
 		}},
+	{"give back restores recency", "LastIssuedAt is the session's recency for least-recently-used eviction, GiveBack's restore included",
+		func(t *testing.T, r *storeRig) {
+			s1 := r.open(0, "", at(0))
+			s2 := r.open(0, "", at(1000))
+			_, err := r.st.Refresh(bg, refresh(s1, at(2000)))
+			require.NoError(t, err)
+			require.NoError(t, r.st.GiveBack(bg, s1.ID, at(2000), at(0)))
+			req := r.req(0, "", at(3000))
+			req.MaxPerClient = 2
+			_, ev := r.mustOpen(req)
+			require.Len(t, ev, 1)
+			assert.Equal(t, s1.ID, ev[0].ID)
+			r.peek(s2, at(3001))
+		}},
 	{"give back keeps a newer refresh", "unless a newer refresh has replaced it meanwhile (LastIssuedAt != issuedAt), in which case it changes nothing",
 		func(t *testing.T, r *storeRig) {
 			s := r.open(0, "", at(0))
