@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,10 +17,12 @@ import (
 // block it for blockFor; strikes against a blocked client are not counted,
 // and exactly one strike, across every instance, starts a given block.
 // Blocked is one read and Strike one Lua script, each one round trip. A key
-// is forgotten by TTL once neither its window nor its block is live.
+// lives in its client's bucket (see Keys in the package doc), beside the
+// client's allowances and sessions, and is forgotten by TTL once neither its
+// window nor its block is live.
 type AbuseGuard struct {
 	client   redis.UniversalClient
-	prefix   string
+	cfg      config
 	strikes  int
 	window   time.Duration
 	blockFor time.Duration
@@ -28,25 +31,32 @@ type AbuseGuard struct {
 var _ realtimeauth.AbuseGuard = (*AbuseGuard)(nil)
 
 // NewAbuseGuard returns an AbuseGuard. strikes must be in 1..1,000,000,
-// window and blockFor at least a millisecond. Option: WithPrefix.
-func NewAbuseGuard(client redis.UniversalClient, strikes int, window, blockFor time.Duration, opts ...Option) (*AbuseGuard, error) {
-	c, err := newConfig(client, opts)
-	if err != nil {
-		return nil, err
-	}
+// window and blockFor at least a millisecond. It checks maxmemory-policy
+// (see WithoutPolicyCheck) and loads its script. Options: WithPrefix,
+// WithBuckets, WithoutPolicyCheck.
+func NewAbuseGuard(ctx context.Context, client redis.UniversalClient, strikes int, window, blockFor time.Duration, opts ...Option) (*AbuseGuard, error) {
 	if strikes < 1 || strikes > 1_000_000 {
 		return nil, fmt.Errorf("redisstore: NewAbuseGuard: strikes %d is outside 1..1000000", strikes)
 	}
 	if window < time.Millisecond || blockFor < time.Millisecond {
 		return nil, fmt.Errorf("redisstore: NewAbuseGuard: window %v and blockFor %v must be at least 1ms", window, blockFor)
 	}
-	return &AbuseGuard{client: client, prefix: c.key("abuse"), strikes: strikes, window: window, blockFor: blockFor}, nil
+	c, err := newConfig(ctx, client, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &AbuseGuard{client: client, cfg: c, strikes: strikes, window: window, blockFor: blockFor}, nil
+}
+
+// key returns the Redis key of a client's abuse state.
+func (g *AbuseGuard) key(client string) string {
+	return g.cfg.tag(g.cfg.bucketOf(bucketKey(client))) + ":x:" + client
 }
 
 // Blocked implements realtimeauth.AbuseGuard.
 func (g *AbuseGuard) Blocked(ctx context.Context, key string, now time.Time) (time.Duration, error) {
-	s, err := g.client.HGet(ctx, g.prefix+key, "u").Result()
-	if err == redis.Nil {
+	s, err := g.client.HGet(ctx, g.key(key), "u").Result()
+	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
 	if err != nil {
@@ -65,7 +75,7 @@ func (g *AbuseGuard) Blocked(ctx context.Context, key string, now time.Time) (ti
 // strikeScript: KEYS the client's state (f: window start, u: block end,
 // n: strikes); ARGV now, window (ns), blockFor (ns), strikes, the window's
 // and the block's TTL (ms). It returns 1 when this strike starts a block.
-var strikeScript = redis.NewScript(luaTime + `
+var strikeScript = newScript(luaTime + `
 local now = T(ARGV[1])
 local h = redis.call('HMGET', KEYS[1], 'f', 'u', 'n')
 local blocked = h[2] and h[2] ~= ''
@@ -89,9 +99,9 @@ return 0
 
 // Strike implements realtimeauth.AbuseGuard.
 func (g *AbuseGuard) Strike(ctx context.Context, key string, now time.Time) (time.Duration, bool, error) {
-	started, err := strikeScript.Run(ctx, g.client, []string{g.prefix + key},
+	started, err := strikeScript.Run(ctx, g.client, []string{g.key(key)},
 		encodeTime(now), int64(g.window), int64(g.blockFor), g.strikes,
-		ceilMillis(g.window+sessionGrace), ceilMillis(g.blockFor+sessionGrace)).Int()
+		ceilMillis(g.window+allowanceGrace), ceilMillis(g.blockFor+allowanceGrace)).Int()
 	if err != nil {
 		return 0, false, wrap("abuse strike", err)
 	}

@@ -11,22 +11,119 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// maxLimit is the largest limit the sub-window counts hold, as in
+// realtimeauth.MemoryLimiter.
+const maxLimit = 1023
+
+// allowanceGrace is how long Redis keeps an allowance's counts past the
+// last sub-window that reads them.
+const allowanceGrace = time.Second
+
+// allowanceArgs are the script arguments that decide one allowance at now:
+// N, M, the sub-window length (ns), now's sub-window index modulo 2^32, the
+// nanoseconds into it, and the key's TTL (ms). The index and offset are
+// computed here, in integers, because Lua's doubles cannot hold Unix
+// nanoseconds exactly.
+func allowanceArgs(args []any, limit int, window time.Duration, now time.Time) []any {
+	sub := int64(window / 4)
+	ns := now.UnixNano()
+	m := ns / sub
+	if ns%sub < 0 {
+		m--
+	}
+	into := ns - m*sub
+	return append(args, limit, max(limit+1, 5*limit/4), sub, uint32(m), into, ceilMillis(5*time.Duration(sub)+allowanceGrace))
+}
+
+const allowanceArgc = 6
+
+// allowanceLua decides and charges allowances by the rule of
+// realtimeauth.MemoryLimiter. A key's state is 14 bytes: its newest
+// sub-window's index modulo 2^32 and the counts of it and the 4 sub-windows
+// before it. A time whose sub-window is older than the stored one (a caller
+// whose clock is behind) counts as the stored sub-window, as MemoryLimiter
+// does.
+const allowanceLua = `
+local FMT, WRAP = '<I4I2I2I2I2I2', 4294967296
+local function aload(key, m)
+  local c, ahead = {0, 0, 0, 0, 0}, 0
+  local v = redis.call('GET', key)
+  if v then
+    local s = {struct.unpack(FMT, v)}
+    local d = (m - s[1]) % WRAP
+    if d >= WRAP / 2 then ahead, d = WRAP - d, 0 end
+    for k = 1 + d, 5 do c[k] = s[1 + k - d] end
+  end
+  return c, ahead
+end
+local function adecide(a)
+  local c = a.c
+  local s4 = c[1] + c[2] + c[3] + c[4]
+  if s4 + 1 <= a.N and s4 + c[5] + 1 <= a.M then return 0 end
+  for k = 1, 4 do
+    local s = 0
+    for i = 1, 4 - k do s = s + c[i] end
+    if s + 1 <= a.N and s + c[5 - k] + 1 <= a.M then return (a.ahead + k) * a.sub - a.into end
+  end
+  return 4 * a.sub -- not reached: the fourth boundary always admits
+end
+-- allowances reads n allowances, keys from KEYS[k0+1], arguments from
+-- ARGV[a0+1], and decides each.
+local function allowances(k0, a0, n)
+  local list = {}
+  for i = 1, n do
+    local j = a0 + (i - 1) * 6
+    local a = {key = KEYS[k0 + i], N = tonumber(ARGV[j + 1]), M = tonumber(ARGV[j + 2]),
+      sub = tonumber(ARGV[j + 3]), m = tonumber(ARGV[j + 4]), into = tonumber(ARGV[j + 5]), ttl = ARGV[j + 6]}
+    a.c, a.ahead = aload(a.key, a.m)
+    a.wait = adecide(a)
+    list[i] = a
+  end
+  return list
+end
+-- refusal returns the first refusing allowance's position and wait (ns).
+local function refusal(list)
+  for i, a in ipairs(list) do
+    if a.wait > 0 then return i, a.wait end
+  end
+end
+-- charge counts one event in every allowance and returns the sub-window
+-- indexes charged (for uncharge).
+local function charge(list)
+  local idx = {}
+  for i, a in ipairs(list) do
+    local c, m = a.c, (a.m + a.ahead) % WRAP
+    redis.call('SET', a.key, struct.pack(FMT, m, c[1] + 1, c[2], c[3], c[4], c[5]), 'PX', a.ttl)
+    idx[i] = m
+  end
+  return idx
+end
+-- uncharge takes back one event counted at sub-window m, if the key still
+-- holds it.
+local function uncharge(key, m)
+  local v = redis.call('GET', key)
+  if not v then return end
+  local s = {struct.unpack(FMT, v)}
+  local d = (s[1] - m) % WRAP
+  if d <= 4 and s[2 + d] > 0 then
+    s[2 + d] = s[2 + d] - 1
+    redis.call('SET', key, struct.pack(FMT, s[1], s[2], s[3], s[4], s[5], s[6]), 'KEEPTTL')
+  end
+end
+`
+
 // Limiter is a realtimeauth.Limiter kept in Redis, shared by every instance
 // that uses the same Redis and prefix. It applies exactly the rule of
-// realtimeauth.MemoryLimiter (a two-window weighted counter: an event at a
-// fraction f into the current window is admitted when
-// previous*(1-f) + current + 1 <= limit; only admitted events count), with
-// windows aligned on the Unix epoch, in one Lua script: one round trip per
-// decision, atomic across instances.
-//
-// The clock is the Redis server's (TIME) unless WithClock is given, so that
-// instances agree on the windows whatever their own clocks say.
+// realtimeauth.MemoryLimiter (4 sub-windows per window, aligned on the Unix
+// epoch), deciding with the time the caller passes, so that memory and
+// Redis agree, in one Lua script: one round trip per decision, atomic
+// across instances. A key's bucket is the hash of its client address (see
+// Keys in the package doc), or of the key when it is not an address.
 type Limiter struct {
 	client   redis.UniversalClient
+	cfg      config
 	limit    int
 	window   time.Duration
-	prefix   string
-	now      func() time.Time
 	failOpen bool
 	logger   *slog.Logger
 	lastLog  atomic.Int64 // Unix nanoseconds of the last fail-open log line
@@ -35,98 +132,49 @@ type Limiter struct {
 var _ realtimeauth.Limiter = (*Limiter)(nil)
 
 // NewLimiter returns a Limiter admitting limit events per window for each
-// key. limit must be in 1..realtimeauth.MaxMemoryLimit and window a whole
-// number of milliseconds, at least one (the server's clock reads
-// microseconds). Options: WithPrefix, WithClock, WithFailOpen.
-func NewLimiter(client redis.UniversalClient, limit int, window time.Duration, opts ...Option) (*Limiter, error) {
-	c, err := newConfig(client, opts)
+// key. limit must be in 1..1023 and window a positive multiple of 4ns, as
+// for realtimeauth.NewMemoryLimiter. It checks maxmemory-policy (see
+// WithoutPolicyCheck) and loads its script. Options: WithPrefix,
+// WithBuckets, WithoutPolicyCheck, WithFailOpen.
+func NewLimiter(ctx context.Context, client redis.UniversalClient, limit int, window time.Duration, opts ...Option) (*Limiter, error) {
+	if limit < 1 || limit > maxLimit {
+		return nil, fmt.Errorf("redisstore: NewLimiter: limit %d is outside 1..%d", limit, maxLimit)
+	}
+	if window <= 0 || window%4 != 0 {
+		return nil, fmt.Errorf("redisstore: NewLimiter: window %v must be positive and a multiple of 4ns", window)
+	}
+	c, err := newConfig(ctx, client, opts)
 	if err != nil {
 		return nil, err
 	}
-	if limit < 1 || limit > realtimeauth.MaxMemoryLimit {
-		return nil, fmt.Errorf("redisstore: NewLimiter: limit %d is outside 1..%d", limit, realtimeauth.MaxMemoryLimit)
-	}
-	if window < time.Millisecond || window%time.Millisecond != 0 {
-		return nil, fmt.Errorf("redisstore: NewLimiter: window %v is not a whole number of milliseconds, at least 1ms", window)
-	}
-	return &Limiter{
-		client: client, limit: limit, window: window, prefix: c.key("limit"),
-		now: c.now, failOpen: c.failOpen, logger: c.logger,
-	}, nil
+	return &Limiter{client: client, cfg: c, limit: limit, window: window, failOpen: c.failOpen, logger: c.logger}, nil
 }
 
-// limitScript: KEYS[1] the key's state; ARGV limit, window (ns), TTL (ms),
-// and, with an injected clock, the window index and the nanoseconds into it.
-// It returns {allowed, remaining, retry-after in ms}. It applies
-// MemoryLimiter.decide's rule (which works in exact integer nanoseconds) in
-// Lua's doubles; the conformance test requires both to decide alike to the
-// millisecond.
-var limitScript = redis.NewScript(`
-redis.replicate_commands() -- writes after TIME: needed before Redis 5, a no-op since
-local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local win, into
-if ARGV[4] then
-  win, into = tonumber(ARGV[4]), tonumber(ARGV[5])
-else
-  local t = redis.call('TIME')
-  local us, wus = tonumber(t[1]) * 1000000 + tonumber(t[2]), window / 1000
-  local intous = math.fmod(us, wus)
-  win, into = (us - intous) / wus, intous * 1000
-end
-local prev, cur = 0, 0
-local st = redis.call('HMGET', KEYS[1], 'w', 'p', 'c')
-if st[1] then
-  local sw = tonumber(st[1])
-  if sw >= win then
-    -- the same window, or a caller whose clock is behind the one that
-    -- wrote it: count against the newer window rather than forget it
-    win, prev, cur = sw, tonumber(st[2]), tonumber(st[3])
-  elseif sw == win - 1 then
-    prev = tonumber(st[3])
-  end
-end
-local frac = into / window
-local est = prev * (1 - frac) + cur
-if est + 1 <= limit then
-  redis.call('HSET', KEYS[1], 'w', string.format('%.0f', win), 'p', prev, 'c', cur + 1)
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return {1, math.floor(limit - est - 1), 0}
-end
-local wait
-if cur + 1 > limit then
-  wait = window - into + window * (1 - (limit - 1) / cur)
-else
-  wait = window * (1 - (limit - cur - 1) / prev) - into
-end
-return {0, 0, math.ceil(wait / 1000000)}
+// limitScript: KEYS the key's counts; ARGV the allowance's arguments. It
+// returns the wait in nanoseconds: 0 when admitted (and counted).
+var limitScript = newScript(allowanceLua + `
+local a = allowances(0, 0, 1)
+if a[1].wait > 0 then return a[1].wait end
+charge(a)
+return 0
 `)
 
 // Allow implements realtimeauth.Limiter.
-func (l *Limiter) Allow(ctx context.Context, key string) (realtimeauth.Decision, error) {
-	args := []any{l.limit, int64(l.window), 2 * l.window.Milliseconds()}
-	if l.now != nil {
-		ns := l.now().UnixNano()
-		w := int64(l.window)
-		args = append(args, ns/w, ns%w)
-	}
-	v, err := limitScript.Run(ctx, l.client, []string{l.prefix + key}, args...).Int64Slice()
-	if err == nil && len(v) != 3 {
-		err = fmt.Errorf("unexpected reply %v", v)
-	}
+func (l *Limiter) Allow(ctx context.Context, key string, now time.Time) (realtimeauth.Decision, error) {
+	k := l.cfg.tag(l.cfg.bucketOf(bucketKey(key))) + ":a:" + key
+	wait, err := limitScript.Run(ctx, l.client, []string{k}, allowanceArgs(nil, l.limit, l.window, now)...).Int64()
 	if err != nil {
 		err = wrap("limiter", err)
 		if l.failOpen {
 			l.logFailOpen(ctx, err)
-			return realtimeauth.Decision{Allowed: true, Limit: l.limit}, nil
+			return realtimeauth.Decision{Allowed: true}, nil
 		}
 		return realtimeauth.Decision{}, err
 	}
-	return realtimeauth.Decision{
-		Allowed:    v[0] == 1,
-		Limit:      l.limit,
-		Remaining:  int(v[1]),
-		RetryAfter: time.Duration(v[2]) * time.Millisecond,
-	}, nil
+	if wait == 0 {
+		return realtimeauth.Decision{Allowed: true}, nil
+	}
+	return realtimeauth.Decision{RetryAfter: time.Duration(wait)}, nil
 }
 
 func (l *Limiter) logFailOpen(ctx context.Context, err error) {
