@@ -22,7 +22,7 @@ func TestAbuseGuardMatchesMemoryAbuseGuard(t *testing.T) { eachTopology(t, testA
 func testAbuseGuardMatches(t *testing.T, rdb redis.UniversalClient) {
 	const strikes, window, blockFor = 3, 10 * time.Second, 30 * time.Second
 	mem := realtimeauth.NewMemoryAbuseGuard(strikes, window, blockFor)
-	rg, err := redisstore.NewAbuseGuard(rdb, strikes, window, blockFor)
+	rg, err := redisstore.NewAbuseGuard(context.Background(), rdb, strikes, window, blockFor)
 	require.NoError(t, err)
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -58,7 +58,7 @@ func TestAbuseGuardConcurrent(t *testing.T) {
 	rdb2, _ := newClient(t, srv)
 	var guards [2]*redisstore.AbuseGuard
 	for i, c := range []redis.UniversalClient{rdb, rdb2} {
-		g, err := redisstore.NewAbuseGuard(c, 10, time.Minute, 15*time.Minute)
+		g, err := redisstore.NewAbuseGuard(context.Background(), c, 10, time.Minute, 15*time.Minute)
 		require.NoError(t, err)
 		guards[i] = g
 	}
@@ -90,11 +90,11 @@ func TestAbuseGuardRefusedAndFailure(t *testing.T) {
 		strikes          int
 		window, blockFor time.Duration
 	}{{0, time.Minute, time.Minute}, {1_000_001, time.Minute, time.Minute}, {1, 0, time.Minute}, {1, time.Minute, 0}} {
-		g, err := redisstore.NewAbuseGuard(rdb, tc.strikes, tc.window, tc.blockFor)
+		g, err := redisstore.NewAbuseGuard(context.Background(), rdb, tc.strikes, tc.window, tc.blockFor)
 		assert.Nil(t, g)
 		assert.Error(t, err)
 	}
-	g, err := redisstore.NewAbuseGuard(rdb, 1, time.Minute, time.Minute)
+	g, err := redisstore.NewAbuseGuard(context.Background(), rdb, 1, time.Minute, time.Minute)
 	require.NoError(t, err)
 	srv.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

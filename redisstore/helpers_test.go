@@ -73,19 +73,41 @@ func startRedis(t testing.TB) (*redistest.Server, *redis.Client, *roundTrips) {
 	return srv, rdb, rt
 }
 
-// eachTopology runs f against a single redis-server and against a one-node
-// Redis Cluster through a ClusterClient, where a script whose keys do not
-// share a slot would fail.
+// startCluster starts a three-master Redis Cluster for the test and
+// returns a ClusterClient of it, and its round-trip counter.
+func startCluster(t testing.TB) (*redistest.Cluster, *redis.ClusterClient, *roundTrips) {
+	t.Helper()
+	c := redistest.StartCluster(t)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:                 c.Addrs,
+		DialTimeout:           3 * time.Second,
+		ReadTimeout:           3 * time.Second,
+		WriteTimeout:          3 * time.Second,
+		PoolTimeout:           2 * time.Second,
+		ContextTimeoutEnabled: true,
+		PoolSize:              64,
+		Protocol:              2,
+		DisableIdentity:       true,
+	})
+	rt := &roundTrips{}
+	rdb.AddHook(rt)
+	t.Cleanup(func() { _ = rdb.Close() })
+	require.NoError(t, rdb.ForEachShard(context.Background(), func(ctx context.Context, c *redis.Client) error {
+		return c.Ping(ctx).Err()
+	}))
+	return c, rdb, rt
+}
+
+// eachTopology runs f against a single redis-server and against a
+// three-master Redis Cluster through a ClusterClient, where a script whose
+// keys do not share a slot would fail.
 func eachTopology(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient)) {
 	t.Run("single", func(t *testing.T) {
 		_, rdb, _ := startRedis(t)
 		f(t, rdb)
 	})
 	t.Run("cluster", func(t *testing.T) {
-		srv := redistest.StartCluster(t)
-		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr}, Protocol: 2, DisableIdentity: true})
-		t.Cleanup(func() { _ = rdb.Close() })
-		require.NoError(t, rdb.Ping(context.Background()).Err())
+		_, rdb, _ := startCluster(t)
 		f(t, rdb)
 	})
 }

@@ -41,8 +41,9 @@ const allowanceArgc = 6
 // realtimeauth.MemoryLimiter. A key's state is 14 bytes: its newest
 // sub-window's index modulo 2^32 and the counts of it and the 4 sub-windows
 // before it. A time whose sub-window is older than the stored one (a caller
-// whose clock is behind) counts as the stored sub-window, as MemoryLimiter
-// does.
+// whose clock is behind) counts as the stored sub-window, with RetryAfter
+// capped at the window, as MemoryLimiter does (which keeps the newest
+// sub-window per shard, where Redis keeps it per key).
 const allowanceLua = `
 local FMT, WRAP = '<I4I2I2I2I2I2', 4294967296
 local function aload(key, m)
@@ -63,7 +64,7 @@ local function adecide(a)
   for k = 1, 4 do
     local s = 0
     for i = 1, 4 - k do s = s + c[i] end
-    if s + 1 <= a.N and s + c[5 - k] + 1 <= a.M then return (a.ahead + k) * a.sub - a.into end
+    if s + 1 <= a.N and s + c[5 - k] + 1 <= a.M then return math.min((a.ahead + k) * a.sub - a.into, 4 * a.sub) end
   end
   return 4 * a.sub -- not reached: the fourth boundary always admits
 end

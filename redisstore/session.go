@@ -129,9 +129,11 @@ local function heaviest()
   local top = redis.call('ZREVRANGE', LOAD, 0, 0, 'WITHSCORES')
   return top[1], tonumber(top[2] or 0)
 end
+local victim
 if cap > 0 and total - own >= cap then
-  local _, n = heaviest()
-  if mine - own >= n then return {'full'} end
+  local n
+  victim, n = heaviest()
+  if victim == client or mine - own >= n then return {'full'} end
 end
 local evicted = {}
 -- lru returns the client's least recently used live session.
@@ -153,10 +155,7 @@ local function evict(c)
   return true
 end
 for _ = 1, own do evict(client) end
-while cap > 0 and redis.call('ZCARD', LIVE) >= cap do
-  local c, n = heaviest()
-  if not c or n <= redis.call('ZCARD', ckey(client)) or not evict(c) then break end
-end
+if victim then evict(victim) end
 local nows = ARGV[2]
 redis.call('HSET', skey(id), 'ip', ARGV[4], 'cl', client, 'sub', ARGV[6], 'c', nows, 'e', ARGV[7], 'l', nows, 'r', 0, 'v', 0)
 redis.call('PEXPIRE', skey(id), ARGV[9])
@@ -262,7 +261,7 @@ end
 // {"limit", position, wait} or {"too_many"}.
 var subjectOpenScript = newScript(allowanceLua + subjectLua + `
 utrim(KEYS[1], T(ARGV[1]))
-local list = allowances(1, 5, tonumber(ARGV[6]))
+local list = allowances(1, 6, tonumber(ARGV[6]))
 local pos, wait = refusal(list)
 if pos then return {'limit', pos, wait} end
 local max = tonumber(ARGV[5])
@@ -416,12 +415,15 @@ func (s *SessionStore) Open(ctx context.Context, req realtimeauth.OpenRequest) (
 	switch {
 	case res == "ok":
 	case res == "limit":
-		a := req.Allowances[clientPos[toInt(v[1])-1]]
-		return realtimeauth.Session{}, nil, &realtimeauth.LimitError{Key: a.Key, RetryAfter: time.Duration(toInt64(v[2]))}
+		// The first refusing allowance in the request's order, as
+		// MemoryStore reports it: the client's, or the subject's before it.
+		i, wait := clientPos[toInt(v[1])-1], toInt64(v[2])
+		if si, swait, ok := subjectLimit(verdict); ok && si < i {
+			i, wait = si, swait
+		}
+		return realtimeauth.Session{}, nil, &realtimeauth.LimitError{Key: req.Allowances[i].Key, RetryAfter: time.Duration(wait)}
 	case strings.HasPrefix(res, "limit:"):
-		f := strings.Split(res, ":")
-		i, _ := strconv.Atoi(f[1])
-		wait, _ := strconv.ParseInt(f[2], 10, 64)
+		i, wait, _ := subjectLimit(res)
 		return realtimeauth.Session{}, nil, &realtimeauth.LimitError{Key: req.Allowances[i].Key, RetryAfter: time.Duration(wait)}
 	case res == "too_many":
 		return realtimeauth.Session{}, nil, realtimeauth.ErrTooManySessions
@@ -443,6 +445,17 @@ func (s *SessionStore) Open(ctx context.Context, req realtimeauth.OpenRequest) (
 	sess := realtimeauth.Session{ID: id, ClientIP: req.ClientIP, Client: req.Client, Subject: req.Subject,
 		CreatedAt: req.Now.UTC(), ExpiresAt: req.ExpiresAt.UTC(), LastIssuedAt: req.Now.UTC()}
 	return sess, evicted, nil
+}
+
+// subjectLimit parses the subject step's "limit:<position>:<wait>" verdict.
+func subjectLimit(verdict string) (pos int, wait int64, ok bool) {
+	f := strings.Split(verdict, ":")
+	if len(f) != 3 || f[0] != "limit" {
+		return 0, 0, false
+	}
+	pos, err1 := strconv.Atoi(f[1])
+	wait, err2 := strconv.ParseInt(f[2], 10, 64)
+	return pos, wait, err1 == nil && err2 == nil
 }
 
 // undoSubject takes back the subject step of an Open that failed after it.
@@ -487,7 +500,6 @@ var refreshErrors = map[string]error{
 	"revoked":  realtimeauth.ErrSessionRevoked,
 	"mismatch": realtimeauth.ErrSessionMismatch,
 	"limit":    realtimeauth.ErrRefreshLimit,
-	"too_soon": realtimeauth.ErrRefreshTooSoon,
 }
 
 // Refresh implements realtimeauth.SessionStore.
@@ -527,9 +539,11 @@ func (s *SessionStore) Refresh(ctx context.Context, req realtimeauth.RefreshRequ
 	case "rate":
 		a := req.Allowances[clientPos[toInt(v[2])-1]]
 		return realtimeauth.Session{}, &realtimeauth.LimitError{Key: a.Key, RetryAfter: time.Duration(toInt64(v[3]))}
+	case "too_soon":
+		return sess, realtimeauth.ErrRefreshTooSoon
 	default:
 		if e, ok := refreshErrors[res]; ok {
-			return sess, e
+			return realtimeauth.Session{}, e
 		}
 		return realtimeauth.Session{}, wrap("session refresh", fmt.Errorf("unexpected reply %q", res))
 	}

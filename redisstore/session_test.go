@@ -2,9 +2,11 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,315 +17,263 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// storeOp is one call on a SessionStore; its result is compared between
-// stores.
-type storeOp struct {
-	name string
-	call func(ctx context.Context, s realtimeauth.SessionStore) (any, error)
+// twin runs a MemoryStore and a SessionStore side by side. Sessions are
+// known by the index of the Open that made them, since each store assigns
+// its own IDs.
+type twin struct {
+	t        *testing.T
+	mem, red realtimeauth.SessionStore
+	ids      [][2]string // per index: memory ID, redis ID
+	issued   []time.Time // per index: the newest LastIssuedAt
+	owners   [][2]string // per index: ClientIP, Subject
+	seen     map[string]int
 }
 
-func create(s realtimeauth.Session, maxPerSubject int) storeOp {
-	return storeOp{"create " + s.ID, func(ctx context.Context, st realtimeauth.SessionStore) (any, error) {
-		return nil, st.Create(ctx, s, maxPerSubject)
-	}}
+// tally counts the outcomes seen, so that the test can require that it
+// met each of them.
+func (w *twin) tally(op string, err error) {
+	k := errKind(err)
+	if strings.HasPrefix(k, "limit ") {
+		k = k[:strings.IndexByte(k, ':')+1] // the allowance's kind
+	}
+	w.seen[op+" "+k]++
 }
 
-func get(id string, now time.Time) storeOp {
-	return storeOp{"get " + id, func(ctx context.Context, st realtimeauth.SessionStore) (any, error) {
-		s, err := st.Get(ctx, id, now)
-		return normal(s), err
-	}}
-}
-
-func update(id string, u realtimeauth.SessionUpdate) storeOp {
-	return storeOp{"update " + id, func(ctx context.Context, st realtimeauth.SessionStore) (any, error) {
-		s, err := st.Update(ctx, id, u)
-		return normal(s), err
-	}}
-}
-
-func del(id string) storeOp {
-	return storeOp{"delete " + id, func(ctx context.Context, st realtimeauth.SessionStore) (any, error) {
-		return nil, st.Delete(ctx, id)
-	}}
-}
-
-func count(now time.Time) storeOp {
-	return storeOp{"count", func(ctx context.Context, st realtimeauth.SessionStore) (any, error) {
-		return st.Count(ctx, now)
-	}}
-}
-
-func revokeSubject(sub string, now time.Time) storeOp {
-	return storeOp{"revoke subject " + sub, func(ctx context.Context, st realtimeauth.SessionStore) (any, error) {
-		return st.RevokeSubject(ctx, sub, now)
-	}}
-}
-
-// normal drops the location and monotonic reading, which differ between
-// stores without changing the instant.
-func normal(s realtimeauth.Session) realtimeauth.Session {
-	for _, t := range []*time.Time{&s.CreatedAt, &s.ExpiresAt, &s.LastIssuedAt} {
-		if !t.IsZero() {
-			*t = t.UTC()
+func (w *twin) index(id string, side int) int {
+	for i, p := range w.ids {
+		if p[side] == id {
+			return i
 		}
 	}
-	return s
+	return -1
 }
 
-func sess(id, ip, sub string, created time.Time, ttl time.Duration) realtimeauth.Session {
-	return realtimeauth.Session{ID: id, ClientIP: ip, Subject: sub, CreatedAt: created,
-		ExpiresAt: created.Add(ttl), LastIssuedAt: created}
+// view is a session with its ID replaced by its index, so that the two
+// stores' answers compare.
+func (w *twin) view(s realtimeauth.Session, side int) string {
+	if s.ID == "" {
+		return fmt.Sprintf("%+v", s)
+	}
+	s.ID = fmt.Sprint(w.index(s.ID, side))
+	return fmt.Sprintf("%+v", s)
 }
 
-// TestSessionStoreMatchesMemoryStore runs a MemoryStore and a SessionStore
-// through the same calls and requires the same results and errors.
-func TestSessionStoreMatchesMemoryStore(t *testing.T) { eachTopology(t, testSessionStoreMatches) }
-
-func testSessionStoreMatches(t *testing.T, rdb redis.UniversalClient) {
-	ns := time.Nanosecond
-	at := func(d time.Duration) time.Time { return t0.Add(d) }
-	const ttl = 10 * time.Minute
-	refresh := func(now time.Time, ip string) realtimeauth.SessionUpdate {
-		return realtimeauth.SessionUpdate{Now: now, ClientIP: ip, MaxRefreshes: 3, MinInterval: 10 * time.Second,
-			AddRefreshes: 1, LastIssuedAt: now}
+func (w *twin) views(ss []realtimeauth.Session, side int) []string {
+	out := []string{}
+	for _, s := range ss {
+		out = append(out, w.view(s, side))
 	}
-	cases := []struct {
-		name string
-		ops  []storeOp
-	}{
-		{"create, get, duplicate", []storeOp{
-			create(sess("s1", "10.0.0.1", "", at(0), ttl), 0),
-			get("s1", at(time.Second)),
-			create(sess("s1", "10.0.0.2", "", at(time.Second), ttl), 0),
-			get("nope", at(time.Second)),
-			count(at(time.Second)),
-		}},
-		{"expiry to the nanosecond", []storeOp{
-			create(sess("s1", "ip", "", at(0), ttl), 0),
-			get("s1", at(ttl-ns)),
-			update("s1", realtimeauth.SessionUpdate{Now: at(ttl - ns), AddRefreshes: 1}),
-			count(at(ttl - ns)),
-			get("s1", at(ttl)),
-			update("s1", realtimeauth.SessionUpdate{Now: at(ttl), AddRefreshes: 1}),
-			count(at(ttl)),
-			create(sess("s1", "ip2", "", at(ttl), ttl), 0), // an expired ID is free again
-			get("s1", at(ttl)),
-		}},
-		{"refresh policy", []storeOp{
-			create(sess("s1", "ip", "", at(0), ttl), 0),
-			update("s1", refresh(at(10*time.Second-ns), "ip")),
-			update("s1", refresh(at(10*time.Second), "ip")),
-			update("s1", refresh(at(15*time.Second), "ip")),
-			update("s1", refresh(at(20*time.Second), "other-ip")),
-			update("s1", refresh(at(20*time.Second), "ip")),
-			update("s1", refresh(at(30*time.Second), "ip")),
-			update("s1", refresh(at(40*time.Second), "ip")),
-			get("s1", at(40*time.Second)),
-		}},
-		{"give back a refresh only if not superseded", []storeOp{
-			create(sess("s1", "ip", "", at(0), ttl), 0),
-			update("s1", refresh(at(time.Minute), "ip")),
-			update("s1", realtimeauth.SessionUpdate{Now: at(time.Minute), AddRefreshes: -1,
-				LastIssuedAt: at(50 * time.Second), IfLastIssuedAt: at(time.Minute + ns)}),
-			update("s1", realtimeauth.SessionUpdate{Now: at(time.Minute), AddRefreshes: -1,
-				LastIssuedAt: at(50 * time.Second), IfLastIssuedAt: at(time.Minute)}),
-			update("s1", realtimeauth.SessionUpdate{Now: at(time.Minute), AddRefreshes: -5}),
-		}},
-		{"subject mismatch and revocation", []storeOp{
-			create(sess("s1", "ip", "alice", at(0), ttl), 0),
-			update("s1", realtimeauth.SessionUpdate{Now: at(time.Second), Subject: "bob", AddRefreshes: 1}),
-			update("s1", realtimeauth.SessionUpdate{Now: at(time.Second), Subject: "alice", AddRefreshes: 1}),
-			count(at(time.Second)),
-			update("s1", realtimeauth.SessionUpdate{Now: at(2 * time.Second), Revoke: true}),
-			count(at(2 * time.Second)),
-			update("s1", realtimeauth.SessionUpdate{Now: at(3 * time.Second), AddRefreshes: 1}),
-			get("s1", at(3*time.Second)),
-		}},
-		{"per-subject cap", []storeOp{
-			create(sess("a1", "ip", "alice", at(0), ttl), 2),
-			create(sess("a2", "ip", "alice", at(time.Second), ttl), 2),
-			create(sess("a3", "ip", "alice", at(2*time.Second), ttl), 2),
-			create(sess("b1", "ip", "bob", at(2*time.Second), ttl), 2),
-			create(sess("x1", "ip", "", at(2*time.Second), ttl), 2),
-			update("a1", realtimeauth.SessionUpdate{Now: at(3 * time.Second), Revoke: true}),
-			create(sess("a3", "ip", "alice", at(3*time.Second), ttl), 2),
-			create(sess("a4", "ip", "alice", at(4*time.Second), ttl), 2),
-			del("a2"),
-			create(sess("a4", "ip", "alice", at(5*time.Second), ttl), 2),
-			create(sess("a5", "ip", "alice", at(ttl+time.Second), ttl), 2), // a3 expired by then
-			create(sess("a6", "ip", "alice", at(ttl+time.Second), ttl), 0), // no cap
-			count(at(ttl + time.Second)),
-		}},
-		{"revoke a subject", []storeOp{
-			create(sess("a1", "ip", "alice", at(0), ttl), 0),
-			create(sess("a2", "ip", "alice", at(time.Second), time.Minute), 0),
-			create(sess("a3", "ip", "alice", at(2*time.Second), ttl), 0),
-			create(sess("b1", "ip", "bob", at(2*time.Second), ttl), 0),
-			update("a3", realtimeauth.SessionUpdate{Now: at(3 * time.Second), Revoke: true}),
-			count(at(2 * time.Minute)),
-			revokeSubject("alice", at(2*time.Minute)), // a1 only: a2 expired, a3 revoked
-			revokeSubject("alice", at(2*time.Minute)),
-			revokeSubject("nobody", at(2*time.Minute)),
-			count(at(2 * time.Minute)),
-			get("a1", at(2*time.Minute)),
-			update("b1", refresh(at(2*time.Minute), "ip")),
-		}},
-		{"count follows expiry and delete", []storeOp{
-			create(sess("s1", "ip", "", at(0), time.Minute), 0),
-			create(sess("s2", "ip", "", at(0), time.Minute+time.Microsecond/2), 0),
-			create(sess("s3", "ip", "", at(0), 2*time.Minute), 0),
-			count(at(0)),
-			del("s3"),
-			del("s3"),
-			count(at(time.Minute)),
-			count(at(time.Minute + time.Microsecond/2 - ns)),
-			count(at(time.Minute + time.Microsecond/2)),
-		}},
-	}
-	for i, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			mem := realtimeauth.NewMemoryStore()
-			rs, err := redisstore.NewSessionStore(rdb, redisstore.WithPrefix(fmt.Sprintf("conf%d", i)))
-			require.NoError(t, err)
-			ctx := context.Background()
-			for j, op := range tc.ops {
-				want, wantErr := op.call(ctx, mem)
-				got, gotErr := op.call(ctx, rs)
-				require.Equal(t, wantErr, gotErr, "op %d: %s", j, op.name)
-				require.Equal(t, want, got, "op %d: %s", j, op.name)
-			}
-		})
-	}
+	slices.Sort(out)
+	return out
 }
 
-// TestSessionStoreConcurrent: creates for one subject beyond its cap, and
-// refreshes of one session beyond its policy, through two clients, store
-// and admit exactly the cap and the policy.
-func TestSessionStoreConcurrent(t *testing.T) {
-	srv, rdb, _ := startRedis(t)
-	rdb2, _ := newClient(t, srv)
-	var stores [2]*redisstore.SessionStore
-	for i, c := range []redis.UniversalClient{rdb, rdb2} {
-		s, err := redisstore.NewSessionStore(c)
-		require.NoError(t, err)
-		stores[i] = s
+// errKind makes errors comparable: the sentinel, or the LimitError.
+func errKind(err error) string {
+	var le *realtimeauth.LimitError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &le):
+		return fmt.Sprintf("limit %s %v", le.Key, le.RetryAfter)
 	}
-	ctx := context.Background()
-	var created, tooMany atomic.Int64
-	var wg sync.WaitGroup
-	for i := range 60 {
-		wg.Go(func() {
-			err := stores[i%2].Create(ctx, sess(fmt.Sprintf("s%d", i), "ip", "alice", t0, time.Hour), 50)
-			switch err {
-			case nil:
-				created.Add(1)
-			case realtimeauth.ErrTooManySessions:
-				tooMany.Add(1)
-			default:
-				t.Errorf("create: %v", err)
-			}
-		})
-	}
-	wg.Wait()
-	assert.Equal(t, int64(50), created.Load())
-	assert.Equal(t, int64(10), tooMany.Load())
-
-	require.NoError(t, stores[0].Create(ctx, sess("r", "ip", "", t0, time.Hour), 0))
-	var refreshed, limited atomic.Int64
-	for i := range 100 {
-		wg.Go(func() {
-			_, err := stores[i%2].Update(ctx, "r", realtimeauth.SessionUpdate{Now: t0.Add(time.Minute),
-				MaxRefreshes: 30, AddRefreshes: 1, LastIssuedAt: t0.Add(time.Minute)})
-			switch err {
-			case nil:
-				refreshed.Add(1)
-			case realtimeauth.ErrRefreshLimit:
-				limited.Add(1)
-			default:
-				t.Errorf("update: %v", err)
-			}
-		})
-	}
-	wg.Wait()
-	assert.Equal(t, int64(30), refreshed.Load())
-	assert.Equal(t, int64(70), limited.Load())
-	s, err := stores[1].Get(ctx, "r", t0.Add(time.Minute))
-	require.NoError(t, err)
-	assert.Equal(t, 30, s.Refreshes)
-}
-
-// TestSessionStoreCountIsCheap: Count is one command however many
-// sessions there are, and expired ones leave Redis's live set.
-func TestSessionStoreCountIsCheap(t *testing.T) {
-	_, rdb, rt := startRedis(t)
-	s, err := redisstore.NewSessionStore(rdb)
-	require.NoError(t, err)
-	ctx := context.Background()
-	for i := range 500 {
-		require.NoError(t, s.Create(ctx, sess(fmt.Sprintf("s%d", i), "ip", "", t0.Add(time.Duration(i)*time.Second), time.Hour), 0))
-	}
-	_, err = s.Count(ctx, t0) // loads the script: EVALSHA, NOSCRIPT, EVAL
-	require.NoError(t, err)
-	before := rt.Load()
-	n, err := s.Count(ctx, t0.Add(time.Hour+100*time.Second))
-	require.NoError(t, err)
-	assert.Equal(t, 399, n) // s0..s100 expired at t0+1h..t0+1h+100s
-	assert.Equal(t, int64(1), rt.Load()-before, "one round trip")
-	assert.Equal(t, int64(399), rdb.ZCard(ctx, "{realtimeauth}:sessions").Val(), "the live set was trimmed")
-	ttl := rdb.PTTL(ctx, "{realtimeauth}:session:s0").Val()
-	assert.InDelta(t, time.Hour+time.Second, ttl, float64(5*time.Second), "redis forgets the session by TTL")
-}
-
-func TestSessionStoreFailure(t *testing.T) {
-	srv, rdb, _ := startRedis(t)
-	s, err := redisstore.NewSessionStore(rdb)
-	require.NoError(t, err)
-	ctx := context.Background()
-	require.NoError(t, s.Create(ctx, sess("s1", "ip", "alice", t0, time.Hour), 0))
-
-	srv.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	sentinels := []error{realtimeauth.ErrSessionNotFound, realtimeauth.ErrSessionExists, realtimeauth.ErrTooManySessions,
-		realtimeauth.ErrSessionRevoked, realtimeauth.ErrSessionMismatch, realtimeauth.ErrRefreshLimit, realtimeauth.ErrRefreshTooSoon}
-	check := func(op string, err error) {
-		t.Helper()
-		require.Error(t, err, op)
-		assert.Contains(t, err.Error(), "redisstore: session "+op)
-		for _, s := range sentinels {
-			assert.NotErrorIs(t, err, s, "a backend failure is none of the sentinels")
+	for _, s := range []error{realtimeauth.ErrSessionNotFound, realtimeauth.ErrSessionRevoked, realtimeauth.ErrSessionMismatch,
+		realtimeauth.ErrRefreshLimit, realtimeauth.ErrRefreshTooSoon, realtimeauth.ErrTooManySessions, realtimeauth.ErrStoreFull} {
+		if errors.Is(err, s) {
+			return s.Error()
 		}
 	}
-	check("create", s.Create(ctx, sess("s2", "ip", "", t0, time.Hour), 0))
-	_, err = s.Get(ctx, "s1", t0)
-	check("get", err)
-	_, err = s.Update(ctx, "s1", realtimeauth.SessionUpdate{Now: t0, AddRefreshes: 1})
-	check("update", err)
-	check("delete", s.Delete(ctx, "s1"))
-	_, err = s.Count(ctx, t0)
-	check("count", err)
-	_, err = s.RevokeSubject(ctx, "alice", t0)
-	check("revoke subject", err)
-
-	srv.Restart() // no persistence: an empty Redis
-	n, err := s.Count(context.Background(), t0)
-	require.NoError(t, err, "recovers by itself")
-	assert.Zero(t, n)
-	require.NoError(t, s.Create(context.Background(), sess("s2", "ip", "", t0, time.Hour), 0))
+	return "backend: " + err.Error()
 }
 
-func TestSessionStoreMalformedData(t *testing.T) {
-	_, rdb, _ := startRedis(t)
-	s, err := redisstore.NewSessionStore(rdb)
-	require.NoError(t, err)
+func (w *twin) open(req realtimeauth.OpenRequest) {
+	w.t.Helper()
 	ctx := context.Background()
-	require.NoError(t, rdb.HSet(ctx, "{realtimeauth}:session:bad", "ip", "x", "sub", "", "c", "nope", "e", "9999999999.000000000",
-		"l", "", "r", "0", "v", "0").Err())
-	_, err = s.Get(ctx, "bad", t0)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "malformed")
-	_, err = s.Update(ctx, "bad", realtimeauth.SessionUpdate{Now: t0})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "malformed")
+	ms, mev, merr := w.mem.Open(ctx, req)
+	rs, rev, rerr := w.red.Open(ctx, req)
+	require.Equal(w.t, errKind(merr), errKind(rerr), "open %+v", req)
+	w.tally("open", merr)
+	if len(mev) > 0 {
+		w.seen["open evicting"]++
+	}
+	if merr != nil {
+		return
+	}
+	w.ids = append(w.ids, [2]string{ms.ID, rs.ID})
+	w.issued = append(w.issued, req.Now)
+	w.owners = append(w.owners, [2]string{req.ClientIP, req.Subject})
+	require.Equal(w.t, w.view(ms, 0), w.view(rs, 1))
+	require.Equal(w.t, w.views(mev, 0), w.views(rev, 1), "evicted")
 }
+
+func (w *twin) refresh(i int, req realtimeauth.RefreshRequest) {
+	w.t.Helper()
+	ctx := context.Background()
+	mreq, rreq := req, req
+	mreq.ID, rreq.ID = w.ids[i][0], w.ids[i][1]
+	ms, merr := w.mem.Refresh(ctx, mreq)
+	rs, rerr := w.red.Refresh(ctx, rreq)
+	require.Equal(w.t, errKind(merr), errKind(rerr), "refresh %d %+v", i, req)
+	w.tally("refresh", merr)
+	require.Equal(w.t, w.view(ms, 0), w.view(rs, 1), "refresh %d", i)
+	if merr == nil {
+		w.issued[i] = req.Now
+	}
+}
+
+func (w *twin) giveBack(i int, issuedAt, restore time.Time) {
+	w.t.Helper()
+	ctx := context.Background()
+	require.NoError(w.t, w.mem.GiveBack(ctx, w.ids[i][0], issuedAt, restore))
+	require.NoError(w.t, w.red.GiveBack(ctx, w.ids[i][1], issuedAt, restore))
+}
+
+func (w *twin) revoke(i int, now time.Time) {
+	w.t.Helper()
+	ctx := context.Background()
+	ms, merr := w.mem.Revoke(ctx, w.ids[i][0], now)
+	rs, rerr := w.red.Revoke(ctx, w.ids[i][1], now)
+	require.Equal(w.t, errKind(merr), errKind(rerr), "revoke %d", i)
+	require.Equal(w.t, w.view(ms, 0), w.view(rs, 1), "revoke %d", i)
+}
+
+func (w *twin) revokeSubject(sub string, now time.Time) {
+	w.t.Helper()
+	ctx := context.Background()
+	ms, merr := w.mem.RevokeSubject(ctx, sub, now)
+	rs, rerr := w.red.RevokeSubject(ctx, sub, now)
+	require.NoError(w.t, merr)
+	require.NoError(w.t, rerr)
+	require.Equal(w.t, w.views(ms, 0), w.views(rs, 1), "revoke subject %s", sub)
+}
+
+func (w *twin) del(i int) {
+	w.t.Helper()
+	ctx := context.Background()
+	require.NoError(w.t, w.mem.Delete(ctx, w.ids[i][0]))
+	require.NoError(w.t, w.red.Delete(ctx, w.ids[i][1]))
+}
+
+func (w *twin) count(now time.Time) {
+	w.t.Helper()
+	ctx := context.Background()
+	mn, merr := w.mem.Count(ctx, now)
+	rn, rerr := w.red.Count(ctx, now)
+	require.NoError(w.t, merr)
+	require.NoError(w.t, rerr)
+	require.Equal(w.t, mn, rn, "count")
+}
+
+var (
+	twinIPs      = []string{"10.0.0.1", "10.0.0.2", "192.0.2.7", "2001:db8:1:1::5", "2001:db8:1:2::9", "2001:db8:7:1::1"}
+	twinSubjects = []string{"", "", "alice", "bob"}
+)
+
+// clientOf is the handler's client key: IPv4 as is, IPv6 by its /64.
+func clientOf(ip string) string {
+	if strings.Contains(ip, ":") {
+		p := strings.Split(ip, ":")
+		return strings.Join(p[:4], ":") + "::/64"
+	}
+	return ip
+}
+
+func prefixOf(ip string) string {
+	p := strings.Split(ip, ":")
+	return strings.Join(p[:3], ":") + "::/48"
+}
+
+// allowances are the handler's: new sessions and mints per client, per /48
+// for IPv6, mints per subject.
+func allowances(ip, sub string, open bool) []realtimeauth.Allowance {
+	var a []realtimeauth.Allowance
+	v6 := strings.Contains(ip, ":")
+	if open {
+		a = append(a, realtimeauth.Allowance{Key: "n:" + clientOf(ip), Limit: 4, Window: time.Minute})
+		if v6 {
+			a = append(a, realtimeauth.Allowance{Key: "np:" + prefixOf(ip), Limit: 5, Window: time.Minute})
+		}
+	}
+	a = append(a, realtimeauth.Allowance{Key: "m:" + clientOf(ip), Limit: 7, Window: time.Minute})
+	if v6 {
+		a = append(a, realtimeauth.Allowance{Key: "mp:" + prefixOf(ip), Limit: 8, Window: time.Minute})
+	}
+	if sub != "" {
+		a = append(a, realtimeauth.Allowance{Key: "s:" + sub, Limit: 5, Window: 2 * time.Minute})
+	}
+	return a
+}
+
+// TestSessionStoreMatchesMemoryStore drives a MemoryStore and a SessionStore
+// through the same random operations (every one of them, over clients,
+// IPv6 prefixes and subjects, with allowances and caps) and requires the
+// same answers, times to the nanosecond included.
+func TestSessionStoreMatchesMemoryStore(t *testing.T) {
+	eachTopology(t, func(t *testing.T, rdb redis.UniversalClient) {
+		for _, buckets := range []int{1, 256} {
+			t.Run(fmt.Sprintf("buckets=%d", buckets), func(t *testing.T) {
+				testTwin(t, rdb, buckets)
+			})
+		}
+	})
+}
+
+func testTwin(t *testing.T, rdb redis.UniversalClient, buckets int) {
+	ctx := context.Background()
+	red, err := redisstore.NewSessionStore(ctx, rdb, redisstore.WithBuckets(buckets), redisstore.WithPrefix(fmt.Sprint("twin", buckets)))
+	require.NoError(t, err)
+	w := &twin{t: t, mem: realtimeauth.NewMemoryStore(), red: red, seen: map[string]int{}}
+	rng := rand.New(rand.NewPCG(7, uint64(buckets)))
+	now := t0
+	// MemoryStore picks among equally heavy clients at random, so the total
+	// cap is compared in TestStoreFull instead.
+	maxSessions := 0
+	ops := 0
+	for ; ops < 1500; ops++ {
+		now = now.Add(time.Duration(rng.Int64N(int64(2 * time.Second))))
+		if rng.IntN(50) == 0 {
+			now = now.Add(time.Duration(rng.Int64N(int64(3 * time.Minute))))
+		}
+		ip := twinIPs[rng.IntN(len(twinIPs))]
+		sub := twinSubjects[rng.IntN(len(twinSubjects))]
+		switch op := rng.IntN(20); {
+		case op < 5 || len(w.ids) == 0:
+			w.open(realtimeauth.OpenRequest{Now: now, ExpiresAt: now.Add(time.Duration(60+rng.IntN(120)) * time.Second),
+				ClientIP: ip, Client: clientOf(ip), Subject: sub, Allowances: allowances(ip, sub, true),
+				MaxPerClient: 3, MaxPerSubject: 3, MaxSessions: maxSessions})
+		case op < 13:
+			i := len(w.ids) - 1 - rng.IntN(min(len(w.ids), 6)) // mostly live ones
+			if rng.IntN(3) > 0 { // mostly the session's own client
+				ip, sub = w.clientOf(i)
+			}
+			w.refresh(i, realtimeauth.RefreshRequest{Now: now, ClientIP: ip, Subject: sub, MaxRefreshes: 2,
+				MinInterval: time.Duration(rng.IntN(3)) * 3 * time.Second, Allowances: allowances(ip, sub, false)})
+		case op < 15:
+			i := rng.IntN(len(w.ids))
+			issued := w.issued[i]
+			if rng.IntN(4) == 0 {
+				issued = issued.Add(time.Nanosecond) // superseded: changes nothing
+			}
+			w.giveBack(i, issued, issued.Add(-time.Second))
+		case op < 16:
+			w.revoke(rng.IntN(len(w.ids)), now)
+		case op < 17:
+			w.revokeSubject(twinSubjects[2+rng.IntN(2)], now)
+		case op < 18:
+			w.del(rng.IntN(len(w.ids)))
+		default:
+			w.count(now)
+		}
+	}
+	w.count(now)
+	t.Logf("%d operations, %d sessions opened: %v", ops, len(w.ids), w.seen)
+	for _, k := range []string{"open ", "open evicting", "open limit n:", "open limit m:", "open limit np:", "open limit s:",
+		"open " + realtimeauth.ErrTooManySessions.Error(), "refresh ", "refresh limit m:", "refresh limit mp:", "refresh limit s:",
+		"refresh " + realtimeauth.ErrSessionNotFound.Error(), "refresh " + realtimeauth.ErrSessionRevoked.Error(),
+		"refresh " + realtimeauth.ErrSessionMismatch.Error(), "refresh " + realtimeauth.ErrRefreshLimit.Error(),
+		"refresh " + realtimeauth.ErrRefreshTooSoon.Error()} {
+		assert.Positive(t, w.seen[k], "never met %q", k)
+	}
+}
+
+// clientOf returns the ClientIP and Subject session i was opened with.
+func (w *twin) clientOf(i int) (string, string) { return w.owners[i][0], w.owners[i][1] }

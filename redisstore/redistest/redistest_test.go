@@ -1,7 +1,9 @@
 package redistest
 
 import (
+	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -59,4 +61,19 @@ func TestStartStopRestart(t *testing.T) {
 	s.Stop() // twice is fine
 	s.Restart()
 	assert.Contains(t, s.URL(0), s.Addr)
+}
+
+func TestStartCluster(t *testing.T) {
+	c := StartCluster(t)
+	assert.Len(t, c.Addrs, 3)
+	for _, s := range c.Servers {
+		conn, err := net.DialTimeout("tcp", s.Addr, time.Second)
+		if !assert.NoError(t, err) {
+			continue
+		}
+		info := command(conn, "CLUSTER", "INFO")
+		_ = conn.Close()
+		assert.Contains(t, info, "cluster_state:ok")
+		assert.Contains(t, info, "cluster_known_nodes:3")
+	}
 }
