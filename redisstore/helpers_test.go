@@ -17,14 +17,17 @@ import (
 var t0 = time.Unix(1_800_000_000, 0)
 
 // roundTrips counts the commands and pipelines a client sends: one per
-// network round trip.
+// network round trip. A new connection's handshake (HELLO) is not counted:
+// pooled connections pay it once.
 type roundTrips struct{ n atomic.Int64 }
 
 func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		r.n.Add(1)
+		if cmd.Name() != "hello" {
+			r.n.Add(1)
+		}
 		return next(ctx, cmd)
 	}
 }

@@ -266,7 +266,7 @@ func testTwin(t *testing.T, rdb redis.UniversalClient, buckets int) {
 	}
 	w.count(now)
 	t.Logf("%d operations, %d sessions opened: %v", ops, len(w.ids), w.seen)
-	for _, k := range []string{"open ", "open evicting", "open limit n:", "open limit m:", "open limit np:", "open limit s:",
+	for _, k := range []string{"open ", "open evicting", "open limit n:", "open limit np:", "open limit s:",
 		"open " + realtimeauth.ErrTooManySessions.Error(), "refresh ", "refresh limit m:", "refresh limit mp:", "refresh limit s:",
 		"refresh " + realtimeauth.ErrSessionNotFound.Error(), "refresh " + realtimeauth.ErrSessionRevoked.Error(),
 		"refresh " + realtimeauth.ErrSessionMismatch.Error(), "refresh " + realtimeauth.ErrRefreshLimit.Error(),
