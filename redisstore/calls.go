@@ -48,7 +48,7 @@ var _ realtimeauth.CallRegistry = (*CallRegistry)(nil)
 
 // NewCallRegistry returns a CallRegistry. Option: WithPrefix.
 func NewCallRegistry(client redis.UniversalClient, opts ...Option) (*CallRegistry, error) {
-	c, err := newConfig(client, opts)
+	c, err := parseConfig(client, opts)
 	if err != nil {
 		return nil, err
 	}

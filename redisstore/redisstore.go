@@ -136,7 +136,26 @@ func WithFailOpen(logger *slog.Logger) Option {
 	}
 }
 
+// newConfig applies opts, checks maxmemory-policy (unless told not to) and
+// loads the scripts.
 func newConfig(ctx context.Context, client redis.UniversalClient, opts []Option) (config, error) {
+	c, err := parseConfig(client, opts)
+	if err != nil {
+		return c, err
+	}
+	if c.policyCheck {
+		if err := checkPolicy(ctx, client); err != nil {
+			return c, err
+		}
+	}
+	if err := loadScripts(ctx, client); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// parseConfig applies and checks opts, without I/O.
+func parseConfig(client redis.UniversalClient, opts []Option) (config, error) {
 	c := config{prefix: DefaultPrefix, buckets: DefaultBuckets, policyCheck: true}
 	for _, o := range opts {
 		o(&c)
@@ -152,14 +171,6 @@ func newConfig(ctx context.Context, client redis.UniversalClient, opts []Option)
 	}
 	if c.logger == nil {
 		c.logger = slog.Default()
-	}
-	if c.policyCheck {
-		if err := checkPolicy(ctx, client); err != nil {
-			return c, err
-		}
-	}
-	if err := loadScripts(ctx, client); err != nil {
-		return c, err
 	}
 	return c, nil
 }

@@ -355,7 +355,7 @@ func (s *SessionStore) allowanceKeys(keys []string, args []any, tag string, all 
 
 // Open implements realtimeauth.SessionStore.
 func (s *SessionStore) Open(ctx context.Context, req realtimeauth.OpenRequest) (realtimeauth.Session, []realtimeauth.Session, error) {
-	b := s.cfg.bucketOf(bucketKey(req.ClientIP))
+	b := s.cfg.bucketOf(bucketKey(req.Client))
 	id, err := s.newID(b)
 	if err != nil {
 		return realtimeauth.Session{}, nil, err
@@ -509,15 +509,12 @@ func (s *SessionStore) Refresh(ctx context.Context, req realtimeauth.RefreshRequ
 		return realtimeauth.Session{}, realtimeauth.ErrSessionNotFound
 	}
 	clientPos, subjPos := split(req.Allowances, req.Subject)
+	// The allowances are read in the session's bucket: its owner's. A
+	// refresh from another client, whose allowances live elsewhere, is
+	// answered ErrSessionMismatch before any allowance is read.
 	tag := s.cfg.tag(b)
-	ip := req.ClientIP
-	if s.cfg.bucketOf(bucketKey(ip)) != b {
-		// Another client's session (or none): the script answers
-		// not_found, revoked or mismatch before any allowance.
-		ip, clientPos = "\x00another bucket", nil
-	}
 	keys := []string{tag + ":live", tag + ":load", tag + ":s:" + req.ID}
-	args := []any{tag, encodeTime(req.Now), req.ID, ip, req.Subject, req.MaxRefreshes, int64(req.MinInterval)}
+	args := []any{tag, encodeTime(req.Now), req.ID, req.ClientIP, req.Subject, req.MaxRefreshes, int64(req.MinInterval)}
 	keys, args, err := s.allowanceKeys(keys, args, tag, req.Allowances, clientPos, req.Now)
 	if err != nil {
 		return realtimeauth.Session{}, err
