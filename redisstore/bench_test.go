@@ -113,7 +113,7 @@ func BenchmarkTokenRequest(b *testing.B) {
 				return err
 			}
 			_, _, err := s.Open(ctx, realtimeauth.OpenRequest{Now: now, ExpiresAt: now.Add(time.Hour), ClientIP: c, Client: c,
-				Allowances: []realtimeauth.Allowance{{Key: "n:" + c, Limit: 1023, Window: time.Minute}, {Key: "m:" + c, Limit: 1023, Window: time.Minute}},
+				Allowances:   []realtimeauth.Allowance{{Key: "n:" + c, Limit: 1023, Window: time.Minute}, {Key: "m:" + c, Limit: 1023, Window: time.Minute}},
 				MaxPerClient: 10, MaxSessions: 1_000_000})
 			return err
 		})
