@@ -9,7 +9,9 @@
 //
 // and hand them to the handler (realtimeauth.WithSessionStore,
 // realtimeauth.WithAbuseGuard). Limiter is a standalone
-// realtimeauth.Limiter by the same rule as the store's allowances.
+// realtimeauth.Limiter by the same rule as the store's allowances, and
+// CallRegistry keeps calls (see its doc). The README sizes Redis for the
+// caps and has the figures.
 //
 // # Round trips
 //
@@ -28,8 +30,8 @@
 // Keys are grouped into buckets (WithBuckets, default 256), each bucket one
 // Redis Cluster hash tag "{prefix:b}", so that the buckets, hence the load,
 // spread over the cluster's shards while every script touches one slot. A
-// client's bucket is a hash of its address (an IPv4 address, or an IPv6
-// address's /48, so that a /48's allowance sits with its /64s); its
+// client's bucket is a hash of its client key's address (an IPv4 address,
+// or an IPv6 /64's /48, so that a /48's allowance sits with its /64s); its
 // allowances, its sessions, its least-recently-used set and its abuse state
 // live there. A session ID carries its bucket in its random bits, so
 // Refresh, Revoke and Delete find it from the ID alone. A subject's

@@ -242,7 +242,7 @@ func testTwin(t *testing.T, rdb redis.UniversalClient, buckets int) {
 				MaxPerClient: 3, MaxPerSubject: 3, MaxSessions: maxSessions})
 		case op < 13:
 			i := len(w.ids) - 1 - rng.IntN(min(len(w.ids), 6)) // mostly live ones
-			if rng.IntN(3) > 0 { // mostly the session's own client
+			if rng.IntN(3) > 0 {                               // mostly the session's own client
 				ip, sub = w.clientOf(i)
 			}
 			w.refresh(i, realtimeauth.RefreshRequest{Now: now, ClientIP: ip, Subject: sub, MaxRefreshes: 2,

@@ -40,9 +40,9 @@ func TestStoreFull(t *testing.T) {
 		for _, ip := range []string{"10.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.2"} {
 			open(ip) // A:3 B:1, full
 		}
-		open("10.0.0.3") // evicts A's oldest: A:2 B:1 C:1
-		open("10.0.0.2") // evicts A's next: A:1 B:2 C:1
-		open("10.0.0.2") // B is the heaviest: ErrStoreFull
+		open("10.0.0.3")    // evicts A's oldest: A:2 B:1 C:1
+		open("10.0.0.2")    // evicts A's next: A:1 B:2 C:1
+		open("10.0.0.2")    // B is the heaviest: ErrStoreFull
 		open("2001:db8::1") // evicts B's oldest: A:1 B:1 C:1 D:1
 		open("10.0.0.2")    // among the heaviest: ErrStoreFull
 		w.count(now)
