@@ -144,11 +144,11 @@ func (mc *mintClock) inMinutes() []int {
 }
 
 // greedy is an attacker that, every second for d, refreshes each of its
-// sessions as soon as the interval allows and asks for a new session, from
-// each of clients (remote addresses), as subject (none when ""). It ignores
-// every refusal; the abuse guard is off in its rigs, so that only the
-// allowances bound it.
-func greedy(t *testing.T, r *rig, clients []string, subject string, d time.Duration) {
+// sessions as soon as interval (the handler's minimum refresh interval)
+// allows and asks for a new session, from each of clients (remote
+// addresses), as subject (none when ""). It ignores every refusal; the
+// abuse guard is off in its rigs, so that only the allowances bound it.
+func greedy(t *testing.T, r *rig, clients []string, subject string, d, interval time.Duration) {
 	t.Helper()
 	type held struct {
 		id, remote string
@@ -163,7 +163,7 @@ func greedy(t *testing.T, r *rig, clients []string, subject string, d time.Durat
 		now := r.clock.Now()
 		kept := sessions[:0]
 		for _, s := range sessions {
-			if now.Sub(s.last) >= 10*time.Second {
+			if now.Sub(s.last) >= interval {
 				w := serveReq(r.h, req{path: refrURL, remote: s.remote, headers: hdr, body: refreshBody(s.id)})
 				if w.Code == http.StatusNotFound {
 					continue // evicted
