@@ -34,7 +34,8 @@ const (
 	limitWindow          = time.Minute
 	attackRefreshEvery   = time.Second // the attacks' minimum refresh interval (default 10s), so that a short run refreshes
 	legitimateTokenEvery = 10 * time.Second
-	legitimateRefresh    = 3 * time.Second
+	legitimateRefresh    = 3 * time.Second // at most; a short run refreshes sooner
+	slowBodyTrickle      = 2 * time.Second // at most; a short run trickles faster
 )
 
 // MostAdmitted is the most admissions a limit of n per window allows in
@@ -129,7 +130,7 @@ func Attacks() []string {
 var attacks = []attack{
 	{
 		name: "slow-body",
-		what: "token and refresh requests from one address whose bodies trickle in over 2 s, under an upstream budget of 2/s (burst 20)",
+		what: "token and refresh requests from one address whose bodies trickle in over 2 s (a third of the run if shorter), under an upstream budget of 2/s (burst 20)",
 		opts: func(AttackConfig) []realtimeauth.Option {
 			return []realtimeauth.Option{realtimeauth.WithUpstreamRate(2, 20)}
 		},
@@ -137,7 +138,7 @@ var attacks = []attack{
 		formula: func(_ AttackConfig, d time.Duration) (int, string) {
 			perClient := MostAdmitted(defaultMints, limitWindow, d)
 			budget := 20 + int(2*d.Seconds())
-			return min(perClient, budget), fmt.Sprintf("min(mints/client %d, budget 20+2/s·%v = %d)", perClient, d.Round(time.Second), budget)
+			return min(perClient, budget), fmt.Sprintf("min(mints/client %d, budget 20+2/s·%v = %d)", perClient, d.Round(100*time.Millisecond), budget)
 		},
 	},
 	{
@@ -146,7 +147,7 @@ var attacks = []attack{
 		run:  runRefreshLoop,
 		formula: func(_ AttackConfig, d time.Duration) (int, string) {
 			n := MostAdmitted(defaultMints, limitWindow, d)
-			return n, fmt.Sprintf("mints/client M(30/min) over %v = %d", d.Round(time.Second), n)
+			return n, fmt.Sprintf("mints/client M(30/min) over %v = %d", d.Round(100*time.Millisecond), n)
 		},
 	},
 	{
@@ -155,24 +156,24 @@ var attacks = []attack{
 		run:  runOneAddress,
 		formula: func(_ AttackConfig, d time.Duration) (int, string) {
 			n := MostAdmitted(defaultNewSessions, limitWindow, d)
-			return n, fmt.Sprintf("new sessions/client M(10/min) over %v = %d", d.Round(time.Second), n)
+			return n, fmt.Sprintf("new sessions/client M(10/min) over %v = %d", d.Round(100*time.Millisecond), n)
 		},
 	},
 	{
 		name: "many-addresses",
-		what: "12 token requests from each of many addresses (127.10.x.y), filling a store capped at half of what they ask",
+		what: "12 token requests from each of many addresses (127.10.x.y) in turn, over and over, into a store capped at half of what one turn asks",
 		opts: func(cfg AttackConfig) []realtimeauth.Option {
 			return maxSessionsOption(cfg.Addresses * defaultNewSessions / 2)
 		},
 		run: runManyAddresses,
 		formula: func(cfg AttackConfig, d time.Duration) (int, string) {
 			n := cfg.Addresses * MostAdmitted(defaultNewSessions, limitWindow, d)
-			return n, fmt.Sprintf("%d addresses × M(10/min) over %v = %d", cfg.Addresses, d.Round(time.Second), n)
+			return n, fmt.Sprintf("%d addresses × M(10/min) over %v = %d", cfg.Addresses, d.Round(100*time.Millisecond), n)
 		},
 	},
 	{
 		name: "one-48",
-		what: "one token request from each /64 of one IPv6 /48 (2001:db8:48::/48), through a trusted proxy's X-Forwarded-For",
+		what: "a token request from each /64 of one IPv6 /48 (2001:db8:48::/48) in turn, through a trusted proxy's X-Forwarded-For",
 		opts: func(AttackConfig) []realtimeauth.Option {
 			return []realtimeauth.Option{realtimeauth.WithTrustedProxies("127.0.0.1/32")}
 		},
@@ -180,7 +181,7 @@ var attacks = []attack{
 		formula: func(cfg AttackConfig, d time.Duration) (int, string) {
 			perPrefix := MostAdmitted(defaultPrefixShare*defaultNewSessions, limitWindow, d)
 			each := cfg.Prefixes * MostAdmitted(defaultNewSessions, limitWindow, d)
-			return min(perPrefix, each), fmt.Sprintf("new sessions/48 M(16×10/min) over %v = %d", d.Round(time.Second), perPrefix)
+			return min(perPrefix, each), fmt.Sprintf("new sessions/48 M(16×10/min) over %v = %d", d.Round(100*time.Millisecond), perPrefix)
 		},
 	},
 	{
@@ -189,7 +190,7 @@ var attacks = []attack{
 		run:  runRefusalFlood,
 		formula: func(_ AttackConfig, d time.Duration) (int, string) {
 			n := MostAdmitted(defaultMints, limitWindow, d)
-			return n, fmt.Sprintf("mints/client M(30/min) over %v = %d", d.Round(time.Second), n)
+			return n, fmt.Sprintf("mints/client M(30/min) over %v = %d", d.Round(100*time.Millisecond), n)
 		},
 		logFormula: func(_ AttackConfig, d time.Duration) int64 {
 			// Per event kind and client, 10 lines a minute and one
@@ -356,7 +357,9 @@ func runAttack(a attack, cfg AttackConfig) (AttackResult, error) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	var legit legitimateClient
-	wg.Go(func() { legit.run(ctx, rig) })
+	wg.Go(func() {
+		legit.run(ctx, rig, max(attackRefreshEvery+100*time.Millisecond, min(legitimateRefresh, cfg.Duration/3)))
+	})
 	a.run(ctx, rig, cfg)
 	cancel()
 	wg.Wait()
@@ -387,19 +390,20 @@ func runAttack(a attack, cfg AttackConfig) (AttackResult, error) {
 func attackOptions() []realtimeauth.Option {
 	return append(defaultLimitOptions(),
 		realtimeauth.WithAllowedOrigins(Origin),
-		realtimeauth.WithRefreshPolicy(120, attackRefreshEvery), // the default 120 refreshes,
+		realtimeauth.WithRefreshPolicy(120, attackRefreshEvery), // the default 120 refreshes
 	)
 }
 
 // legitimateClient is a browser beside the attack: a new session every
-// legitimateTokenEvery, its latest session refreshed every
-// legitimateRefresh, all within its allowances. It counts every answer.
+// legitimateTokenEvery, its latest session refreshed every refreshEvery
+// (legitimateRefresh, or sooner in a short run), all within its
+// allowances. It counts every answer.
 type legitimateClient struct {
 	requests, ok uint64
 	failures     []string
 }
 
-func (l *legitimateClient) run(ctx context.Context, rig *attackRig) {
+func (l *legitimateClient) run(ctx context.Context, rig *attackRig, refreshEvery time.Duration) {
 	t := newTally()
 	c := &client{server: rig.addr, t: t}
 	defer c.close()
@@ -417,7 +421,7 @@ func (l *legitimateClient) run(ctx context.Context, rig *attackRig) {
 		return r, false
 	}
 	var session string
-	nextToken, nextRefresh := time.Now(), time.Now().Add(legitimateRefresh)
+	nextToken, nextRefresh := time.Now(), time.Now().Add(refreshEvery)
 	for {
 		now := time.Now()
 		switch {
@@ -430,10 +434,10 @@ func (l *legitimateClient) run(ctx context.Context, rig *attackRig) {
 					session = v.SessionID
 				}
 			}
-			nextToken, nextRefresh = now.Add(legitimateTokenEvery), now.Add(legitimateRefresh)
+			nextToken, nextRefresh = now.Add(legitimateTokenEvery), now.Add(refreshEvery)
 		case !now.Before(nextRefresh) && session != "":
 			do(refreshRequest(session), kindRefresh)
-			nextRefresh = now.Add(legitimateRefresh)
+			nextRefresh = now.Add(refreshEvery)
 		}
 		next := nextRefresh
 		if nextToken.Before(next) {
@@ -494,7 +498,7 @@ func runSlowBody(ctx context.Context, rig *attackRig, cfg AttackConfig) {
 			if w%2 == 1 && session != "" {
 				path = BasePath + "/refresh-token"
 			}
-			slowRequest(ctx, c, path, body, 2*time.Second)
+			slowRequest(ctx, c, path, body, min(slowBodyTrickle, cfg.Duration/3))
 		}
 	})
 }
@@ -613,15 +617,14 @@ func runOneAddress(ctx context.Context, rig *attackRig, cfg AttackConfig) {
 }
 
 // runManyAddresses: 12 token requests from each of cfg.Addresses source
-// addresses, 127.10.0.1 onwards.
+// addresses, 127.10.0.0 onwards, and again from the first when all have
+// had their turn, until the time is up: the store stays full while the
+// legitimate client arrives.
 func runManyAddresses(ctx context.Context, rig *attackRig, cfg AttackConfig) {
 	var next atomic.Int64
 	workers(ctx, rig, cfg.Concurrency, func(ctx context.Context, c *client, _ int) {
 		for ctx.Err() == nil {
-			i := next.Add(1) - 1
-			if i >= int64(cfg.Addresses) {
-				return
-			}
+			i := (next.Add(1) - 1) % int64(cfg.Addresses)
 			src := netip.AddrFrom4([4]byte{127, 10, byte(i >> 8), byte(i)})
 			for range defaultNewSessions + 2 {
 				c.send(kindFlood, src, reqToken, false)
@@ -631,18 +634,16 @@ func runManyAddresses(ctx context.Context, rig *attackRig, cfg AttackConfig) {
 	})
 }
 
-// runOnePrefix: one token request from each /64 of 2001:db8:48::/48, all
-// from the trusted proxy 127.0.0.1 with the /64's address in
-// X-Forwarded-For.
+// runOnePrefix: one token request from each of cfg.Prefixes /64s of
+// 2001:db8:48::/48 in turn (again from the first when all have had their
+// turn, until the time is up), all from the trusted proxy 127.0.0.1 with
+// the /64's address in X-Forwarded-For.
 func runOnePrefix(ctx context.Context, rig *attackRig, cfg AttackConfig) {
 	var next atomic.Int64
 	proxy := netip.MustParseAddr("127.0.0.1")
 	workers(ctx, rig, cfg.Concurrency, func(ctx context.Context, c *client, _ int) {
 		for ctx.Err() == nil {
-			i := next.Add(1) - 1
-			if i >= int64(cfg.Prefixes) {
-				return
-			}
+			i := (next.Add(1) - 1) % int64(cfg.Prefixes)
 			xff := fmt.Sprintf("2001:db8:48:%x::1", i)
 			c.send(kindFlood, proxy, buildRequest("POST", BasePath+"/token", [][2]string{hdrOrigin, {"X-Forwarded-For", xff}}, ""), false)
 		}

@@ -1,11 +1,38 @@
 package bench
 
 import (
+	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
+
+// TestAttacks replays every attack of issue 10 for a short while, scaled
+// down, against the handler with its default allowances: the legitimate
+// client beside each gets every token and refresh it asks for, and no
+// attack causes more upstream mints (or, where it is about logs, more log
+// lines) than its formula allows.
+func TestAttacks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("attacks: about 15 s of load; skipped with -short")
+	}
+	rs, err := RunAttacks(AttackConfig{Duration: 2 * time.Second, Addresses: 300, Prefixes: 4096, Concurrency: 8})
+	require.NoError(t, err)
+	PrintAttacks(os.Stdout, rs)
+	require.Len(t, rs, len(Attacks()))
+	for _, r := range rs {
+		assert.Positive(t, r.LegitRequests, r.Name)
+		assert.Equal(t, r.LegitRequests, r.LegitOK, "%s: the legitimate client's failures: %v", r.Name, r.LegitFailures)
+		assert.LessOrEqual(t, r.AttackerMints(), int64(r.Formula), "%s: mints over %s", r.Name, r.FormulaText)
+		if r.LogFormula >= 0 {
+			assert.LessOrEqual(t, r.LogLines-r.LegitLogLines, r.LogFormula, "%s: log lines", r.Name)
+		}
+		assert.Positive(t, r.Requests, r.Name)
+		assert.True(t, r.OK(), r.Name)
+	}
+}
 
 func TestMostAdmitted(t *testing.T) {
 	for _, tc := range []struct {

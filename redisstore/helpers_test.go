@@ -81,6 +81,14 @@ func startRedis(t testing.TB) (*redistest.Server, *redis.Client, *roundTrips) {
 func startCluster(t testing.TB) (*redistest.Cluster, *redis.ClusterClient, *roundTrips) {
 	t.Helper()
 	c := redistest.StartCluster(t)
+	rdb, rt := newClusterClient(t, c)
+	return c, rdb, rt
+}
+
+// newClusterClient returns a client of cluster c, and its round-trip
+// counter.
+func newClusterClient(t testing.TB, c *redistest.Cluster) (*redis.ClusterClient, *roundTrips) {
+	t.Helper()
 	rdb := redis.NewClusterClient(&redis.ClusterOptions{
 		Addrs:                 c.Addrs,
 		DialTimeout:           3 * time.Second,
@@ -98,7 +106,7 @@ func startCluster(t testing.TB) (*redistest.Cluster, *redis.ClusterClient, *roun
 	require.NoError(t, rdb.ForEachShard(context.Background(), func(ctx context.Context, c *redis.Client) error {
 		return c.Ping(ctx).Err()
 	}))
-	return c, rdb, rt
+	return rdb, rt
 }
 
 // eachTopology runs f against a single redis-server and against a

@@ -35,8 +35,6 @@ func allowanceArgs(args []any, limit int, window time.Duration, now time.Time) [
 	return append(args, limit, max(limit+1, 5*limit/4), sub, uint32(m), into, ceilMillis(5*time.Duration(sub)+allowanceGrace))
 }
 
-const allowanceArgc = 6
-
 // allowanceLua decides and charges allowances by the rule of
 // realtimeauth.MemoryLimiter. A key's state is 14 bytes: its newest
 // sub-window's index modulo 2^32 and the counts of it and the 4 sub-windows

@@ -358,3 +358,58 @@ func TestKeysSpread(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1000, n)
 }
+
+// TestStoreFailureAndRecovery: with Redis down every operation returns a
+// backend error (none of the sentinels); a restarted Redis, which has
+// forgotten the scripts, serves every operation again, the pipelined ones
+// (Count, RevokeSubject) included.
+func TestStoreFailureAndRecovery(t *testing.T) {
+	srv, rdb, _ := startRedis(t)
+	ctx := context.Background()
+	s, err := redisstore.NewSessionStore(ctx, rdb)
+	require.NoError(t, err)
+	sess, _, err := s.Open(ctx, openReq("10.2.0.1", "kim", t0))
+	require.NoError(t, err)
+	srv.Stop()
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	backend := func(err error, op string) {
+		t.Helper()
+		require.Error(t, err, op)
+		assert.Contains(t, err.Error(), "redisstore: ", op)
+		assert.Equal(t, "backend: "+err.Error(), errKind(err), "%s: none of the sentinels", op)
+	}
+	_, _, err = s.Open(cctx, openReq("10.2.0.1", "", t0))
+	backend(err, "open")
+	_, _, err = s.Open(cctx, openReq("10.2.0.1", "kim", t0))
+	backend(err, "open, authenticated")
+	_, err = s.Refresh(cctx, realtimeauth.RefreshRequest{Now: t0, ID: sess.ID, ClientIP: "10.2.0.1", Subject: "kim", MaxRefreshes: 5})
+	backend(err, "refresh")
+	backend(s.GiveBack(cctx, sess.ID, t0, t0), "give back")
+	_, err = s.Revoke(cctx, sess.ID, t0)
+	backend(err, "revoke")
+	_, err = s.RevokeSubject(cctx, "kim", t0)
+	backend(err, "revoke subject")
+	backend(s.Delete(cctx, sess.ID), "delete")
+	_, err = s.Count(cctx, t0)
+	backend(err, "count")
+
+	srv.Restart() // empty, scripts forgotten
+	n, err := s.Count(ctx, t0)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	for _, ip := range []string{"10.2.0.1", "10.2.0.2"} {
+		_, _, err = s.Open(ctx, openReq(ip, "kim", t0))
+		require.NoError(t, err)
+	}
+	require.NoError(t, redisScriptFlush(ctx, rdb))
+	revoked, err := s.RevokeSubject(ctx, "kim", t0)
+	require.NoError(t, err)
+	assert.Len(t, revoked, 2)
+	require.NoError(t, redisScriptFlush(ctx, rdb))
+	n, err = s.Count(ctx, t0)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+}
+
+func redisScriptFlush(ctx context.Context, rdb *redis.Client) error { return rdb.ScriptFlush(ctx).Err() }
