@@ -131,7 +131,6 @@ func TestMemoryLimiterBenchCases(t *testing.T) {
 	}
 }
 
-
 // forwardedChain returns an X-Forwarded-For value of n entries: n-1 forged
 // addresses a client wrote, then the client's address as the proxy saw it.
 func forwardedChain(n int) string {
