@@ -131,59 +131,6 @@ func TestMemoryLimiterBenchCases(t *testing.T) {
 	}
 }
 
-func BenchmarkMemoryStore(b *testing.B) {
-	ctx := context.Background()
-	const live = 10_000
-	open := func(s *realtimeauth.MemoryStore, i int) realtimeauth.Session {
-		sess, _, err := s.Open(ctx, realtimeauth.OpenRequest{
-			Now: benchT0, ExpiresAt: benchT0.Add(time.Hour),
-			ClientIP: "10.0.0.1", Client: benchClients[i%len(benchClients)],
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return sess
-	}
-	newStore := func() (*realtimeauth.MemoryStore, []string) {
-		s := realtimeauth.NewMemoryStore()
-		ids := make([]string, live)
-		for i := range ids {
-			ids[i] = open(s, i).ID
-		}
-		return s, ids
-	}
-	b.Run("open", func(b *testing.B) {
-		// The store is replaced every 100,000 opens.
-		const batch = 100_000
-		s, _ := newStore()
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if i%batch == 0 && i > 0 {
-				b.StopTimer()
-				s, _ = newStore()
-				b.StartTimer()
-			}
-			open(s, i)
-		}
-	})
-	b.Run("refresh", func(b *testing.B) {
-		s, ids := newStore()
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			_, err := s.Refresh(ctx, realtimeauth.RefreshRequest{
-				Now: benchT0, ID: ids[i%live], ClientIP: "10.0.0.1", MaxRefreshes: 1 << 30,
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
-
-var benchClients = benchKeys(100_000)
-
 // forwardedChain returns an X-Forwarded-For value of n entries: n-1 forged
 // addresses a client wrote, then the client's address as the proxy saw it.
 func forwardedChain(n int) string {

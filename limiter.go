@@ -152,7 +152,7 @@ func (l *MemoryLimiter) Allow(_ context.Context, key string, now time.Time) (Dec
 	hk := maphash.String(l.seed, key)
 	sh := &l.shards[hk&(limiterShards-1)]
 	sh.mu.Lock()
-	d := sh.t.allow(l.rule, hk, now, l.maxPerShard)
+	d, _, _ := sh.t.allow(l.rule, hk, now, l.maxPerShard)
 	sh.mu.Unlock()
 	return d, nil
 }

@@ -124,22 +124,23 @@ func (t *counterTable) advance(r windowRule, now time.Time) int64 {
 	return m
 }
 
-// allow decides and counts one event for key hash hk at now. maxKeys caps
-// the table: a new key in a full table first evicts an arbitrary one
+// allow decides and counts one event for key hash hk at now, and returns
+// the key's state before (old, and whether it had one) for an undo. maxKeys
+// caps the table: a new key in a full table first evicts an arbitrary one
 // (Go's map iteration starts at a random place).
-func (t *counterTable) allow(r windowRule, hk uint64, now time.Time, maxKeys int) Decision {
+func (t *counterTable) allow(r windowRule, hk uint64, now time.Time, maxKeys int) (d Decision, old uint64, had bool) {
 	m := t.advance(r, now)
-	v, ok := t.m[hk]
-	v = rebase(v, ok, m)
+	old, had = t.m[hk]
+	v := rebase(old, had, m)
 	if !r.admits(v) {
-		return Decision{RetryAfter: r.retryAfter(v, m, now)}
+		return Decision{RetryAfter: r.retryAfter(v, m, now)}, old, had
 	}
-	if !ok && len(t.m) >= maxKeys {
+	if !had && len(t.m) >= maxKeys {
 		for k := range t.m {
 			delete(t.m, k)
 			break
 		}
 	}
 	t.m[hk] = v + 1
-	return Decision{Allowed: true}
+	return Decision{Allowed: true}, old, had
 }

@@ -23,9 +23,9 @@ type undoEntry struct {
 func (m *MemoryStore) charge(as []Allowance, now time.Time) error {
 	m.undo = m.undo[:0]
 	for _, a := range as {
-		if err := checkLimit("Allowance "+a.Key, a.Limit, a.Window); err != nil {
+		if a.Limit < 1 || a.Limit > maxLimit || a.Window <= 0 || a.Window%4 != 0 {
 			m.rollback()
-			return err
+			return checkLimit("Allowance "+a.Key, a.Limit, a.Window)
 		}
 		t := m.allow[a.Window]
 		if t == nil {
@@ -33,8 +33,8 @@ func (m *MemoryStore) charge(as []Allowance, now time.Time) error {
 			m.allow[a.Window] = t
 		}
 		hk := maphash.String(m.seed, a.Key)
-		old, had := t.m[hk]
-		if d := t.allow(newWindowRule(a.Limit, a.Window), hk, now, m.maxKeys); !d.Allowed {
+		d, old, had := t.allow(newWindowRule(a.Limit, a.Window), hk, now, m.maxKeys)
+		if !d.Allowed {
 			m.rollback()
 			return &LimitError{Key: a.Key, RetryAfter: d.RetryAfter}
 		}

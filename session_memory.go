@@ -95,7 +95,11 @@ func (m *MemoryStore) Open(_ context.Context, req OpenRequest) (Session, []Sessi
 		heavy = h
 	}
 	// Every check passed: from here on, change.
-	ci = m.acquireClient(req.Client)
+	if known {
+		m.clients.refs[ci]++
+	} else {
+		ci = m.acquireClient(req.Client)
+	}
 	var evicted []Session
 	for range evictOwn {
 		evicted = append(evicted, m.evict(m.cinfo[ci].head))
