@@ -413,3 +413,37 @@ func TestStoreFailureAndRecovery(t *testing.T) {
 }
 
 func redisScriptFlush(ctx context.Context, rdb *redis.Client) error { return rdb.ScriptFlush(ctx).Err() }
+
+// TestStoreRefusesBadInput: an allowance out of the rule's range is an
+// error (none of the sentinels) before anything is charged, and a session
+// Redis holds in a shape the store did not write is a backend error.
+func TestStoreRefusesBadInput(t *testing.T) {
+	_, rdb, _ := startRedis(t)
+	ctx := context.Background()
+	s, err := redisstore.NewSessionStore(ctx, rdb, redisstore.WithBuckets(1))
+	require.NoError(t, err)
+	for _, a := range []realtimeauth.Allowance{{Key: "n:x", Limit: 0, Window: time.Minute}, {Key: "n:x", Limit: 1024, Window: time.Minute},
+		{Key: "n:x", Limit: 1, Window: 0}, {Key: "s:x", Limit: 1, Window: 6}} {
+		req := openReq("10.1.0.1", "x", t0)
+		req.Allowances = []realtimeauth.Allowance{a}
+		_, _, err := s.Open(ctx, req)
+		require.Error(t, err, "%+v", a)
+		assert.Equal(t, "backend: "+err.Error(), errKind(err))
+		assert.Contains(t, err.Error(), a.Key)
+	}
+	n, err := s.Count(ctx, t0)
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing opened")
+	req := openReq("10.1.0.1", "x", t0)
+	req.MaxPerSubject = 1
+	_, _, err = s.Open(ctx, req)
+	require.NoError(t, err, "the refused Opens reserved nothing for the subject")
+
+	sess, _, err := s.Open(ctx, openReq("10.1.0.2", "", t0))
+	require.NoError(t, err)
+	require.NoError(t, rdb.HSet(ctx, fmt.Sprintf("{%s:0}:s:%s", redisstore.DefaultPrefix, sess.ID), "c", "not a time").Err())
+	_, err = s.Refresh(ctx, realtimeauth.RefreshRequest{Now: t0, ID: sess.ID, ClientIP: "10.1.0.2", MaxRefreshes: 5})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "malformed")
+	assert.Equal(t, "backend: "+err.Error(), errKind(err))
+}
