@@ -412,4 +412,6 @@ func TestStoreFailureAndRecovery(t *testing.T) {
 	assert.Zero(t, n)
 }
 
-func redisScriptFlush(ctx context.Context, rdb *redis.Client) error { return rdb.ScriptFlush(ctx).Err() }
+func redisScriptFlush(ctx context.Context, rdb *redis.Client) error {
+	return rdb.ScriptFlush(ctx).Err()
+}
