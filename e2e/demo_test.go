@@ -240,6 +240,8 @@ func TestDemoPage(t *testing.T) {
 	assert.GreaterOrEqual(t, expiredAt, last.ExpiresAt-50, "tokenExpired not before the token's expiry")
 	assert.Less(t, expiredAt, last.ExpiresAt+2000, "tokenExpired on time")
 	assert.Equal(t, "expired", eval[string](t, ctx, `document.getElementById("status").dataset.state`))
+	assert.Contains(t, eval[string](t, ctx, `document.getElementById("status").textContent`), "could not be reached",
+		"the server is gone: no answer, no refusal")
 	events := eval[[]string](t, ctx, `[...document.querySelectorAll("#events li")].map((li) => li.dataset.event + ": " + li.textContent)`)
 	joined := strings.Join(events, "\n")
 	assert.Contains(t, joined, "tokenError: ", "failed refreshes were reported")

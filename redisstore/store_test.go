@@ -412,7 +412,9 @@ func TestStoreFailureAndRecovery(t *testing.T) {
 	assert.Zero(t, n)
 }
 
-func redisScriptFlush(ctx context.Context, rdb *redis.Client) error { return rdb.ScriptFlush(ctx).Err() }
+func redisScriptFlush(ctx context.Context, rdb *redis.Client) error {
+	return rdb.ScriptFlush(ctx).Err()
+}
 
 // TestStoreRefusesBadInput: an allowance out of the rule's range is an
 // error (none of the sentinels) before anything is charged, and a session

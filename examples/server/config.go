@@ -26,6 +26,9 @@ type config struct {
 	Model              string
 	AllowedOrigins     []string // nil: follow the listening address (listenOrigins)
 	RateLimit          int
+	MintLimit          int
+	MaxPerClient       int
+	MaxSessions        int
 	TokenTTL           time.Duration
 	MaxRefreshes       int
 	RefreshMinInterval time.Duration
@@ -135,6 +138,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		errs = append(errs, errors.New(`ALLOWED_ORIGINS: "*" must stand alone`))
 	}
 	c.RateLimit = integer("VOICE_AGENT_RATE_LIMIT", 10, 1, 1023)
+	c.MintLimit = integer("VOICE_AGENT_MINT_LIMIT", 30, 1, 1023)
+	c.MaxPerClient = integer("VOICE_AGENT_MAX_SESSIONS_PER_CLIENT", 10, 1, 1_000_000)
+	c.MaxSessions = integer("VOICE_AGENT_MAX_SESSIONS", 1_000_000, 1, 100_000_000)
 	c.TokenTTL = time.Duration(integer("VOICE_AGENT_TOKEN_DURATION", 60, 10, 7200)) * time.Second
 	c.MaxRefreshes = integer("VOICE_AGENT_MAX_REFRESHES", 120, 1, 1_000_000)
 	// At most the session TTL, the handler's default hour.
@@ -264,6 +270,9 @@ func (c config) handlerOptions() []realtimeauth.Option {
 		realtimeauth.WithUpstreamTimeout(c.UpstreamTimeout),
 		realtimeauth.WithTrustedProxies(c.TrustedProxies...),
 		realtimeauth.WithRateLimit(c.RateLimit, time.Minute),
+		realtimeauth.WithMintLimit(c.MintLimit, time.Minute),
+		realtimeauth.WithMaxSessionsPerClient(c.MaxPerClient),
+		realtimeauth.WithMaxSessions(c.MaxSessions),
 	}
 	if c.Redis == nil { // with Redis, the abuse guard is the Redis one
 		var guard realtimeauth.AbuseGuard // nil: blocking off

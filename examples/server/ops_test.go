@@ -395,3 +395,30 @@ func TestRunMetrics(t *testing.T) {
 	require.Error(t, err, "an address it cannot listen on stops it")
 	assert.Contains(t, err.Error(), "METRICS_ADDR")
 }
+
+// TestRunClientCaps: VOICE_AGENT_MAX_SESSIONS_PER_CLIENT evicts a client's
+// least recently used session, VOICE_AGENT_MINT_LIMIT counts every mint.
+func TestRunClientCaps(t *testing.T) {
+	addr, _, _ := startServer(t, map[string]string{"ADDR": "127.0.0.1:0", "VOICE_AGENT_MAX_SESSIONS_PER_CLIENT": "1",
+		"VOICE_AGENT_MINT_LIMIT": "3", "VOICE_AGENT_REFRESH_MIN_INTERVAL": "0s"})
+	post := func(path, body string) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Post("http://"+addr+"/api/voice-agent"+path, "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var m map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&m))
+		return resp.StatusCode, m
+	}
+	_, a := post("/token", "")
+	_, b := post("/token", "")
+	refresh := func(m map[string]any) string { return `{"sessionId":"` + m["sessionId"].(string) + `"}` }
+	status, m := post("/refresh-token", refresh(a))
+	assert.Equal(t, http.StatusNotFound, status, "evicted by the second: %v", m)
+	assert.Equal(t, "session_not_found", m["code"])
+	status, _ = post("/refresh-token", refresh(b))
+	assert.Equal(t, http.StatusOK, status)
+	status, m = post("/refresh-token", refresh(b))
+	assert.Equal(t, http.StatusTooManyRequests, status, "the fourth mint: %v", m)
+	assert.Equal(t, "rate_limited", m["code"])
+}

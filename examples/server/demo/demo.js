@@ -13,6 +13,7 @@ let manager = null;
 let call = null; // { pc, mic }
 let current = null; // TokenData
 let refreshes = 0;
+let lastError = null; // the manager's last tokenError
 
 function setStatus(state, text) {
   ui.status.dataset.state = state;
@@ -55,6 +56,7 @@ function tick() {
 function newManager() {
   const m = getTokenManager({ refreshThresholdSeconds: 30, enableAutoRefresh: true });
   m.on("tokenRefreshed", (t) => {
+    lastError = null;
     const first = !current || current.sessionId !== t.sessionId;
     if (!first) ui.refreshes.textContent = String(++refreshes);
     showToken(t);
@@ -63,10 +65,14 @@ function newManager() {
   m.on("tokenExpired", () => {
     showToken(null);
     logEvent("tokenExpired", "the token ran out with no replacement");
-    setStatus("expired", "token expired: the server could not be reached in time");
+    // A server that answered and refused is not one that could not be reached.
+    setStatus("expired", lastError && lastError.status
+      ? `token expired: the server refused a new one (${lastError.code}, ${lastError.status})`
+      : "token expired: the server could not be reached in time");
     ui.connect.disabled = false;
   });
   m.on("tokenError", (e) => {
+    lastError = e;
     logEvent("tokenError", `${e.code}${e.status ? " (" + e.status + ")" : ""}, attempt ${e.attempt}` +
       (e.retryAfter ? `, retry after ${e.retryAfter} s` : ""));
   });
