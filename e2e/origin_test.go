@@ -51,3 +51,22 @@ func TestDemoPageDefaultOrigins(t *testing.T) {
 		waitFor(t, ctx, `document.getElementById("status").dataset.state === "token"`, 5*time.Second)
 	}
 }
+
+// TestDemoPageRefusedRefresh: when the server answers but refuses every
+// new token (here the mint limit is spent), the page says the server
+// refused, with the code, not that it could not be reached.
+func TestDemoPageRefusedRefresh(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	srv := startExampleServer(t, "VOICE_AGENT_TOKEN_DURATION=10", "VOICE_AGENT_REFRESH_MIN_INTERVAL=0s",
+		"VOICE_AGENT_MINT_LIMIT=1")
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.url+"/")))
+	waitFor(t, ctx, `document.getElementById("status").dataset.state === "disconnected"`, 10*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click("#connect")))
+	waitFor(t, ctx, `document.getElementById("status").dataset.state === "token"`, 5*time.Second)
+	waitFor(t, ctx, `document.getElementById("status").dataset.state === "expired"`, 15*time.Second)
+	status := eval[string](t, ctx, `document.getElementById("status").textContent`)
+	assert.Contains(t, status, "refused")
+	assert.Contains(t, status, "rate_limited, 429")
+	assert.NotContains(t, status, "could not be reached")
+}

@@ -71,6 +71,9 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 		return fmt.Errorf("bad configuration:\n%w", err)
 	}
 	logger := newLogger(cfg.LogJSON, logOut)
+	// Any library that logs through slog.Default or the log package writes
+	// in the same format too.
+	slog.SetDefault(logger)
 	for _, w := range cfg.warnings() {
 		logger.Warn(w)
 	}

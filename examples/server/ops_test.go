@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"log"
 	"log/slog"
 	"math/big"
 	"net"
@@ -421,4 +422,19 @@ func TestRunClientCaps(t *testing.T) {
 	status, m = post("/refresh-token", refresh(b))
 	assert.Equal(t, http.StatusTooManyRequests, status, "the fourth mint: %v", m)
 	assert.Equal(t, "rate_limited", m["code"])
+}
+
+// TestRunJSONStrayLines: with LOG_FORMAT=json, a line written through the
+// log package or slog.Default by any library is JSON too.
+func TestRunJSONStrayLines(t *testing.T) {
+	_, logs, stop := startServer(t, map[string]string{"ADDR": "127.0.0.1:0", "LOG_FORMAT": "json"})
+	log.Printf("a library's own line")
+	slog.Info("another one", "wait", 2*time.Second)
+	require.NoError(t, stop())
+	text := logs.String()
+	assert.Contains(t, text, "a library's own line")
+	assert.Contains(t, text, `"wait":2`)
+	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
+		assert.True(t, json.Valid([]byte(l)), l)
+	}
 }
