@@ -9,19 +9,22 @@ import (
 	"time"
 )
 
-// kind is what a request asks for: it chooses the body parser, the store
-// operation (open a session, or refresh one) and the event of success.
-// Token and refresh requests are the kinds today; a call relay is another
-// kind that opens a session and parses an SDP body.
+// kind is what a request asks for: it chooses the body's media type and
+// parser, the store operation (open a session, or refresh one) and the
+// event of success. Token and refresh requests are the kinds today; a call
+// relay is another kind, which opens a session from an SDP body: it runs
+// admit, then places the call instead of minting (undoing with h.undo if
+// that fails).
 type kind struct {
-	parse  func(k *request) (refusal, bool)
-	open   bool // Open a session; otherwise Refresh k.sessionID
-	issued EventName
+	mediaType string // of a non-empty body
+	parse     func(k *request) (refusal, bool)
+	open      bool // Open a session; otherwise Refresh k.sessionID
+	issued    EventName
 }
 
 var (
-	kindToken   = &kind{parse: parseTokenBody, open: true, issued: EventTokenIssued}
-	kindRefresh = &kind{parse: parseRefreshBody, issued: EventTokenRefreshed}
+	kindToken   = &kind{mediaType: "application/json", parse: parseTokenBody, open: true, issued: EventTokenIssued}
+	kindRefresh = &kind{mediaType: "application/json", parse: parseRefreshBody, issued: EventTokenRefreshed}
 )
 
 // admit runs the steps every request that costs a mint goes through, in
@@ -50,7 +53,7 @@ func (h *Handler) admit(k *request, kd *kind) bool {
 	if !h.checkBlocked(k) || !h.checkOrigin(k) || !h.authenticate(k) {
 		return false
 	}
-	if ref, ok := h.readBody(k); !ok {
+	if ref, ok := h.readBody(k, kd.mediaType); !ok {
 		return h.refuseNow(k, ref)
 	}
 	if ref, ok := kd.parse(k); !ok {

@@ -10,10 +10,11 @@ import (
 	"unicode/utf8"
 )
 
-// readBody reads the request body within WithMaxBodyBytes into k.body. A
-// declared length is judged before reading; a chunked body is judged by
-// what it holds, so an empty one needs no media type.
-func (h *Handler) readBody(k *request) (refusal, bool) {
+// readBody reads the request body within WithMaxBodyBytes into k.body; a
+// body that is not empty must be of mediaType. A declared length is judged
+// before reading; a chunked body is judged by what it holds, so an empty
+// one needs no media type.
+func (h *Handler) readBody(k *request, mediaType string) (refusal, bool) {
 	r := k.r
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return 0, true
@@ -21,8 +22,8 @@ func (h *Handler) readBody(k *request) (refusal, bool) {
 	if r.ContentLength > h.cfg.maxBodyBytes {
 		return refTooLarge, false
 	}
-	jsonType := isJSONMediaType(r.Header.Get("Content-Type"))
-	if r.ContentLength > 0 && !jsonType {
+	typeOK := isMediaType(r.Header.Get("Content-Type"), mediaType)
+	if r.ContentLength > 0 && !typeOK {
 		return refMediaType, false
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(k.w, r.Body, h.cfg.maxBodyBytes))
@@ -32,16 +33,18 @@ func (h *Handler) readBody(k *request) (refusal, bool) {
 		}
 		return refBodyRead, false
 	}
-	if len(b) > 0 && !jsonType {
+	if len(b) > 0 && !typeOK {
 		return refMediaType, false
 	}
 	k.body = b
 	return 0, true
 }
 
-func isJSONMediaType(ct string) bool {
+// isMediaType reports whether the Content-Type ct names the media type
+// want, whatever its parameters (a charset).
+func isMediaType(ct, want string) bool {
 	mt, _, err := mime.ParseMediaType(ct)
-	return err == nil && mt == "application/json"
+	return err == nil && mt == want
 }
 
 // isJSONObject reports whether b is one valid JSON object in valid UTF-8.

@@ -64,6 +64,7 @@ type config struct {
 	eventHook                   EventHook
 	measurementHook             MeasurementHook
 	maxPerClientSet, maxSessSet bool
+	prefixShareSet              bool
 }
 
 // DefaultBasePath is where the endpoints live unless WithBasePath says
@@ -125,7 +126,7 @@ func WithMintLimit(n int, window time.Duration) Option {
 // client's (at most 1023), so that a site's 65,536 /64s do not each get a
 // full share. Default 16; valid 1..65536.
 func WithPrefixShare(f int) Option {
-	return func(c *config) { c.prefixShare = f }
+	return func(c *config) { c.prefixShare, c.prefixShareSet = f, true }
 }
 
 // WithMaxSessionsPerClient caps a client's live sessions. A new session at
@@ -332,7 +333,7 @@ func (c *config) resolveLimits(bad func(string, ...any)) {
 	if !c.mintSet {
 		c.mintLimit, c.mintWindow = defaultMintLimit, time.Minute
 	}
-	if c.prefixShare == 0 {
+	if !c.prefixShareSet {
 		c.prefixShare = defaultPrefixShare
 	}
 	for _, l := range []struct {

@@ -51,7 +51,7 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		{"mint limit zero", opts{realtimeauth.WithMintLimit(0, time.Minute)}, []string{"WithMintLimit"}},
 		{"mint limit too high", opts{realtimeauth.WithMintLimit(1024, time.Minute)}, []string{"WithMintLimit"}},
 		{"mint window zero", opts{realtimeauth.WithMintLimit(5, 0)}, []string{"WithMintLimit"}},
-		{"prefix share zero", opts{realtimeauth.WithPrefixShare(-1)}, []string{"WithPrefixShare"}},
+		{"prefix share zero", opts{realtimeauth.WithPrefixShare(0)}, []string{"WithPrefixShare"}},
 		{"prefix share too many", opts{realtimeauth.WithPrefixShare(65537)}, []string{"WithPrefixShare"}},
 		{"subject limit without authenticator", opts{realtimeauth.WithSubjectRateLimit(5, time.Minute)}, []string{"WithSubjectRateLimit", "WithAuthenticator"}},
 		{"subject limit negative", opts{auth, realtimeauth.WithSubjectRateLimit(-1, time.Minute)}, []string{"WithSubjectRateLimit"}},
