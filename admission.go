@@ -265,7 +265,7 @@ func (h *Handler) storeAnswered(k *request, err error) bool {
 // a new session also against the client's (and its /48's) new sessions.
 func (h *Handler) allowances(k *request, open bool) []Allowance {
 	c := &h.cfg
-	a := make([]Allowance, 0, 5)
+	a := k.allowances[:0]
 	if open {
 		a = append(a, Allowance{"n:" + k.client.key, c.rateLimit, c.rateWindow})
 	}

@@ -24,6 +24,7 @@ type request struct {
 	config     json.RawMessage // WithSessionConfig's choice
 	session    Session         // as opened or refreshed by admit
 	status     int             // the status answered
+	allowances [5]Allowance    // what the store operation is charged against
 }
 
 // ServeHTTP routes the request to the token, refresh, health or script
