@@ -200,9 +200,11 @@ func NewOpenAIMinter(apiKey string, opts ...OpenAIOption) (*OpenAIMinter, error)
 	}
 	for i := 0; i < len(apiKey); i++ {
 		// Printable ASCII only: what an HTTP header carries unchanged, and
-		// what redact knows every encoding of.
-		if apiKey[i] <= ' ' || apiKey[i] > '~' {
-			return nil, errorf("NewOpenAIMinter: the API key contains a space, a control character or a non-ASCII byte")
+		// what redact knows every encoding of. No backslash either: no
+		// key has one, and a key of many would let redact's search for its
+		// escaped forms branch at every one of them.
+		if apiKey[i] <= ' ' || apiKey[i] > '~' || apiKey[i] == '\\' {
+			return nil, errorf("NewOpenAIMinter: the API key contains a space, a backslash, a control character or a non-ASCII byte")
 		}
 	}
 	c := openAIConfig{}

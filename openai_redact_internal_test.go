@@ -17,7 +17,7 @@ import (
 // its characters, mixed, twice escaped and next to look-alikes, and leaves
 // everything else alone.
 func TestRedactForms(t *testing.T) {
-	const key = "sk-a/b+c=d&e%41\\f\"g"
+	const key = "sk-a/b+c=d&e%41%f\"g"
 	m := &OpenAIMinter{apiKey: key}
 	jsonEsc := strconv.Quote(key)
 	jsonEsc = jsonEsc[1 : len(jsonEsc)-1]
@@ -37,12 +37,12 @@ func TestRedactForms(t *testing.T) {
 		url.PathEscape(key),
 		url.QueryEscape(url.QueryEscape(key)), // %2525 for %
 		strings.Trim(strconv.Quote(url.QueryEscape(key)), `"`),
-		`s\x6b-a\/b%2Bc=d&e%41\\f\"g`,
+		`s\x6b-a\/b%2Bc=d&e%41%25f\"g`,
 	} {
 		got := m.redact("before " + form + " after")
 		assert.Equal(t, "before [redacted] after", got, "%s", form)
 	}
-	for _, keep := range []string{"", "nothing here", key[:len(key)-1], "sk-a/b+c=d&e%42\\f\"g", `sk-a\/b`} {
+	for _, keep := range []string{"", "nothing here", key[:len(key)-1], "sk-a/b+c=d&e%42%f\"g", `sk-a\/b`} {
 		assert.Equal(t, keep, m.redact(keep))
 	}
 	assert.Equal(t, "[redacted][redacted]", m.redact(key+url.PathEscape(key)))
@@ -65,4 +65,13 @@ func TestRedactedErrorKeepsItsMeaning(t *testing.T) {
 	assert.Same(t, plain, m.scrubErr(plain))
 	assert.NoError(t, m.scrubErr(nil))
 	assert.False(t, (&redactedError{msg: "x", err: errors.New("y")}).Timeout())
+}
+
+// TestRedactStaysLinear: a key of many %s against a text of many escaped
+// %s, none of them the key, is searched without blowing up.
+func TestRedactStaysLinear(t *testing.T) {
+	m := &OpenAIMinter{apiKey: strings.Repeat("%", 40) + "x"}
+	text := strings.Repeat("%25", 4000) + strings.Repeat("%", 4000)
+	assert.Equal(t, text, m.redact(text))
+	assert.Equal(t, "a[redacted]b", m.redact("a"+strings.Repeat("%2525", 40)+"%78b"))
 }

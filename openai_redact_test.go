@@ -251,10 +251,10 @@ func TestOpenAIRequestIDBounded(t *testing.T) {
 	}
 }
 
-// TestOpenAIKeyCharset: the key must be printable ASCII, the bytes whose
-// every encoding the redaction knows.
+// TestOpenAIKeyCharset: the key must be printable ASCII without a
+// backslash, the bytes whose every encoding the redaction knows.
 func TestOpenAIKeyCharset(t *testing.T) {
-	for _, k := range []string{"sk-é-key", "sk-\x7f-key", "sk-\t-key", "sk key"} {
+	for _, k := range []string{"sk-é-key", "sk-\x7f-key", "sk-\t-key", "sk key", `sk-\-key`} {
 		_, err := realtimeauth.NewOpenAIMinter(k)
 		assert.ErrorContains(t, err, "API key", "%q", k)
 	}

@@ -434,10 +434,13 @@ func (l *legitimateClient) run(ctx context.Context, rig *attackRig, refreshEvery
 					session = v.SessionID
 				}
 			}
-			nextToken, nextRefresh = now.Add(legitimateTokenEvery), now.Add(refreshEvery)
+			// The next refresh counts from the answer, which comes after the
+			// handler's decision: however slow this one was, the next one
+			// cannot come too soon.
+			nextToken, nextRefresh = now.Add(legitimateTokenEvery), time.Now().Add(refreshEvery)
 		case !now.Before(nextRefresh) && session != "":
 			do(refreshRequest(session), kindRefresh)
-			nextRefresh = now.Add(refreshEvery)
+			nextRefresh = time.Now().Add(refreshEvery)
 		}
 		next := nextRefresh
 		if nextToken.Before(next) {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/pprof"
 	"os"
 	"runtime"
 	"strconv"
@@ -107,6 +108,9 @@ func NewServerHandler(opts []realtimeauth.Option) (http.Handler, func(), error) 
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(ReadMem())
 	})
+	// The load server listens on loopback only; its profiles are for the
+	// compare mode's -cpuprofile.
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc(LivePath, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(struct {
@@ -255,4 +259,27 @@ func RemoteLive(addr string) (int, error) {
 		return 0, err
 	}
 	return v.Sessions, nil
+}
+
+// RemoteProfile takes a CPU profile of the load server at addr over d and
+// writes it to path.
+func RemoteProfile(addr string, d time.Duration, path string) error {
+	c := http.Client{Timeout: d + 30*time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(int(d.Seconds()), 1)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("bench: profile: status %d", resp.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -48,6 +48,9 @@ type SteadyConfig struct {
 	Live func() (int, error)
 	// CPU reads the server process's CPU time (user + system) so far.
 	CPU func() (time.Duration, error)
+	// Measuring, when set, is called on a goroutine of its own as the
+	// measured phase begins, with its length (to take a profile, say).
+	Measuring func(d time.Duration)
 }
 
 // SteadyResult is one side measured at steady state.
@@ -154,6 +157,10 @@ func RunSteady(cfg SteadyConfig) (SteadyResult, error) {
 	}
 	n0, t0 := answered.Load(), time.Now()
 	measuring.Store(true)
+	var hook sync.WaitGroup
+	if cfg.Measuring != nil {
+		hook.Go(func() { cfg.Measuring(cfg.Duration) })
+	}
 	time.Sleep(cfg.Duration)
 	n1, t1 := answered.Load(), time.Now()
 	cpu1, err := cfg.CPU()
@@ -162,6 +169,7 @@ func RunSteady(cfg SteadyConfig) (SteadyResult, error) {
 		res.LiveEnd, err = cfg.Live()
 	}
 	finish()
+	hook.Wait()
 	if err != nil {
 		return res, err
 	}

@@ -109,7 +109,7 @@ func TestMemoryFigures(t *testing.T) {
 		require.NoError(t, err, key)
 		t.Logf("MEMORY USAGE %s: %d", key, u)
 	}
-	assert.Less(t, session, 600.0, "the README says about 520")
+	assert.Less(t, session, 550.0, "the README says about 450")
 	assert.Less(t, clientAndSession-session, 850.0, "the README says about 730")
 	assert.Less(t, block, 250.0, "the README says about 180")
 }

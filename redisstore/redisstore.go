@@ -38,7 +38,7 @@
 // allowance ("s:" keys), its live-session index and its cap live in the
 // bucket of the subject's hash. With T = "{prefix:b}":
 //
-//	T:s:<id>          hash: a session's fields             (TTL: ExpiresAt + 1s)
+//	T:s:<id>          string: a session's fields           (TTL: ExpiresAt + 1s)
 //	T:c:<client>      sorted set: the client's live session IDs, by recency
 //	T:live            sorted set: the bucket's live sessions ("id client"), by expiry
 //	T:load            sorted set: the bucket's clients, by live sessions

@@ -443,9 +443,49 @@ func TestStoreRefusesBadInput(t *testing.T) {
 
 	sess, _, err := s.Open(ctx, openReq("10.1.0.2", "", t0))
 	require.NoError(t, err)
-	require.NoError(t, rdb.HSet(ctx, fmt.Sprintf("{%s:0}:s:%s", redisstore.DefaultPrefix, sess.ID), "c", "not a time").Err())
-	_, err = s.Refresh(ctx, realtimeauth.RefreshRequest{Now: t0, ID: sess.ID, ClientIP: "10.1.0.2", MaxRefreshes: 5})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "malformed")
-	assert.Equal(t, "backend: "+err.Error(), errKind(err))
+	key := fmt.Sprintf("{%s:0}:s:%s", redisstore.DefaultPrefix, sess.ID)
+	for _, v := range []string{"10.1.0.2\n10.1.0.2\nnot a time\n1900000000.000000000\n1700000000.000000000\n0\n0\n", "no fields"} {
+		require.NoError(t, rdb.Set(ctx, key, v, 0).Err())
+		_, err = s.Refresh(ctx, realtimeauth.RefreshRequest{Now: t0, ID: sess.ID, ClientIP: "10.1.0.2", MaxRefreshes: 5})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "malformed")
+		assert.Equal(t, "backend: "+err.Error(), errKind(err))
+	}
+	_, _, err = s.Open(ctx, openReq("10.1.0.3\n", "", t0))
+	assert.ErrorContains(t, err, "newline")
+}
+
+// TestExpiryToTheNanosecond: sessions expiring within one microsecond (the
+// sorted sets' resolution) are told apart by their exact expiry.
+func TestExpiryToTheNanosecond(t *testing.T) {
+	eachTopology(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s, err := redisstore.NewSessionStore(ctx, rdb, redisstore.WithBuckets(1))
+		require.NoError(t, err)
+		base := t0.Add(time.Hour + 7*time.Microsecond)
+		var ids []string
+		for i, ns := range []time.Duration{100, 500, 900} {
+			req := openReq(fmt.Sprintf("10.0.9.%d", i), "lee", t0)
+			req.ExpiresAt = base.Add(ns)
+			sess, _, err := s.Open(ctx, req)
+			require.NoError(t, err)
+			ids = append(ids, sess.ID)
+		}
+		for _, tc := range []struct {
+			at   time.Duration
+			live int
+		}{{0, 3}, {100, 2}, {499, 2}} {
+			n, err := s.Count(ctx, base.Add(tc.at))
+			require.NoError(t, err)
+			assert.Equal(t, tc.live, n, "at +%v", tc.at)
+		}
+		// The subject's index too: at +500ns one of lee's sessions is live.
+		revoked, err := s.RevokeSubject(ctx, "lee", base.Add(500))
+		require.NoError(t, err)
+		require.Len(t, revoked, 1)
+		assert.Equal(t, ids[2], revoked[0].ID)
+		n, err := s.Count(ctx, base.Add(500))
+		require.NoError(t, err)
+		assert.Zero(t, n)
+	})
 }

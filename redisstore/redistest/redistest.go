@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,12 +44,7 @@ func Start(t testing.TB, args ...string) *Server {
 		}
 		t.Skip(msg)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("redistest: finding a free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	addr := freeAddr(t, slices.Contains(args, "--cluster-enabled"))
 	s := &Server{Addr: addr, t: t, bin: bin, dir: t.TempDir(), args: args}
 	s.Restart()
 	t.Cleanup(s.Stop)
@@ -61,6 +57,33 @@ type Cluster struct {
 	Addrs []string
 	// Servers are the masters' processes.
 	Servers []*Server
+}
+
+// freeAddr returns a free loopback host:port; for a cluster node, one whose
+// cluster bus port (the port + 10000) is free too.
+func freeAddr(t testing.TB, bus bool) string {
+	t.Helper()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("redistest: finding a free port: %v", err)
+		}
+		addr := ln.Addr().(*net.TCPAddr)
+		if !bus {
+			_ = ln.Close()
+			return addr.String()
+		}
+		if addr.Port+10000 <= 65535 {
+			if bl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", addr.Port+10000)); err == nil {
+				_ = bl.Close()
+				_ = ln.Close()
+				return addr.String()
+			}
+		}
+		_ = ln.Close()
+	}
+	t.Fatal("redistest: no free port with a free cluster bus port")
+	return ""
 }
 
 // StartCluster starts a Redis Cluster of three masters (redis-server

@@ -58,6 +58,7 @@ func main() {
 		pin         = flag.Bool("pin", true, "run the server in a child pinned to CPU 0 and the generator on CPU 1, where possible")
 		serve       = flag.String("serve", "", "internal: serve with these options (soak or compare) until stdin closes")
 		logFile     = flag.String("log-file", "", "internal: where the served handler's default logger writes")
+		cpuProfile  = flag.String("cpuprofile", "", "compare: write a CPU profile of the handler's server over each run's measured phase to this path (run i to path.i); the profile costs the server a little CPU")
 	)
 	flag.Parse()
 	if *serve != "" {
@@ -76,7 +77,7 @@ func main() {
 		ok = runSoak(*duration, *warmup, *concurrency, *pin) && ok
 	}
 	if *mode == "compare" || *mode == "all" {
-		ok = runCompare(*duration, *warmup, *runs, *concurrency, *pin) && ok
+		ok = runCompare(*duration, *warmup, *runs, *concurrency, *pin, *cpuProfile) && ok
 	}
 	if *mode == "attack" || *mode == "all" {
 		ok = runAttack(*duration, *only) && ok
@@ -224,7 +225,7 @@ func runSoak(d, warmup time.Duration, concurrency int, pin bool) bool {
 
 // runCompare runs both sides runs times, each side in a fresh server
 // child whose CPU time the kernel counts.
-func runCompare(d, minWarmup time.Duration, runs, concurrency int, pin bool) bool {
+func runCompare(d, minWarmup time.Duration, runs, concurrency int, pin bool, profile string) bool {
 	taskset, err := exec.LookPath("taskset")
 	if !pin || err != nil || runtime.NumCPU() < 2 {
 		taskset = ""
@@ -237,7 +238,14 @@ func runCompare(d, minWarmup time.Duration, runs, concurrency int, pin bool) boo
 	for i := range runs {
 		var run bench.CompareRun
 		for _, side := range []bench.Side{bench.SideHandler, bench.SideBare} {
-			res, lines, size, err := compareSide(taskset, side, d, minWarmup, concurrency)
+			prof := ""
+			if profile != "" && side == bench.SideHandler {
+				prof = profile
+				if runs > 1 {
+					prof = fmt.Sprintf("%s.%d", profile, i+1)
+				}
+			}
+			res, lines, size, err := compareSide(taskset, side, d, minWarmup, concurrency, prof)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "load:", err)
 				return false
@@ -258,7 +266,7 @@ func runCompare(d, minWarmup time.Duration, runs, concurrency int, pin bool) boo
 	return ok
 }
 
-func compareSide(taskset string, side bench.Side, d, minWarmup time.Duration, concurrency int) (bench.SteadyResult, int64, int64, error) {
+func compareSide(taskset string, side bench.Side, d, minWarmup time.Duration, concurrency int, profile string) (bench.SteadyResult, int64, int64, error) {
 	logs, err := os.CreateTemp("", "realtimeauth-compare-*.log")
 	if err != nil {
 		return bench.SteadyResult{}, 0, 0, err
@@ -277,6 +285,13 @@ func compareSide(taskset string, side bench.Side, d, minWarmup time.Duration, co
 	if side == bench.SideHandler {
 		cfg.MinWarmup, cfg.MaxWarmup = max(minWarmup, bench.SessionTTL), max(minWarmup, 4*bench.SessionTTL)
 		cfg.Live = func() (int, error) { return bench.RemoteLive(srv.addr) }
+	}
+	if profile != "" {
+		cfg.Measuring = func(d time.Duration) {
+			if err := bench.RemoteProfile(srv.addr, d, profile); err != nil {
+				fmt.Fprintln(os.Stderr, "load: profile:", err)
+			}
+		}
 	}
 	res, err := bench.RunSteady(cfg)
 	srv.stop()
