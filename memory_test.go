@@ -116,6 +116,33 @@ func TestMemoryMillionClients(t *testing.T) {
 	runtime.KeepAlive(c)
 }
 
+// limiterBytesCeiling is what one tracked key may cost MemoryLimiter: the
+// figure the limiter had before its sub-window counter (issue 14 keeps it
+// as the ceiling).
+const limiterBytesCeiling = 37.8
+
+// TestMemoryLimiterBytesPerKey fills a MemoryLimiter alone with 1,000,000
+// keys (built in a reused buffer, so that only the limiter holds heap) and
+// checks what each tracked key costs.
+func TestMemoryLimiterBytesPerKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("tracks a million keys")
+	}
+	base := heapAfterGC()
+	lim := mustLimiter(10, time.Minute)
+	buf := make([]byte, 0, 16)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range million {
+		_, _ = lim.Allow(context.Background(), clientKey(buf, i), now)
+	}
+	held := heapAfterGC() - base
+	perKey := float64(held) / float64(lim.Len())
+	t.Logf("%d keys tracked, %.1f bytes per key", lim.Len(), perKey)
+	assert.Greater(t, lim.Len(), million*98/100)
+	assert.LessOrEqual(t, perKey, limiterBytesCeiling)
+	runtime.KeepAlive(lim)
+}
+
 // TestMemoryCapEvicts sends ten times more distinct clients than the cap:
 // the tracked keys and the heap follow the cap, not the flood.
 func TestMemoryCapEvicts(t *testing.T) {

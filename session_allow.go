@@ -29,7 +29,7 @@ func (m *MemoryStore) charge(as []Allowance, now time.Time) error {
 		}
 		t := m.allow[a.Window]
 		if t == nil {
-			t = &counterTable{m: make(map[uint64]uint64)}
+			t = &counterTable{}
 			m.allow[a.Window] = t
 		}
 		hk := maphash.String(m.seed, a.Key)
@@ -48,9 +48,9 @@ func (m *MemoryStore) rollback() {
 	for i := len(m.undo) - 1; i >= 0; i-- {
 		u := m.undo[i]
 		if u.had {
-			u.t.m[u.hk] = u.old
+			u.t.set(u.hk, u.old)
 		} else {
-			delete(u.t.m, u.hk)
+			u.t.del(u.hk)
 		}
 	}
 	m.undo = m.undo[:0]

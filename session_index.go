@@ -1,9 +1,6 @@
 package realtimeauth
 
-import (
-	"net/netip"
-	"strings"
-)
+import "net/netip"
 
 // The MemoryStore's indexes. Sessions live in a slab of entries that hold
 // no pointers, found through a map from the 16 bytes of their ID to their
@@ -95,13 +92,13 @@ func (t *interned) lookup(s string) (int32, bool) {
 }
 
 // acquire returns s's index, adding s if it is new (fresh reports that), and
-// counts one more reference.
+// counts one more reference. It keeps s itself, not a copy: the handler's
+// keys are small strings of their own.
 func (t *interned) acquire(s string) (i int32, fresh bool) {
 	if i, ok := t.idx[s]; ok {
 		t.refs[i]++
 		return i, false
 	}
-	s = strings.Clone(s) // keep no caller's larger buffer alive
 	if n := len(t.free); n > 0 {
 		i = t.free[n-1]
 		t.free = t.free[:n-1]

@@ -22,12 +22,19 @@ import (
 type storeLoad struct {
 	st      *realtimeauth.MemoryStore
 	clients []string
+	allow   [][]realtimeauth.Allowance // by client, built before the clock starts
 	now     time.Time
 	i       int
 }
 
 func newStoreLoad(clients, sessions int) *storeLoad {
 	l := &storeLoad{st: realtimeauth.NewMemoryStore(), clients: benchKeys(clients), now: benchT0}
+	for _, c := range l.clients {
+		l.allow = append(l.allow, []realtimeauth.Allowance{
+			{Key: "n:" + c, Limit: 1023, Window: time.Minute},
+			{Key: "m:" + c, Limit: 1023, Window: time.Minute},
+		})
+	}
 	for range sessions {
 		l.open()
 	}
@@ -35,15 +42,12 @@ func newStoreLoad(clients, sessions int) *storeLoad {
 }
 
 func (l *storeLoad) open() (realtimeauth.Session, []realtimeauth.Session, error) {
-	c := l.clients[l.i%len(l.clients)]
+	ci := l.i % len(l.clients)
 	l.i++
 	l.now = l.now.Add(time.Millisecond)
 	return l.st.Open(context.Background(), realtimeauth.OpenRequest{
-		Now: l.now, ExpiresAt: l.now.Add(time.Hour), ClientIP: c, Client: c,
-		Allowances: []realtimeauth.Allowance{
-			{Key: "n:" + c, Limit: 1023, Window: time.Minute},
-			{Key: "m:" + c, Limit: 1023, Window: time.Minute},
-		},
+		Now: l.now, ExpiresAt: l.now.Add(time.Hour), ClientIP: l.clients[ci], Client: l.clients[ci],
+		Allowances:   l.allow[ci],
 		MaxPerClient: 10, MaxSessions: 1_000_000,
 	})
 }
@@ -56,36 +60,66 @@ func BenchmarkMemoryStoreOpen(b *testing.B) {
 	b.Run("open", func(b *testing.B) {
 		l := newStoreLoad(live/10, live)
 		b.ReportAllocs()
+		cpu := processCPU()
 		b.ResetTimer()
 		for range b.N {
 			if _, _, err := l.open(); err != nil {
 				b.Fatal(err)
 			}
 		}
+		reportCPU(b, cpu, false)
+	})
+	b.Run("open-below-cap", func(b *testing.B) {
+		// 300,000 clients with one session each: nobody is evicted.
+		l := newStoreLoad(live, live)
+		l.st = realtimeauth.NewMemoryStore()
+		l.i = 0
+		for range live / 2 {
+			l.open()
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if i%(live/2) == 0 && i > 0 {
+				b.StopTimer()
+				l.st, l.i = realtimeauth.NewMemoryStore(), 0
+				for range live / 2 {
+					l.open()
+				}
+				b.StartTimer()
+			}
+			if _, ev, err := l.open(); err != nil || len(ev) > 0 {
+				b.Fatal(err, ev)
+			}
+		}
 	})
 	b.Run("refresh", func(b *testing.B) {
 		l := newStoreLoad(live/10, 0)
+		mints := make([][]realtimeauth.Allowance, live)
 		ids := make([]realtimeauth.Session, 0, live)
 		for range live {
 			s, _, err := l.open()
 			if err != nil {
 				b.Fatal(err)
 			}
+			mints[len(ids)] = l.allow[(len(ids))%len(l.clients)][1:]
 			ids = append(ids, s)
 		}
 		b.ReportAllocs()
+		cpu := processCPU()
 		b.ResetTimer()
 		for i := range b.N {
 			s := ids[i%live]
 			l.now = l.now.Add(time.Millisecond)
 			_, err := l.st.Refresh(context.Background(), realtimeauth.RefreshRequest{
 				Now: l.now, ID: s.ID, ClientIP: s.ClientIP, MaxRefreshes: 1 << 30,
-				Allowances: []realtimeauth.Allowance{{Key: "m:" + s.Client, Limit: 1023, Window: time.Minute}},
+				Allowances: mints[i%live],
 			})
 			if err != nil {
 				b.Fatal(err)
 			}
 		}
+		reportCPU(b, cpu, false)
 	})
 }
 
