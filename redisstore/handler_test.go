@@ -401,11 +401,15 @@ func TestFleetSharesSessionsAndBlocks(t *testing.T) {
 // the abuse check; with an authenticator, one more (the subject's bucket:
 // its index for Open, its allowance for both).
 func TestRoundTrips(t *testing.T) {
+	eachFleetTopology(t, func(t *testing.T, cluster bool) { testRoundTrips(t, cluster) })
+}
+
+func testRoundTrips(t *testing.T, cluster bool) {
 	clock := realtimeauthtest.NewClock(t0)
 	for _, auth := range []bool{false, true} {
 		t.Run(map[bool]string{false: "anonymous", true: "authenticated"}[auth], func(t *testing.T) {
 			fleet, _ := newFleet(t, 1, clock, fleetConfig{strikes: 10, maxRefreshes: 5, minInterval: time.Second,
-				authenticate: auth, subjectLimit: 30})
+				authenticate: auth, subjectLimit: 30, cluster: cluster})
 			in := fleet[0]
 			f := from{ip: "10.40.0.1", user: "jack"}
 			measure := func(do func() reply) (reply, int64) {
