@@ -39,12 +39,12 @@ const (
 )
 
 // MostAdmitted is the most admissions a limit of n per window allows in
-// any stretch of time of length d: at most M = max(n+1, floor(5n/4)) in
-// any window's length (the limiter rule of docs/limits.md), so M per
-// window begun.
+// any stretch of time of length d (docs/limits.md): M(n) = max(n+1,
+// floor(5n/4)) in any window's length, and (k-1)·n + M(n) in k windows'.
 func MostAdmitted(n int, window, d time.Duration) int {
 	m := max(n+1, 5*n/4)
-	return m * int(math.Ceil(float64(d)/float64(window)))
+	k := max(int(math.Ceil(float64(d)/float64(window))), 1)
+	return (k-1)*n + m
 }
 
 // AttackConfig sets up an attack run. Every attack runs against a fresh

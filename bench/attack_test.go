@@ -40,7 +40,7 @@ func TestMostAdmitted(t *testing.T) {
 		d    time.Duration
 		want int
 	}{
-		{10, time.Second, 12}, {10, time.Minute, 12}, {10, 61 * time.Second, 24},
+		{10, time.Second, 12}, {10, time.Minute, 12}, {10, 61 * time.Second, 22}, {30, time.Hour, 59*30 + 37},
 		{30, 5 * time.Second, 37}, {3, time.Minute, 4}, {1, time.Minute, 2}, {160, time.Minute, 200},
 	} {
 		assert.Equal(t, tc.want, MostAdmitted(tc.n, time.Minute, tc.d), "%d in %v", tc.n, tc.d)

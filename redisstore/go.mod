@@ -3,6 +3,7 @@ module github.com/realtimeauth/realtimeauth/redisstore
 go 1.26.0
 
 require (
+	github.com/google/uuid v1.6.0
 	github.com/realtimeauth/realtimeauth v0.0.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/stretchr/testify v1.12.1
@@ -10,7 +11,6 @@ require (
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/google/uuid v1.6.0 // indirect
 	github.com/rs/cors v1.11.1 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect

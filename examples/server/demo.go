@@ -49,7 +49,7 @@ func buildDemoPage() ([]byte, string) {
 
 // registerDemo serves the demo page, its scripts and stylesheet, and
 // /demo/origin, which tells the page whether its origin is allowed.
-func registerDemo(mux *http.ServeMux, logger *slog.Logger, allowed []string) {
+func registerDemo(mux *http.ServeMux, logger *slog.Logger, h http.Handler, allowed []string) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		pageHeaders(w, "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", demoCSP)
@@ -60,7 +60,7 @@ func registerDemo(mux *http.ServeMux, logger *slog.Logger, allowed []string) {
 	})
 	serveAsset(mux, "/demo.js", "demo/demo.js", "text/javascript; charset=utf-8")
 	serveAsset(mux, "/demo-boot.js", "demo/boot.js", "text/javascript; charset=utf-8")
-	mux.Handle("POST /demo/origin", &originCheck{allowed: allowed, log: logger, logged: map[string]bool{}})
+	mux.Handle("POST /demo/origin", &originCheck{h: h, allowed: allowed, log: logger, logged: map[string]bool{}})
 	serveAsset(mux, "/demo.css", "demo/demo.css", "text/css; charset=utf-8")
 }
 
@@ -93,6 +93,7 @@ func pageHeaders(w http.ResponseWriter, contentType string) {
 // forever. It logs each refused origin once (the first 32), so that the
 // server's log says it too.
 type originCheck struct {
+	h       http.Handler // the realtimeauth handler, which decides
 	allowed []string
 	log     *slog.Logger
 	mu      sync.Mutex
@@ -101,7 +102,7 @@ type originCheck struct {
 
 func (c *originCheck) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	origin := r.Header.Get("Origin")
-	ok := originAllowed(c.allowed, origin)
+	ok := handlerAllows(c.h, origin)
 	if !ok && origin != "" {
 		c.mu.Lock()
 		first := !c.logged[origin] && len(c.logged) < 32
@@ -124,24 +125,46 @@ func (c *originCheck) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}{origin, ok, c.allowed})
 }
 
-// originAllowed matches origin against ALLOWED_ORIGINS as the handler does:
-// exactly, "*", or "scheme://*.domain[:port]" for subdomains.
-func originAllowed(allowed []string, origin string) bool {
-	if origin == "" || origin == "null" {
+// handlerAllows asks h itself whether it allows origin, with the CORS
+// preflight a page's GET of {base}/compatibility would send: the handler
+// answers it 204 for an allowed origin and 403 otherwise, and records
+// neither as an event or a strike.
+func handlerAllows(h http.Handler, origin string) bool {
+	if origin == "" || h == nil {
 		return false
 	}
-	for _, a := range allowed {
-		if a == "*" || a == origin {
-			return true
-		}
-		if scheme, pattern, ok := strings.Cut(a, "://*."); ok {
-			rest, ok := strings.CutPrefix(origin, scheme+"://")
-			suffix, port, _ := strings.Cut(pattern, ":")
-			host, oport, _ := strings.Cut(rest, ":")
-			if ok && oport == port && strings.HasSuffix(host, "."+suffix) && len(host) > len(suffix)+1 {
-				return true
-			}
-		}
+	r, err := http.NewRequest(http.MethodOptions, "/api/voice-agent/compatibility", nil)
+	if err != nil {
+		return false
 	}
-	return false
+	r.RemoteAddr = "127.0.0.1:0"
+	r.Header.Set("Origin", origin)
+	r.Header.Set("Access-Control-Request-Method", http.MethodGet)
+	var w statusRecorder
+	h.ServeHTTP(&w, r)
+	return w.status == http.StatusNoContent
+}
+
+// statusRecorder keeps the status of an answer and drops the rest.
+type statusRecorder struct {
+	hdr    http.Header
+	status int
+}
+
+func (w *statusRecorder) Header() http.Header {
+	if w.hdr == nil {
+		w.hdr = http.Header{}
+	}
+	return w.hdr
+}
+
+func (w *statusRecorder) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return len(b), nil
 }

@@ -18,7 +18,7 @@ import (
 
 func demoMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	registerDemo(mux, slog.New(slog.NewTextHandler(io.Discard, nil)), []string{"http://localhost:4321"})
+	registerDemo(mux, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, []string{"http://localhost:4321"})
 	return mux
 }
 

@@ -136,7 +136,7 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 
 	mux := http.NewServeMux()
 	mux.Handle("/api/voice-agent/", h)
-	registerDemo(mux, logger, cfg.AllowedOrigins)
+	registerDemo(mux, logger, h, cfg.AllowedOrigins)
 
 	srv := &http.Server{
 		Handler:           mux,

@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/realtimeauthtest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -111,7 +113,12 @@ func TestRunExplicitOrigins(t *testing.T) {
 func TestDemoOriginCheck(t *testing.T) {
 	logs := &syncBuffer{}
 	mux := http.NewServeMux()
-	registerDemo(mux, slog.New(slog.NewTextHandler(logs, nil)), []string{"http://localhost:4321", "https://*.example.com"})
+	allowed := []string{"http://localhost:4321", "https://*.example.com"}
+	ev := &realtimeauthtest.Events{}
+	h, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithAllowedOrigins(allowed...),
+		realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	require.NoError(t, err)
+	registerDemo(mux, slog.New(slog.NewTextHandler(logs, nil)), h, allowed)
 	ask := func(origin string) map[string]any {
 		r := httptest.NewRequest(http.MethodPost, "/demo/origin", nil)
 		if origin != "" {
@@ -134,6 +141,7 @@ func TestDemoOriginCheck(t *testing.T) {
 	}
 	ask("http://127.0.0.1:4321")
 	assert.Equal(t, 1, strings.Count(logs.String(), "origin=http://127.0.0.1:4321"), "logged once per origin")
+	assert.Empty(t, ev.All(), "asking the handler is no event (and no strike)")
 	assert.Contains(t, logs.String(), "ALLOWED_ORIGINS")
 
 	r := httptest.NewRequest(http.MethodGet, "/demo/origin", nil)

@@ -29,9 +29,11 @@ func (r *recorder) Fatal(args ...any) {
 	panic(stopped{})
 }
 
-func startWithout(t *testing.T, ci string) *recorder {
+func startWithout(t *testing.T, ci string) *recorder { return runWithout(t, ci, func(r *recorder) { Start(r) }) }
+
+func runWithout(t *testing.T, ci string, start func(r *recorder)) *recorder {
 	t.Helper()
-	t.Setenv("PATH", t.TempDir()) // no redis-server on it
+	t.Setenv("PATH", t.TempDir()) // no redis-server or redis-cli on it
 	t.Setenv("CI", ci)
 	r := &recorder{TB: t}
 	func() {
@@ -40,9 +42,19 @@ func startWithout(t *testing.T, ci string) *recorder {
 				panic(v)
 			}
 		}()
-		Start(r)
+		start(r)
 	}()
 	return r
+}
+
+func TestStartClusterWithoutTheBinaries(t *testing.T) {
+	cluster := func(r *recorder) { StartCluster(r) }
+	r := runWithout(t, "", cluster)
+	assert.Equal(t, "skip", r.how)
+	assert.Contains(t, r.msg, "apt-get install redis-server")
+
+	r = runWithout(t, "true", cluster)
+	assert.Equal(t, "fatal", r.how, "CI must not skip")
 }
 
 func TestStartWithoutTheBinary(t *testing.T) {
