@@ -13,10 +13,11 @@ import (
 // it arrived.
 func (h *Handler) mint(k *request, kd *kind) (Token, time.Time, bool) {
 	parent := k.r.Context()
-	ctx := parent
+	// The minter's own log lines (OpenAIMinter's retries) name the request.
+	ctx := context.WithValue(parent, requestIDKey{}, k.id)
 	if h.deadline(h.minter) {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(parent, h.cfg.upstreamTimeout)
+		ctx, cancel = context.WithTimeout(ctx, h.cfg.upstreamTimeout)
 		defer cancel()
 	}
 	tok, err := h.minter.Mint(ctx, MintRequest{
@@ -54,6 +55,9 @@ func (h *Handler) mint(k *request, kd *kind) (Token, time.Time, bool) {
 	h.refuse(k, ref, retry, mintFailure(err, ue, latency)...)
 	return Token{}, done, false
 }
+
+// requestIDKey carries the request's ID in the context given to the Minter.
+type requestIDKey struct{}
 
 // deadline reports whether m needs WithUpstreamTimeout's deadline: every
 // Minter does but one that says it mints in-process (see Minter).

@@ -215,7 +215,7 @@ func TestOpenAIMinterRetryKeepsRequestID(t *testing.T) {
 		var rec map[string]any
 		require.NoError(t, json.Unmarshal([]byte(lines[i]), &rec))
 		assert.Equal(t, "realtimeauth: retrying mint", rec["msg"])
-		assert.Equal(t, id, rec["request_id"])
+		assert.Equal(t, id, rec["upstream_request_id"])
 		assert.EqualValues(t, i+1, rec["attempt"])
 		assert.EqualValues(t, 502, rec["upstream_status"])
 	}

@@ -91,8 +91,11 @@ func (p retryPolicy) logRetry(ctx context.Context, ue *UpstreamError, wait time.
 	attrs := []slog.Attr{
 		slog.Int("attempt", ue.Attempts),
 		slog.Int("upstream_status", ue.StatusCode),
-		slog.String("request_id", ue.RequestID),
-		slog.Duration("wait", wait),
+		slog.String("upstream_request_id", ue.RequestID),
+		slog.Float64("wait", wait.Seconds()),
+	}
+	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+		attrs = append(attrs, slog.String("request_id", id)) // the handler's request
 	}
 	if ue.Message != "" {
 		attrs = append(attrs, slog.String("upstream_message", ue.Message))
