@@ -45,8 +45,13 @@ type Stats struct {
 	// when the store could not count them (it is down): never a 0 that
 	// reads as "fine, and empty".
 	ActiveSessions int
-	// MaxSessions is the store's capacity in sessions, 0 when unknown.
+	// MaxSessions is the cap on live sessions (WithMaxSessions).
 	MaxSessions int
+	// UpstreamBurst is the upstream budget's burst (WithUpstreamRate), 0
+	// without a budget; UpstreamTokens is how many mints it would admit at
+	// once now (0..UpstreamBurst): 0 means saturated, upstream_busy.
+	UpstreamBurst  int
+	UpstreamTokens float64
 	// TotalRefreshes counts successful refreshes since New.
 	TotalRefreshes int64
 	// ErrorRate is the share of token and refresh requests answered with a
@@ -286,6 +291,10 @@ func (h *Handler) sessionCapacity() int { return h.cfg.maxSessions }
 // statsWith computes the figures, given the store's count (or its failure).
 func (h *Handler) statsWith(now time.Time, active int, countErr error) Stats {
 	st := Stats{Time: now, Uptime: now.Sub(h.start), Draining: h.closed.Load(), MaxSessions: h.sessionCapacity()}
+	if h.upstream != nil {
+		st.UpstreamBurst = h.upstream.Burst()
+		st.UpstreamTokens = max(h.upstream.TokensAt(now), 0)
+	}
 	var sum bucket
 	h.m.mu.Lock()
 	cur := now.UnixNano() / int64(bucketSpan)

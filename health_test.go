@@ -396,3 +396,21 @@ func TestHealthSnapshotWaiters(t *testing.T) {
 	assert.Contains(t, w.Body.String(), `"sessionTracking":{"status":"operational"}`)
 	assert.Len(t, store.entered, 0, "one Count for all three")
 }
+
+// TestStatsUpstreamBudget: Stats says how much of the upstream budget is
+// left, for a saturation gauge.
+func TestStatsUpstreamBudget(t *testing.T) {
+	r := newRig(t)
+	assert.Zero(t, r.h.Stats().UpstreamBurst, "no budget")
+	r = newRig(t, realtimeauth.WithUpstreamRate(1, 3))
+	st := r.h.Stats()
+	assert.Equal(t, 3, st.UpstreamBurst)
+	assert.Equal(t, 3.0, st.UpstreamTokens)
+	issueToken(t, r.h, "198.51.100.1:1")
+	issueToken(t, r.h, "198.51.100.2:1")
+	issueToken(t, r.h, "198.51.100.3:1")
+	assert.Equal(t, 0.0, r.h.Stats().UpstreamTokens, "saturated")
+	assertError(t, serveReq(r.h, req{path: tokenURL, remote: "198.51.100.4:1"}), 503, "upstream_busy", 1)
+	r.clock.Advance(1500 * time.Millisecond)
+	assert.InDelta(t, 1.5, r.h.Stats().UpstreamTokens, 1e-9)
+}

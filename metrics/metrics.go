@@ -103,6 +103,8 @@ type Collector struct {
 
 	activeSessions *prometheus.Desc
 	maxSessions    *prometheus.Desc
+	budgetTokens   *prometheus.Desc
+	budgetBurst    *prometheus.Desc
 	service        *prometheus.Desc
 
 	stats atomic.Pointer[Stats]
@@ -148,6 +150,10 @@ func New() *Collector {
 			"Live sessions in the store (absent while the store cannot count them).", nil, nil),
 		maxSessions: prometheus.NewDesc(name("max_sessions"),
 			"The cap on live sessions (WithMaxSessions).", nil, nil),
+		budgetTokens: prometheus.NewDesc(name("upstream_budget_tokens"),
+			"Mints the upstream budget (WithUpstreamRate) would admit at once now; 0 is saturated (absent without a budget).", nil, nil),
+		budgetBurst: prometheus.NewDesc(name("upstream_budget_burst"),
+			"The upstream budget's burst (absent without a budget).", nil, nil),
 		service: prometheus.NewDesc(name("service_status"),
 			"1 for each service's current state (operational, degraded, down), 0 for the others.",
 			[]string{"service", "status"}, nil),
@@ -196,6 +202,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.upstreamBusy.Describe(ch)
 	ch <- c.activeSessions
 	ch <- c.maxSessions
+	ch <- c.budgetTokens
+	ch <- c.budgetBurst
 	ch <- c.service
 }
 
@@ -218,6 +226,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if st.MaxSessions > 0 {
 		ch <- prometheus.MustNewConstMetric(c.maxSessions, prometheus.GaugeValue, float64(st.MaxSessions))
+	}
+	if st.UpstreamBurst > 0 {
+		ch <- prometheus.MustNewConstMetric(c.budgetTokens, prometheus.GaugeValue, st.UpstreamTokens)
+		ch <- prometheus.MustNewConstMetric(c.budgetBurst, prometheus.GaugeValue, float64(st.UpstreamBurst))
 	}
 	for i, s := range []string{st.OpenAI.Status, st.RateLimit.Status, st.SessionTracking.Status} {
 		for _, state := range states {

@@ -115,6 +115,8 @@ func TestCollectorThroughHandler(t *testing.T) {
 	assert.NotContains(t, mint, "error")
 
 	assert.Equal(t, 2.0, fams["realtimeauth_active_sessions"].Metric[0].Gauge.GetValue())
+	assert.InDelta(t, 0.0, fams["realtimeauth_upstream_budget_tokens"].Metric[0].Gauge.GetValue(), 1e-6, "saturated")
+	assert.Equal(t, 3.0, fams["realtimeauth_upstream_budget_burst"].Metric[0].Gauge.GetValue())
 	assert.Equal(t, 1_000_000.0, fams["realtimeauth_max_sessions"].Metric[0].Gauge.GetValue())
 	svc := map[string]float64{}
 	for _, m := range fams["realtimeauth_service_status"].Metric {
@@ -139,6 +141,7 @@ func TestCollectorStoreDown(t *testing.T) {
 	r := newRig(t, realtimeauth.WithSessionStore(failingStore{realtimeauth.NewMemoryStore()}))
 	fams := gather(t, r.reg)
 	assert.NotContains(t, fams, "realtimeauth_active_sessions")
+	assert.NotContains(t, fams, "realtimeauth_upstream_budget_tokens", "no budget configured")
 	assert.Contains(t, fams, "realtimeauth_max_sessions", "the handler's cap (WithMaxSessions), whatever the store")
 	for _, m := range fams["realtimeauth_service_status"].Metric {
 		if label(m, "service") != "openaiApi" && label(m, "status") == "down" {
