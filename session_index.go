@@ -127,6 +127,9 @@ type clientInfo struct {
 	live         int32
 	head, tail   int32 // entry slots, least recently issued first
 	bprev, bnext int32 // client indices in the bucket of its live count
+	// detached: the client's bucket is still that of its live count when
+	// Open began, and Open moves it when it is done.
+	detached bool
 }
 
 // subjectInfo is a subject's sessions: how many are live, and the list of

@@ -100,6 +100,10 @@ func (m *MemoryStore) Open(_ context.Context, req OpenRequest) (Session, []Sessi
 	} else {
 		ci = m.acquireClient(req.Client)
 	}
+	// The client's bucket by live count moves once, at the end: at its cap
+	// it evicts one and gains one, and so does not move at all.
+	was := m.cinfo[ci].live
+	m.cinfo[ci].detached = true
 	var evicted []Session
 	for range evictOwn {
 		evicted = append(evicted, m.evict(m.cinfo[ci].head))
@@ -109,6 +113,11 @@ func (m *MemoryStore) Open(_ context.Context, req OpenRequest) (Session, []Sessi
 	}
 	id := [16]byte(uuid.New())
 	slot := m.insert(id, req, ci)
+	m.cinfo[ci].detached = false
+	if now := m.cinfo[ci].live; now != was {
+		m.heavy.unlink(m.cinfo, ci, was)
+		m.heavy.link(m.cinfo, ci, now)
+	}
 	s := m.session(slot, uuid.UUID(id).String(), req.ClientIP)
 	return s, evicted, nil
 }
@@ -282,6 +291,10 @@ func (m *MemoryStore) acquireClient(client string) int32 {
 
 // setLive moves client ci to n live sessions.
 func (m *MemoryStore) setLive(ci, n int32) {
+	if m.cinfo[ci].detached { // Open places it when done
+		m.cinfo[ci].live = n
+		return
+	}
 	m.heavy.unlink(m.cinfo, ci, m.cinfo[ci].live)
 	m.cinfo[ci].live = n
 	m.heavy.link(m.cinfo, ci, n)
