@@ -29,7 +29,9 @@ func (r *recorder) Fatal(args ...any) {
 	panic(stopped{})
 }
 
-func startWithout(t *testing.T, ci string) *recorder { return runWithout(t, ci, func(r *recorder) { Start(r) }) }
+func startWithout(t *testing.T, ci string) *recorder {
+	return runWithout(t, ci, func(r *recorder) { Start(r) })
+}
 
 func runWithout(t *testing.T, ci string, start func(r *recorder)) *recorder {
 	t.Helper()
