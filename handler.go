@@ -25,6 +25,7 @@ type request struct {
 	session    Session         // as opened or refreshed by admit
 	status     int             // the status answered
 	allowances [5]Allowance    // what the store operation is charged against
+	idHeader   [1]string       // X-Request-Id's value, kept with the request
 }
 
 // ServeHTTP routes the request to the token, refresh, health or script
@@ -32,7 +33,8 @@ type request struct {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	k := &request{w: w, r: r, client: h.ips.client(r)}
 	k.id = requestID(r, k.client.proxied)
-	w.Header()["X-Request-Id"] = []string{k.id}
+	k.idHeader[0] = k.id
+	w.Header()["X-Request-Id"] = k.idHeader[:]
 	rest, ok := strings.CutPrefix(r.URL.Path, h.base)
 	if !ok {
 		rest = ""
