@@ -57,7 +57,6 @@ type CallReservation struct {
 	// instance that dies between Reserve and Bind does not hold it forever.
 	// It must be after Now.
 	HoldUntil time.Time
-	SessionID string
 	ClientIP  string
 	Client    string
 	Subject   string
@@ -70,8 +69,10 @@ type CallReservation struct {
 
 // CallStart binds a reserved slot to the call the upstream placed.
 type CallStart struct {
-	Slot      string
-	ID        string
+	Slot string
+	ID   string
+	// SessionID is the handler's session the call was admitted with.
+	SessionID string
 	StartedAt time.Time
 	// Deadline and ExpiresAt are the Call's (zero: none).
 	Deadline, ExpiresAt time.Time
@@ -205,7 +206,7 @@ func (m *MemoryCallRegistry) Reserve(_ context.Context, req CallReservation) (st
 	}
 	m.seq++
 	seq := m.seq
-	r := callRecord{session: req.SessionID, ip: req.ClientIP, client: req.Client, subject: req.Subject, hold: callNano(req.HoldUntil)}
+	r := callRecord{ip: req.ClientIP, client: req.Client, subject: req.Subject, hold: callNano(req.HoldUntil)}
 	m.recs[seq] = r
 	m.byClient[r.client] = append(m.byClient[r.client], seq)
 	if r.subject != "" {
@@ -234,7 +235,7 @@ func (m *MemoryCallRegistry) Bind(_ context.Context, s CallStart) (Call, error) 
 	if _, dup := m.ids[s.ID]; dup {
 		return Call{}, errorf("CallRegistry.Bind: call ID %q is already bound", s.ID)
 	}
-	r.id, r.hold = s.ID, 0
+	r.id, r.session, r.hold = s.ID, s.SessionID, 0
 	r.start, r.deadline, r.expires = callNano(s.StartedAt), callNano(s.Deadline), callNano(s.ExpiresAt)
 	m.recs[seq] = r
 	m.ids[r.id] = seq

@@ -21,19 +21,23 @@ import (
 func TestCallRegistry(t *testing.T, newRegistry func(t *testing.T) realtimeauth.CallRegistry) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	ctx := context.Background()
-	res := func(client, subject, session string, now time.Time) realtimeauth.CallReservation {
-		return realtimeauth.CallReservation{
+	type reservation struct {
+		realtimeauth.CallReservation
+		session string
+	}
+	res := func(client, subject, session string, now time.Time) reservation {
+		return reservation{realtimeauth.CallReservation{
 			Now: now, HoldUntil: now.Add(30 * time.Second),
-			SessionID: session, ClientIP: client + ".7", Client: client, Subject: subject,
+			ClientIP: client + ".7", Client: client, Subject: subject,
 			MaxPerClient: 2, MaxPerSubject: 3,
-		}
+		}, session}
 	}
 	// place reserves and binds one call, failing the test on an error.
-	place := func(t *testing.T, r realtimeauth.CallRegistry, req realtimeauth.CallReservation, id string, deadline time.Time) realtimeauth.Call {
+	place := func(t *testing.T, r realtimeauth.CallRegistry, req reservation, id string, deadline time.Time) realtimeauth.Call {
 		t.Helper()
-		slot, err := r.Reserve(ctx, req)
+		slot, err := r.Reserve(ctx, req.CallReservation)
 		require.NoError(t, err)
-		c, err := r.Bind(ctx, realtimeauth.CallStart{Slot: slot, ID: id, StartedAt: req.Now, Deadline: deadline, ExpiresAt: req.Now.Add(time.Hour)})
+		c, err := r.Bind(ctx, realtimeauth.CallStart{Slot: slot, ID: id, SessionID: req.session, StartedAt: req.Now, Deadline: deadline, ExpiresAt: req.Now.Add(time.Hour)})
 		require.NoError(t, err)
 		return c
 	}
@@ -41,7 +45,7 @@ func TestCallRegistry(t *testing.T, newRegistry func(t *testing.T) realtimeauth.
 	t.Run("BindGetEnd", func(t *testing.T) {
 		r := newRegistry(t)
 		req := res("10.0.0.1", "alice", "s1", t0)
-		slot, err := r.Reserve(ctx, req)
+		slot, err := r.Reserve(ctx, req.CallReservation)
 		require.NoError(t, err)
 		require.NotEmpty(t, slot)
 		n, err := r.Count(ctx, t0)
@@ -52,7 +56,7 @@ func TestCallRegistry(t *testing.T, newRegistry func(t *testing.T) realtimeauth.
 			ID: "rtc_1", SessionID: "s1", ClientIP: "10.0.0.1.7", Client: "10.0.0.1", Subject: "alice",
 			StartedAt: start, Deadline: start.Add(time.Minute), ExpiresAt: start.Add(time.Hour),
 		}
-		c, err := r.Bind(ctx, realtimeauth.CallStart{Slot: slot, ID: "rtc_1", StartedAt: start, Deadline: want.Deadline, ExpiresAt: want.ExpiresAt})
+		c, err := r.Bind(ctx, realtimeauth.CallStart{Slot: slot, ID: "rtc_1", SessionID: "s1", StartedAt: start, Deadline: want.Deadline, ExpiresAt: want.ExpiresAt})
 		require.NoError(t, err)
 		assert.Equal(t, want, utc(c))
 		_, err = r.Bind(ctx, realtimeauth.CallStart{Slot: slot, ID: "rtc_2", StartedAt: start})
@@ -84,14 +88,14 @@ func TestCallRegistry(t *testing.T, newRegistry func(t *testing.T) realtimeauth.
 		r := newRegistry(t)
 		req := res("10.0.0.1", "", "s1", t0)
 		req.HoldUntil = t0
-		_, err := r.Reserve(ctx, req)
+		_, err := r.Reserve(ctx, req.CallReservation)
 		assert.Error(t, err, "HoldUntil not after Now")
 		_, err = r.ClaimDue(ctx, t0, 0, 1)
 		assert.Error(t, err, "a lease of 0")
 		_, err = r.Bind(ctx, realtimeauth.CallStart{Slot: "no-such-slot", ID: "rtc_1", StartedAt: t0})
 		assert.ErrorIs(t, err, realtimeauth.ErrCallNotFound)
 		require.NoError(t, r.Release(ctx, "no-such-slot"))
-		slot, err := r.Reserve(ctx, res("10.0.0.1", "", "s1", t0))
+		slot, err := r.Reserve(ctx, res("10.0.0.1", "", "s1", t0).CallReservation)
 		require.NoError(t, err)
 		_, err = r.Bind(ctx, realtimeauth.CallStart{Slot: slot, StartedAt: t0})
 		assert.Error(t, err, "an empty call ID")
@@ -100,39 +104,39 @@ func TestCallRegistry(t *testing.T, newRegistry func(t *testing.T) realtimeauth.
 	t.Run("ClientCap", func(t *testing.T) {
 		r := newRegistry(t)
 		place(t, r, res("10.0.0.1", "", "s1", t0), "rtc_1", time.Time{})
-		slot, err := r.Reserve(ctx, res("10.0.0.1", "", "s2", t0))
+		slot, err := r.Reserve(ctx, res("10.0.0.1", "", "s2", t0).CallReservation)
 		require.NoError(t, err, "reserved slots count too, but 2 fit")
-		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s3", t0))
+		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s3", t0).CallReservation)
 		assert.ErrorIs(t, err, realtimeauth.ErrTooManyCalls)
-		_, err = r.Reserve(ctx, res("10.0.0.2", "", "s3", t0))
+		_, err = r.Reserve(ctx, res("10.0.0.2", "", "s3", t0).CallReservation)
 		assert.NoError(t, err, "another client has its own cap")
 		require.NoError(t, r.Release(ctx, slot))
-		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s3", t0))
+		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s3", t0).CallReservation)
 		assert.NoError(t, err, "a released slot frees its place")
-		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s4", t0))
+		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s4", t0).CallReservation)
 		assert.ErrorIs(t, err, realtimeauth.ErrTooManyCalls)
 		_, err = r.End(ctx, "rtc_1", t0)
 		require.NoError(t, err)
-		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s4", t0))
+		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s4", t0).CallReservation)
 		assert.NoError(t, err, "an ended call frees its place")
 		nocap := res("10.0.0.1", "", "s5", t0)
 		nocap.MaxPerClient = 0
-		_, err = r.Reserve(ctx, nocap)
+		_, err = r.Reserve(ctx, nocap.CallReservation)
 		assert.NoError(t, err, "MaxPerClient 0 is no cap")
 	})
 
 	t.Run("SubjectCap", func(t *testing.T) {
 		r := newRegistry(t)
 		for i := range 3 {
-			_, err := r.Reserve(ctx, res(fmt.Sprintf("10.0.1.%d", i), "alice", "s", t0))
+			_, err := r.Reserve(ctx, res(fmt.Sprintf("10.0.1.%d", i), "alice", "s", t0).CallReservation)
 			require.NoError(t, err)
 		}
-		_, err := r.Reserve(ctx, res("10.0.1.9", "alice", "s", t0))
+		_, err := r.Reserve(ctx, res("10.0.1.9", "alice", "s", t0).CallReservation)
 		assert.ErrorIs(t, err, realtimeauth.ErrTooManyCalls, "the subject's cap spans clients")
-		_, err = r.Reserve(ctx, res("10.0.1.9", "bob", "s", t0))
+		_, err = r.Reserve(ctx, res("10.0.1.9", "bob", "s", t0).CallReservation)
 		assert.NoError(t, err)
 		for i := range 3 {
-			_, err := r.Reserve(ctx, res(fmt.Sprintf("10.0.2.%d", i), "", "s", t0))
+			_, err := r.Reserve(ctx, res(fmt.Sprintf("10.0.2.%d", i), "", "s", t0).CallReservation)
 			require.NoError(t, err, "no subject, no subject cap")
 		}
 	})
@@ -140,14 +144,14 @@ func TestCallRegistry(t *testing.T, newRegistry func(t *testing.T) realtimeauth.
 	t.Run("HoldRunsOut", func(t *testing.T) {
 		r := newRegistry(t)
 		req := res("10.0.0.1", "", "s1", t0)
-		slot1, err := r.Reserve(ctx, req)
+		slot1, err := r.Reserve(ctx, req.CallReservation)
 		require.NoError(t, err)
-		_, err = r.Reserve(ctx, req)
+		_, err = r.Reserve(ctx, req.CallReservation)
 		require.NoError(t, err)
 		late := req.HoldUntil.Add(-time.Microsecond)
-		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s1", late))
+		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s1", late).CallReservation)
 		assert.ErrorIs(t, err, realtimeauth.ErrTooManyCalls, "held until HoldUntil")
-		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s1", req.HoldUntil))
+		_, err = r.Reserve(ctx, res("10.0.0.1", "", "s1", req.HoldUntil).CallReservation)
 		assert.NoError(t, err, "free at HoldUntil")
 		_, err = r.Bind(ctx, realtimeauth.CallStart{Slot: slot1, ID: "rtc_late", StartedAt: req.HoldUntil})
 		assert.ErrorIs(t, err, realtimeauth.ErrCallNotFound, "a slot past its hold cannot be bound")
@@ -185,7 +189,7 @@ func TestCallRegistry(t *testing.T, newRegistry func(t *testing.T) realtimeauth.
 		d := place(t, r, res("10.0.0.3", "bob", "s3", t0), "rtc_d", time.Time{})
 		pending := res("10.0.0.2", "alice", "s1", t0)
 		pending.MaxPerSubject = 0
-		_, err := r.Reserve(ctx, pending)
+		_, err := r.Reserve(ctx, pending.CallReservation)
 		require.NoError(t, err, "a reserved slot is listed nowhere")
 		now := t0.Add(3 * time.Second)
 		got, err := r.SessionCalls(ctx, "s1", now)
@@ -262,7 +266,7 @@ func TestCallRegistry(t *testing.T, newRegistry func(t *testing.T) realtimeauth.
 				defer wg.Done()
 				req := res(fmt.Sprintf("10.0.4.%d", i%2), "carol", "s", t0)
 				req.MaxPerClient, req.MaxPerSubject = 0, 7
-				_, err := r.Reserve(ctx, req)
+				_, err := r.Reserve(ctx, req.CallReservation)
 				switch {
 				case err == nil:
 					ok.Add(1)

@@ -86,20 +86,20 @@ end
 local function call(r) return {r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]} end
 `
 
-// reserveScript: ARGV tag, now, hold, session, ip, client, subject,
-// maxClient, maxSubject.
+// reserveScript: ARGV tag, now, hold, ip, client, subject, maxClient,
+// maxSubject.
 var reserveScript = redis.NewScript(callLua + `
 local now, hold = ARGV[2], ARGV[3]
 sweep(now)
-local ck, uk = T .. 'c:' .. ARGV[6], T .. 'u:' .. ARGV[7]
-local maxc, maxu = tonumber(ARGV[8]), tonumber(ARGV[9])
+local ck, uk = T .. 'c:' .. ARGV[5], T .. 'u:' .. ARGV[6]
+local maxc, maxu = tonumber(ARGV[7]), tonumber(ARGV[8])
 if maxc > 0 and redis.call('ZCOUNT', ck, '(' .. now, INF) >= maxc then return 'toomany' end
-if ARGV[7] ~= '' and maxu > 0 and redis.call('ZCOUNT', uk, '(' .. now, INF) >= maxu then return 'toomany' end
+if ARGV[6] ~= '' and maxu > 0 and redis.call('ZCOUNT', uk, '(' .. now, INF) >= maxu then return 'toomany' end
 local slot = tostring(redis.call('INCR', T .. 'seq'))
-redis.call('HSET', T .. 'k:' .. slot, 'id', '', 'n', ARGV[4], 'ip', ARGV[5], 'c', ARGV[6], 'u', ARGV[7],
+redis.call('HSET', T .. 'k:' .. slot, 'id', '', 'n', '', 'ip', ARGV[4], 'c', ARGV[5], 'u', ARGV[6],
   's', '', 'd', '', 'e', '', 'h', hold, 'm', '')
 redis.call('ZADD', ck, hold, slot)
-if ARGV[7] ~= '' then redis.call('ZADD', uk, hold, slot) end
+if ARGV[6] ~= '' then redis.call('ZADD', uk, hold, slot) end
 redis.call('ZADD', T .. 'gone', hold, slot)
 return 'ok:' .. slot
 `)
@@ -110,7 +110,7 @@ func (r *CallRegistry) Reserve(ctx context.Context, req realtimeauth.CallReserva
 		return "", errors.New("redisstore: CallRegistry.Reserve: HoldUntil must be after Now")
 	}
 	res, err := reserveScript.Run(ctx, r.client, []string{r.tag + "c:" + req.Client, r.tag + "u:" + req.Subject},
-		r.tag, us(req.Now), us(req.HoldUntil), req.SessionID, req.ClientIP, req.Client, req.Subject,
+		r.tag, us(req.Now), us(req.HoldUntil), req.ClientIP, req.Client, req.Subject,
 		req.MaxPerClient, req.MaxPerSubject).Text()
 	if err != nil {
 		return "", wrap("reserving a call", err)
@@ -125,20 +125,20 @@ func (r *CallRegistry) Reserve(ctx context.Context, req realtimeauth.CallReserva
 	return slot, nil
 }
 
-// bindScript: ARGV tag, slot, id, start, deadline, expires.
+// bindScript: ARGV tag, slot, id, session, start, deadline, expires.
 var bindScript = redis.NewScript(callLua + `
-local slot, id, start, dl, exp = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local slot, id, sess, start, dl, exp = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 sweep(start)
 local k = T .. 'k:' .. slot
-local r = redis.call('HMGET', k, 'id', 'h', 'c', 'u', 'n')
+local r = redis.call('HMGET', k, 'id', 'h', 'c', 'u')
 if not r[1] or r[1] ~= '' or tonumber(r[2]) <= tonumber(start) then return {'notfound'} end
 if redis.call('EXISTS', T .. 'i:' .. id) == 1 then return {'dup'} end
-redis.call('HSET', k, 'id', id, 's', start, 'd', dl, 'e', exp, 'h', '')
+redis.call('HSET', k, 'id', id, 'n', sess, 's', start, 'd', dl, 'e', exp, 'h', '')
 redis.call('SET', T .. 'i:' .. id, slot)
 local gone = exp ~= '' and exp or INF
 redis.call('ZADD', T .. 'c:' .. r[3], gone, slot)
 if r[4] ~= '' then redis.call('ZADD', T .. 'u:' .. r[4], gone, slot) end
-if r[5] ~= '' then redis.call('ZADD', T .. 's:' .. r[5], start, slot) end
+if sess ~= '' then redis.call('ZADD', T .. 's:' .. sess, start, slot) end
 if exp ~= '' then redis.call('ZADD', T .. 'gone', exp, slot) else redis.call('ZREM', T .. 'gone', slot) end
 redis.call('ZADD', T .. 'live', gone, slot)
 if dl ~= '' then redis.call('ZADD', T .. 'due', dl, slot) end
@@ -154,7 +154,7 @@ func (r *CallRegistry) Bind(ctx context.Context, s realtimeauth.CallStart) (real
 		return realtimeauth.Call{}, realtimeauth.ErrCallNotFound
 	}
 	v, err := bindScript.Run(ctx, r.client, []string{r.tag + "k:" + s.Slot, r.tag + "i:" + s.ID},
-		r.tag, s.Slot, s.ID, us(s.StartedAt), us(s.Deadline), us(s.ExpiresAt)).Slice()
+		r.tag, s.Slot, s.ID, s.SessionID, us(s.StartedAt), us(s.Deadline), us(s.ExpiresAt)).Slice()
 	if err != nil {
 		return realtimeauth.Call{}, wrap("binding a call", err)
 	}

@@ -38,13 +38,13 @@ func TestCallRegistryKeysFollowLiveCalls(t *testing.T) {
 	require.NoError(t, err)
 	for i, id := range []string{"rtc_a", "rtc_b", "rtc_c"} {
 		slot, err := r.Reserve(ctx, realtimeauth.CallReservation{
-			Now: t0, HoldUntil: t0.Add(time.Minute), SessionID: "s", ClientIP: "10.0.0.1", Client: "10.0.0.1", Subject: "alice",
+			Now: t0, HoldUntil: t0.Add(time.Minute), ClientIP: "10.0.0.1", Client: "10.0.0.1", Subject: "alice",
 		})
 		require.NoError(t, err)
 		if i == 2 {
 			continue // never bound: its hold runs out
 		}
-		_, err = r.Bind(ctx, realtimeauth.CallStart{Slot: slot, ID: id, StartedAt: t0, Deadline: t0.Add(time.Second), ExpiresAt: t0.Add(time.Hour)})
+		_, err = r.Bind(ctx, realtimeauth.CallStart{Slot: slot, ID: id, SessionID: "s", StartedAt: t0, Deadline: t0.Add(time.Second), ExpiresAt: t0.Add(time.Hour)})
 		require.NoError(t, err)
 	}
 	_, err = r.End(ctx, "rtc_a", t0)
