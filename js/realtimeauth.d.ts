@@ -106,3 +106,31 @@ export class TokenManager {
  * "config_conflict". After destroy(), the next call creates a new one.
  */
 export function getTokenManager(options?: TokenManagerOptions): TokenManager;
+
+export interface StartCallOptions extends Pick<TokenManagerOptions, "baseUrl" | "basePath" | "requestTimeoutMs" | "headers" | "credentials" | "fetch" | "clock"> {
+  /** The audio to send. Default: the microphone (getUserMedia), stopped by destroy(). */
+  stream?: MediaStream;
+  /** Plays the model's audio. Default: none (use call.peerConnection's ontrack). */
+  audioElement?: HTMLAudioElement;
+  /** For tests: replaces new RTCPeerConnection(). */
+  newPeerConnection?: () => RTCPeerConnection;
+}
+
+/** A live call made through the relay. */
+export class RealtimeCall {
+  /** The upstream's call ID ("rtc_…"). */
+  readonly callId: string;
+  readonly peerConnection: RTCPeerConnection;
+  /** The "oai-events" data channel: Realtime events both ways. */
+  readonly dataChannel: RTCDataChannel;
+  /** Hangs up on the server (DELETE {basePath}/calls/{callId}), closes the connection and a microphone startCall opened. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * Makes a WebRTC call through the server's relay (POST {basePath}/calls): no
+ * key reaches the page. Rejects with a TokenError: the server's code
+ * ("too_many_calls", "rate_limited", "relay_unavailable" without an OpenAI
+ * key, …) or "network_error", "timeout", "bad_response".
+ */
+export function startCall(options?: StartCallOptions): Promise<RealtimeCall>;

@@ -1,10 +1,16 @@
 // realtimeauth browser client: keeps an OpenAI Realtime ephemeral key (ek_…)
-// from a realtimeauth server valid, in memory only. No dependencies.
+// from a realtimeauth server valid, in memory only, or makes a WebRTC call
+// through the server's relay, with no key in the page at all. No
+// dependencies.
 //
-//   import { getTokenManager } from "/api/voice-agent/client.js";
+//   import { getTokenManager, startCall } from "/api/voice-agent/client.js";
 //   const tm = getTokenManager();
 //   tm.on("tokenRefreshed", (t) => use(t.token));
 //   const { token } = await tm.requestToken();
+//
+//   const call = await startCall({ audioElement: document.querySelector("audio") });
+//   call.dataChannel.send(JSON.stringify({ type: "response.create" }));
+//   await call.destroy(); // hangs up
 
 const EVENTS = ["tokenRefreshed", "tokenExpired", "tokenError"];
 
@@ -421,4 +427,111 @@ function sameOptions(a, b) {
     return false;
   }
   return true;
+}
+
+/**
+ * startCall makes a WebRTC call through the server's relay (POST
+ * {basePath}/calls), so that no key ever reaches the page: it sets up an
+ * RTCPeerConnection with the microphone (or options.stream) and the
+ * "oai-events" data channel, posts the SDP offer, applies the server's
+ * answer, and resolves to a RealtimeCall. call.destroy() hangs up (DELETE
+ * {basePath}/calls/{callId}) and closes the connection. It rejects with a
+ * TokenError: the server's code ("too_many_calls", "rate_limited",
+ * "relay_unavailable" on a server without an OpenAI key, …) or the
+ * client's ("network_error", "timeout", "bad_response").
+ */
+export async function startCall(options = {}) {
+  const o = resolveOptions(options);
+  const newPC = options.newPeerConnection ?? (() => new RTCPeerConnection());
+  const pc = newPC();
+  let stream = options.stream;
+  const own = !stream;
+  try {
+    if (own) stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    const tracks = stream.getAudioTracks();
+    if (tracks.length === 0) pc.addTransceiver("audio", { direction: "sendrecv" });
+    for (const t of tracks) pc.addTrack(t, stream);
+    const audio = options.audioElement;
+    if (audio) pc.ontrack = (e) => { audio.srcObject = e.streams[0]; };
+    const dataChannel = pc.createDataChannel("oai-events");
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const res = await callRequest(o, "POST", "/calls", {
+      body: offer.sdp,
+      headers: { ...o.headers, "Content-Type": "application/sdp" },
+    });
+    const loc = res.headers.get("Location");
+    const callId = loc ? loc.split("/").pop() : "";
+    if (!callId) {
+      throw new TokenError("/calls: the answer has no Location (is the server's CORS exposing it?)", { code: "bad_response", status: res.status });
+    }
+    await pc.setRemoteDescription({ type: "answer", sdp: await res.text() });
+    return new RealtimeCall(o, callId, pc, dataChannel, own ? stream : null);
+  } catch (err) {
+    pc.close();
+    if (own && stream) for (const t of stream.getTracks()) t.stop();
+    throw err;
+  }
+}
+
+/** RealtimeCall is a live call made by startCall. */
+export class RealtimeCall {
+  #o;
+  #stream;
+  #ended = null;
+
+  constructor(o, callId, peerConnection, dataChannel, ownStream) {
+    this.#o = o;
+    this.#stream = ownStream;
+    /** The upstream's call ID ("rtc_…"). */
+    this.callId = callId;
+    this.peerConnection = peerConnection;
+    /** The "oai-events" data channel: send and receive Realtime events on it. */
+    this.dataChannel = dataChannel;
+  }
+
+  /** destroy hangs the call up on the server, then closes the connection and the microphone. Idempotent; a call the server no longer knows is not an error. */
+  destroy() {
+    if (!this.#ended) {
+      this.#ended = callRequest(this.#o, "DELETE", "/calls/" + encodeURIComponent(this.callId), { headers: { ...this.#o.headers } })
+        .catch((err) => {
+          if (err.code !== "call_not_found") throw err;
+        })
+        .finally(() => {
+          this.peerConnection.close();
+          if (this.#stream) for (const t of this.#stream.getTracks()) t.stop();
+        });
+    }
+    return this.#ended;
+  }
+}
+
+// callRequest makes one request of the relay within requestTimeoutMs and
+// returns the answer, or throws a TokenError with the server's code.
+async function callRequest(o, method, path, { body, headers }) {
+  const ctl = new AbortController();
+  let timedOut = false;
+  const timer = o.clock.setTimeout(() => {
+    timedOut = true;
+    ctl.abort();
+  }, o.requestTimeoutMs);
+  let res;
+  try {
+    res = await o.fetch(o.baseUrl + o.basePath + path, { method, headers, body, credentials: o.credentials, cache: "no-store", signal: ctl.signal });
+  } catch (err) {
+    if (timedOut) throw new TokenError(`no answer from ${path} within ${o.requestTimeoutMs} ms`, { code: "timeout", cause: err });
+    throw new TokenError(`could not reach ${path}: ${err && err.message}`, { code: "network_error", cause: err });
+  } finally {
+    o.clock.clearTimeout(timer);
+  }
+  if (res.ok) return res;
+  let json;
+  try {
+    json = await res.json();
+  } catch {
+    json = undefined;
+  }
+  const code = json && typeof json.code === "string" ? json.code : `http_${res.status}`;
+  const msg = json && typeof json.error === "string" ? json.error : `HTTP ${res.status}`;
+  throw new TokenError(`${path}: ${msg}`, { code, status: res.status, retryAfter: retryAfterSeconds(json, res) });
 }
