@@ -28,7 +28,8 @@ type offer struct {
 	method, url, auth, contentType, sdp string
 }
 
-// TestDemoPageWebRTC runs the demo with a "real" key against a fake OpenAI
+// TestDemoPageWebRTC runs the demo's ephemeral-key way (?via=token) with a
+// "real" key against a fake OpenAI
 // token endpoint, with Chromium's fake microphone, and intercepts the
 // page's request to https://api.openai.com/v1/realtime/calls (there is no
 // OpenAI in a test): the page must POST its SDP offer there with the
@@ -54,7 +55,7 @@ func TestDemoPageWebRTC(t *testing.T) {
 	offers := interceptOpenAI(t, ctx)
 	srv := startExampleServer(t, "OPENAI_API_KEY="+fakeOpenAIKey, "OPENAI_BASE_URL="+upstream.URL)
 
-	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.url+"/")))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.url+"/?via=token"))) // the ephemeral-key way
 	waitFor(t, ctx, `document.getElementById("status").dataset.state === "disconnected"`, 10*time.Second)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click("#connect")))
 	waitFor(t, ctx, `document.getElementById("status").dataset.state === "error"`, 10*time.Second)

@@ -1,16 +1,22 @@
-// The demo page's script: the token manager drives everything the page shows.
-import { getTokenManager } from "/api/voice-agent/client.js";
+// The demo page's script. By default it calls through the server's relay
+// (startCall: no key ever reaches the page); with ?via=token it gets an
+// ephemeral key from the token manager and calls OpenAI with it. In dev
+// mode (no OPENAI_API_KEY) the relay answers 501 relay_unavailable, and the
+// page shows the token manager at work with fake tokens instead.
+import { getTokenManager, startCall as startRelayCall } from "/api/voice-agent/client.js";
 
 const DEV_PREFIX = "ek_dev_";
 const $ = (id) => document.getElementById(id);
 const ui = {
   connect: $("connect"), disconnect: $("disconnect"), status: $("status"), token: $("token"),
   remaining: $("remaining"), bar: $("bar"), session: $("session"), refreshes: $("refreshes"),
-  note: $("note"), events: $("events"),
+  note: $("note"), events: $("events"), call: $("call"),
 };
+const viaToken = new URLSearchParams(location.search).get("via") === "token";
 
 let manager = null;
-let call = null; // { pc, mic }
+let call = null; // { pc, mic } for a direct call
+let relayCall = null; // a RealtimeCall
 let current = null; // TokenData
 let refreshes = 0;
 let lastError = null; // the manager's last tokenError
@@ -83,6 +89,10 @@ async function connect() {
   ui.connect.disabled = true;
   ui.disconnect.disabled = false;
   note("");
+  if (!viaToken) {
+    const done = await connectThroughRelay();
+    if (done) return;
+  }
   setStatus("connecting", "getting a token…");
   manager ??= newManager();
   let t;
@@ -96,14 +106,16 @@ async function connect() {
   }
   if (t.token.startsWith(DEV_PREFIX)) {
     setStatus("token", "token obtained (dev mode)");
-    note("Dev mode: the server has no OPENAI_API_KEY, so its tokens (" + DEV_PREFIX +
+    note((viaToken ? "" : "The relay answered 501 relay_unavailable: in dev mode no upstream can answer the " +
+      "browser's WebRTC offer, so the page shows the token flow instead. ") +
+      "Dev mode: the server has no OPENAI_API_KEY, so its tokens (" + DEV_PREFIX +
       "…) are fake and OpenAI would refuse them. The page stops here, but keeps the token " +
       "fresh so you can watch it refresh. Set OPENAI_API_KEY and restart the server to talk.");
     return;
   }
   try {
     setStatus("connecting", "asking for the microphone…");
-    call = await startCall(t.token);
+    call = await startDirectCall(t.token);
     setStatus("connected", "connected to OpenAI: speak");
   } catch (e) {
     hangUp();
@@ -112,9 +124,44 @@ async function connect() {
   }
 }
 
-// startCall opens the WebRTC session: the key is needed only to set it up;
-// the manager keeps a fresh one for the next call.
-async function startCall(token) {
+// connectThroughRelay calls through the server (POST /api/voice-agent/calls):
+// the server adds its session and key and relays the offer to OpenAI. It
+// reports whether the page is done (connected, or failed for good); false
+// means dev mode, where the page goes on with the token flow.
+async function connectThroughRelay() {
+  setStatus("connecting", "calling through the server's relay…");
+  const audio = new Audio();
+  audio.autoplay = true;
+  try {
+    relayCall = await startRelayCall({ audioElement: audio });
+  } catch (e) {
+    relayCall = null;
+    if (e.code === "relay_unavailable") {
+      logEvent("relay", "501 relay_unavailable: dev mode");
+      return false;
+    }
+    setStatus("error", `relay call failed: ${e.code}${e.status ? " (" + e.status + ")" : ""}`);
+    ui.connect.disabled = false;
+    return true;
+  }
+  ui.call.textContent = relayCall.callId;
+  logEvent("call", `placed through the relay: ${relayCall.callId}`);
+  relayCall.dataChannel.onmessage = (e) => {
+    try {
+      logEvent("openai", JSON.parse(e.data).type);
+    } catch { /* not JSON */ }
+  };
+  relayCall.peerConnection.onconnectionstatechange = () => {
+    const s = relayCall && relayCall.peerConnection.connectionState;
+    if (s === "failed" || s === "disconnected") setStatus("error", `WebRTC ${s}`);
+  };
+  setStatus("connected", "connected through the relay: speak");
+  return true;
+}
+
+// startDirectCall opens the WebRTC session with OpenAI itself: the key is
+// needed only to set it up; the manager keeps a fresh one for the next call.
+async function startDirectCall(token) {
   const pc = new RTCPeerConnection();
   const c = { pc, mic: null };
   try {
@@ -152,6 +199,15 @@ async function startCall(token) {
 }
 
 function hangUp() {
+  if (relayCall) {
+    const c = relayCall;
+    relayCall = null;
+    c.destroy().then(
+      () => logEvent("call", `hung up: ${c.callId}`),
+      (e) => logEvent("call", `hang-up failed: ${e.code}`),
+    );
+    ui.call.textContent = "—";
+  }
   if (!call) return;
   call.pc.close();
   if (call.mic) for (const track of call.mic.getTracks()) track.stop();
