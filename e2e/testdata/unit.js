@@ -1,7 +1,7 @@
 // Unit tests of the browser client's logic, run by TestClientUnit in
 // Chromium against the module the handler embeds. Time is a fake clock and
 // the server a fake fetch, so the tests wait no real time.
-import { getTokenManager, TokenManager, TokenError } from "/api/voice-agent/client.js";
+import { getTokenManager, TokenManager, TokenError, startCall } from "/api/voice-agent/client.js";
 
 const tests = [];
 const test = (name, fn) => tests.push({ name, fn });
@@ -437,6 +437,99 @@ test("getTokenManager is a page-wide singleton", async () => {
   const b = getTokenManager(opts);
   ok(b !== a && !b.destroyed, "a new manager after destroy");
   b.destroy();
+});
+
+// startCall's fakes: a peer connection that records what it is asked, a
+// stream with one track, and a relay that answers each request by handler.
+class FakePC {
+  log = [];
+  closed = false;
+  addTrack(t) { this.log.push("addTrack " + t.kind); }
+  addTransceiver(kind, o) { this.log.push(`addTransceiver ${kind} ${o.direction}`); }
+  createDataChannel(label) { this.log.push("createDataChannel " + label); return { label }; }
+  async createOffer() { return { type: "offer", sdp: "v=0\r\nm=audio offer\r\n" }; }
+  async setLocalDescription(d) { this.log.push("local " + d.type); }
+  async setRemoteDescription(d) { this.log.push(`remote ${d.type} ${d.sdp}`); }
+  close() { this.closed = true; }
+}
+function fakeStream(tracks = 1) {
+  const ts = Array.from({ length: tracks }, () => ({ kind: "audio", stopped: false, stop() { this.stopped = true; } }));
+  return { tracks: ts, getAudioTracks: () => ts, getTracks: () => ts };
+}
+function relay(handler) {
+  const reqs = [];
+  const fetch = async (url, init) => {
+    reqs.push({ url, method: init.method, headers: init.headers, body: init.body });
+    const { status = 200, headers = {}, text = "", body } = handler(init.method, new URL(url).pathname);
+    return { status, ok: status >= 200 && status < 300, headers: { get: (k) => headers[k] ?? null },
+      text: async () => text, json: async () => { if (body === undefined) throw new SyntaxError("no JSON"); return body; } };
+  };
+  return { fetch, reqs };
+}
+const placed = (method) => method === "POST"
+  ? { status: 201, headers: { Location: "/api/voice-agent/calls/rtc_1" }, text: "v=0\r\nanswer\r\n" }
+  : { status: 204 };
+
+test("startCall posts the offer, applies the answer, returns the call ID", async () => {
+  const r = relay(placed);
+  const pc = new FakePC();
+  const stream = fakeStream();
+  const call = await startCall({ baseUrl: "https://app.test", fetch: r.fetch, stream, newPeerConnection: () => pc,
+    headers: { Authorization: "Bearer app" } });
+  eq(call.callId, "rtc_1", "callId from Location");
+  eq(r.reqs.length, 1, "one request");
+  eq(r.reqs[0].url, "https://app.test/api/voice-agent/calls", "url");
+  eq(r.reqs[0].method, "POST", "method");
+  eq(r.reqs[0].headers, { Authorization: "Bearer app", "Content-Type": "application/sdp" }, "headers");
+  eq(r.reqs[0].body, "v=0\r\nm=audio offer\r\n", "the offer as the body");
+  eq(pc.log, ["addTrack audio", "createDataChannel oai-events", "local offer", "remote answer v=0\r\nanswer\r\n"], "peer connection");
+  eq(call.dataChannel.label, "oai-events", "data channel");
+  await call.destroy();
+  await call.destroy();
+  eq(r.reqs.map((q) => `${q.method} ${q.url}`), ["POST https://app.test/api/voice-agent/calls",
+    "DELETE https://app.test/api/voice-agent/calls/rtc_1"], "destroy hangs up, once");
+  ok(pc.closed, "destroy closes the connection");
+  ok(!stream.tracks[0].stopped, "a stream the page passed is the page's");
+});
+
+test("startCall without a track still offers audio", async () => {
+  const pc = new FakePC();
+  await startCall({ baseUrl: "https://app.test", fetch: relay(placed).fetch, stream: fakeStream(0), newPeerConnection: () => pc });
+  eq(pc.log[0], "addTransceiver audio sendrecv", "an audio transceiver");
+});
+
+test("startCall rejects with the server's code and closes the connection", async () => {
+  for (const [status, code] of [[429, "too_many_calls"], [501, "relay_unavailable"], [403, "origin_not_allowed"]]) {
+    const pc = new FakePC();
+    const r = relay(() => ({ status, body: { success: false, error: "no", code, retryAfter: status === 429 ? 3 : undefined } }));
+    const e = await rejects(startCall({ baseUrl: "https://app.test", fetch: r.fetch, stream: fakeStream(), newPeerConnection: () => pc }),
+      (e) => ok(e instanceof TokenError, "a TokenError"), code);
+    eq([e.code, e.status], [code, status], code);
+    ok(pc.closed, `${code}: the connection is closed`);
+  }
+  const pc = new FakePC();
+  const e = await rejects(startCall({ baseUrl: "https://app.test", fetch: relay(() => ({ status: 201, text: "v=0" })).fetch,
+    stream: fakeStream(), newPeerConnection: () => pc }), () => {}, "no Location");
+  eq(e.code, "bad_response", "an answer without Location");
+  ok(pc.closed, "closed");
+  const down = async () => { throw new TypeError("Failed to fetch"); };
+  const e2 = await rejects(startCall({ baseUrl: "https://app.test", fetch: down, stream: fakeStream(), newPeerConnection: () => new FakePC() }),
+    () => {}, "network");
+  eq(e2.code, "network_error", "no server");
+});
+
+test("destroy of a call the server no longer knows is no error", async () => {
+  const r = relay((m) => (m === "POST" ? placed(m) : { status: 404, body: { success: false, error: "gone", code: "call_not_found" } }));
+  const pc = new FakePC();
+  const call = await startCall({ baseUrl: "https://app.test", fetch: r.fetch, stream: fakeStream(), newPeerConnection: () => pc });
+  await call.destroy();
+  ok(pc.closed, "closed");
+  const r2 = relay((m) => (m === "POST" ? placed(m) : { status: 502, body: { success: false, error: "x", code: "upstream_error" } }));
+  const pc2 = new FakePC();
+  const call2 = await startCall({ baseUrl: "https://app.test", fetch: r2.fetch, stream: fakeStream(), newPeerConnection: () => pc2 });
+  const e = await rejects(call2.destroy(), () => {}, "a failed hang-up");
+  eq(e.code, "upstream_error", "reported");
+  ok(pc2.closed, "closed all the same");
 });
 
 // Run the tests one by one and publish the results for the Go test.
