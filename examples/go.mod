@@ -7,6 +7,7 @@ require (
 	github.com/realtimeauth/realtimeauth v0.0.0
 	github.com/realtimeauth/realtimeauth/metrics v0.0.0
 	github.com/realtimeauth/realtimeauth/redisstore v0.0.0
+	github.com/realtimeauth/realtimeauth/sideband v0.0.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/stretchr/testify v1.12.1
 	golang.org/x/time v0.16.0
@@ -15,6 +16,7 @@ require (
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/coder/websocket v1.8.15 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
@@ -31,4 +33,5 @@ replace (
 	github.com/realtimeauth/realtimeauth => ../
 	github.com/realtimeauth/realtimeauth/metrics => ../metrics
 	github.com/realtimeauth/realtimeauth/redisstore => ../redisstore
+	github.com/realtimeauth/realtimeauth/sideband => ../sideband
 )

@@ -43,6 +43,7 @@ type config struct {
 	Redis              *redis.Options // nil: state in memory (REDIS_URL unset)
 	MetricsAddr        string         // "": no /metrics
 	TLS                *tls.Config    // nil: plain HTTP
+	Calls              callSettings   // calls.go
 }
 
 // DevMode reports whether tokens are minted locally instead of by OpenAI.
@@ -199,6 +200,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 			c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}
 	}
+	var callErrs []error
+	c.Calls, callErrs = loadCallSettings(getenv)
+	errs = append(errs, callErrs...)
 	if v := strings.TrimSpace(getenv("REDIS_URL")); v != "" {
 		opt, err := parseRedisURL(v)
 		errs = append(errs, err)

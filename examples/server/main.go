@@ -120,6 +120,12 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 	if collector != nil {
 		opts = append(opts, realtimeauth.WithEventHook(collector.Event), realtimeauth.WithMeasurementHook(collector.Measure))
 	}
+	callOpts, closeCalls, err := cfg.Calls.handlerOptions(cfg.DevMode(), logger)
+	if err != nil {
+		return err
+	}
+	defer closeCalls() // deferred before h.Close, so it runs after it
+	opts = append(opts, callOpts...)
 	if cfg.Redis != nil {
 		redisOpts, closeRedis, err := cfg.redisHandlerOptions(ctx, logger)
 		if err != nil {
