@@ -446,11 +446,12 @@ export async function startCall(options = {}) {
   const pc = newPC();
   let stream = options.stream;
   const own = !stream;
+  let callId = "";
   try {
-    if (own) stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    const tracks = stream.getAudioTracks();
-    if (tracks.length === 0) pc.addTransceiver("audio", { direction: "sendrecv" });
-    for (const t of tracks) pc.addTrack(t, stream);
+    // The microphone is asked for once the server has placed the call, so
+    // that a refused call (a cap, dev mode) prompts for nothing: the offer
+    // carries an audio transceiver, whose track is set afterwards.
+    const audioSender = pc.addTransceiver("audio", { direction: "sendrecv" }).sender;
     const audio = options.audioElement;
     if (audio) pc.ontrack = (e) => { audio.srcObject = e.streams[0]; };
     const dataChannel = pc.createDataChannel("oai-events");
@@ -461,13 +462,20 @@ export async function startCall(options = {}) {
       headers: { ...o.headers, "Content-Type": "application/sdp" },
     });
     const loc = res.headers.get("Location");
-    const callId = loc ? loc.split("/").pop() : "";
+    callId = loc ? loc.split("/").pop() : "";
     if (!callId) {
       throw new TokenError("/calls: the answer has no Location (is the server's CORS exposing it?)", { code: "bad_response", status: res.status });
     }
     await pc.setRemoteDescription({ type: "answer", sdp: await res.text() });
+    if (own) stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    const track = stream.getAudioTracks()[0];
+    if (track) await audioSender.replaceTrack(track);
     return new RealtimeCall(o, callId, pc, dataChannel, own ? stream : null);
   } catch (err) {
+    if (callId) {
+      // Placed, then failed here (the microphone refused): hang it up.
+      callRequest(o, "DELETE", "/calls/" + encodeURIComponent(callId), { headers: { ...o.headers } }).catch(() => {});
+    }
     pc.close();
     if (own && stream) for (const t of stream.getTracks()) t.stop();
     throw err;

@@ -444,8 +444,10 @@ test("getTokenManager is a page-wide singleton", async () => {
 class FakePC {
   log = [];
   closed = false;
-  addTrack(t) { this.log.push("addTrack " + t.kind); }
-  addTransceiver(kind, o) { this.log.push(`addTransceiver ${kind} ${o.direction}`); }
+  addTransceiver(kind, o) {
+    this.log.push(`addTransceiver ${kind} ${o.direction}`);
+    return { sender: { replaceTrack: async (t) => { this.log.push("replaceTrack " + t.kind); } } };
+  }
   createDataChannel(label) { this.log.push("createDataChannel " + label); return { label }; }
   async createOffer() { return { type: "offer", sdp: "v=0\r\nm=audio offer\r\n" }; }
   async setLocalDescription(d) { this.log.push("local " + d.type); }
@@ -482,7 +484,8 @@ test("startCall posts the offer, applies the answer, returns the call ID", async
   eq(r.reqs[0].method, "POST", "method");
   eq(r.reqs[0].headers, { Authorization: "Bearer app", "Content-Type": "application/sdp" }, "headers");
   eq(r.reqs[0].body, "v=0\r\nm=audio offer\r\n", "the offer as the body");
-  eq(pc.log, ["addTrack audio", "createDataChannel oai-events", "local offer", "remote answer v=0\r\nanswer\r\n"], "peer connection");
+  eq(pc.log, ["addTransceiver audio sendrecv", "createDataChannel oai-events", "local offer", "remote answer v=0\r\nanswer\r\n",
+    "replaceTrack audio"], "peer connection: the track once the call is placed");
   eq(call.dataChannel.label, "oai-events", "data channel");
   await call.destroy();
   await call.destroy();
@@ -496,6 +499,18 @@ test("startCall without a track still offers audio", async () => {
   const pc = new FakePC();
   await startCall({ baseUrl: "https://app.test", fetch: relay(placed).fetch, stream: fakeStream(0), newPeerConnection: () => pc });
   eq(pc.log[0], "addTransceiver audio sendrecv", "an audio transceiver");
+  ok(!pc.log.includes("replaceTrack audio"), "no track to set");
+});
+
+test("a call placed but not completed is hung up", async () => {
+  const r = relay(placed);
+  const pc = new FakePC();
+  pc.setRemoteDescription = async () => { throw new DOMException("bad answer", "InvalidAccessError"); };
+  await rejects(startCall({ baseUrl: "https://app.test", fetch: r.fetch, stream: fakeStream(), newPeerConnection: () => pc }),
+    (e) => eq(e.name, "InvalidAccessError", "the failure"), "a failed answer");
+  await flush();
+  eq(r.reqs.map((q) => q.method), ["POST", "DELETE"], "hung up");
+  ok(pc.closed, "closed");
 });
 
 test("startCall rejects with the server's code and closes the connection", async () => {
