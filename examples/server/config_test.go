@@ -33,6 +33,7 @@ func TestConfigDefaults(t *testing.T) {
 		BlockWindow:        10 * time.Minute,
 		BlockDuration:      15 * time.Minute,
 		UpstreamBurst:      1,
+		Calls:              callSettings{MaxPerClient: 2, Sideband: true},
 	}, c)
 	assert.True(t, c.DevMode())
 	_, err = realtimeauth.New(&realtimeauth.DevMinter{}, c.handlerOptions()...)
