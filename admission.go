@@ -20,6 +20,7 @@ type kind struct {
 	parse     func(k *request) (refusal, bool)
 	open      bool // Open a session; otherwise Refresh k.sessionID
 	issued    EventName
+	call      bool // an SDP body, and a call slot reserved before Open (calls_relay.go)
 }
 
 var (
@@ -53,7 +54,11 @@ func (h *Handler) admit(k *request, kd *kind) bool {
 	if !h.checkBlocked(k) || !h.checkOrigin(k) || !h.authenticate(k) {
 		return false
 	}
-	if ref, ok := h.readBody(k, kd.mediaType); !ok {
+	read := func(k *request) (refusal, bool) { return h.readBody(k, kd.mediaType) }
+	if kd.call {
+		read = h.readOffer
+	}
+	if ref, ok := read(k); !ok {
 		return h.refuseNow(k, ref)
 	}
 	if ref, ok := kd.parse(k); !ok {
@@ -63,13 +68,20 @@ func (h *Handler) admit(k *request, kd *kind) bool {
 		return false
 	}
 	k.now = h.now()
+	if kd.call && !h.reserveCall(k) {
+		return false
+	}
 	var ok bool
 	if kd.open {
 		ok = h.open(k)
 	} else {
 		ok = h.refresh(k)
 	}
-	return ok && h.takeBudget(k, kd)
+	ok = ok && h.takeBudget(k, kd)
+	if !ok && kd.call {
+		h.releaseCall(k)
+	}
+	return ok
 }
 
 // refuseNow refuses at the time it decides, for the steps before the body's
@@ -134,7 +146,7 @@ func (h *Handler) strike(k *request) {
 // checkOrigin lets rs/cors write the CORS headers (Vary: Origin on every
 // answer, the rest for an allowed origin) and refuses a foreign Origin.
 func (h *Handler) checkOrigin(k *request) bool {
-	h.cors.HandlerFunc(k.w, k.r)
+	h.corsFor(k).HandlerFunc(k.w, k.r)
 	if o := k.r.Header.Get("Origin"); o != "" && !h.origins.allowed(o) {
 		h.refuse(k, refOrigin, 0)
 		return false

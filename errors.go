@@ -129,6 +129,16 @@ const (
 	// CodeClientClosedRequest: the client went away during the mint (status
 	// 499, as nginx logs it); nobody reads the answer.
 	CodeClientClosedRequest Code = "client_closed_request"
+	// CodeTooManyCalls: the client or the user holds the maximum number of
+	// live calls (WithMaxCallsPerClient, WithMaxCallsPerSubject).
+	CodeTooManyCalls Code = "too_many_calls"
+	// CodeCallMismatch: the call was made by another client or user.
+	CodeCallMismatch Code = "call_mismatch"
+	// CodeCallNotFound: no live call has that ID.
+	CodeCallNotFound Code = "call_not_found"
+	// CodeRelayUnavailable: the Minter cannot place calls (DevMinter: no
+	// upstream can answer an offer), so the relay is off.
+	CodeRelayUnavailable Code = "relay_unavailable"
 )
 
 // refusal names one row of the error table; call sites name the row and
@@ -166,6 +176,13 @@ const (
 	refStoreUnavailable
 	refUnavailable
 	refClientGone
+	refTooManyCalls
+	refCallMismatch
+	refCallNotFound
+	refRelayUnavailable
+	refBadOffer
+	refOfferMediaType
+	refMethodCall
 	numRefusals
 )
 
@@ -219,4 +236,11 @@ var errorTable = [numRefusals]row{
 	refStoreUnavailable: {503, CodeStoreUnavailable, "a backing store is unavailable; try again later", EventStoreError, SeverityHigh, false},
 	refUnavailable:      {503, CodeUnavailable, "shutting down", "", "", false},
 	refClientGone:       {499, CodeClientClosedRequest, "the client closed the request", "", "", false},
+	refTooManyCalls:     {429, CodeTooManyCalls, "too many live calls for this client or user; hang one up first", EventTooManyCalls, SeverityMedium, false},
+	refCallMismatch:     {403, CodeCallMismatch, "call belongs to another client", EventSessionMismatch, SeverityHigh, true},
+	refCallNotFound:     {404, CodeCallNotFound, "call not found or ended", "", "", false},
+	refRelayUnavailable: {501, CodeRelayUnavailable, "this server cannot relay calls: it has no OpenAI key (dev mode)", "", "", false},
+	refBadOffer:         {400, CodeInvalidRequest, "request body must be an SDP offer", EventInvalidRequest, SeverityLow, true},
+	refOfferMediaType:   {415, CodeUnsupportedMediaType, "request body must be application/sdp", EventInvalidRequest, SeverityLow, false},
+	refMethodCall:       {405, CodeMethodNotAllowed, "method not allowed", "", "", false},
 }

@@ -29,6 +29,9 @@ const (
 	EventTooManySessions     EventName = "too_many_sessions"
 	EventUpstreamBusy        EventName = "upstream_busy"
 	EventStoreError          EventName = "store_error"
+	EventCallStarted         EventName = "call_started"
+	EventCallEnded           EventName = "call_ended"
+	EventTooManyCalls        EventName = "too_many_calls"
 )
 
 // Severity grades an Event.
@@ -71,6 +74,10 @@ type Event struct {
 	RetryAfter time.Duration
 	// Detail is a short fixed explanation.
 	Detail string
+	// CallID is the relayed call the event is about (call_started,
+	// call_ended), and Reason why a call ended (call_ended).
+	CallID string
+	Reason EndReason
 }
 
 // EventHook receives every Event (WithEventHook), including those the log
@@ -126,6 +133,12 @@ func (h *Handler) emit(k *request, ev Event, extra ...slog.Attr) {
 	}
 	if ev.Detail != "" {
 		attrs = append(attrs, slog.String("detail", ev.Detail))
+	}
+	if ev.CallID != "" {
+		attrs = append(attrs, slog.String("call_id", ev.CallID))
+	}
+	if ev.Reason != "" {
+		attrs = append(attrs, slog.String("reason", string(ev.Reason)))
 	}
 	attrs = append(attrs, extra...)
 	h.log.LogAttrs(k.r.Context(), lvl, "realtimeauth security event", attrs...)

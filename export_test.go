@@ -21,6 +21,9 @@ var refusalNames = [numRefusals]string{
 	refTooManySessions: "too_many_sessions", refStoreFull: "store_full", refUpstream: "upstream",
 	refUpstreamLimited: "upstream_limited", refUpstreamBusy: "upstream_busy", refUpstreamTimeout: "upstream_timeout",
 	refStoreUnavailable: "store_unavailable", refUnavailable: "unavailable", refClientGone: "client_gone",
+	refTooManyCalls: "too_many_calls", refCallMismatch: "call_mismatch", refCallNotFound: "call_not_found",
+	refRelayUnavailable: "relay_unavailable", refBadOffer: "bad_offer", refOfferMediaType: "offer_media_type",
+	refMethodCall: "method_call",
 }
 
 // ErrorTable returns the error table by row name.

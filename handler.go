@@ -3,6 +3,7 @@ package realtimeauth
 import (
 	"encoding/hex"
 	"encoding/json"
+	"github.com/rs/cors"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -26,6 +27,8 @@ type request struct {
 	status     int             // the status answered
 	allowances [5]Allowance    // what the store operation is charged against
 	idHeader   [1]string       // X-Request-Id's value, kept with the request
+	cors       *cors.Cors      // nil: h.cors (the calls have their own)
+	callSlot   string          // the call registry slot reserved (calls.go)
 }
 
 // ServeHTTP routes the request to the token, refresh, health or script
@@ -52,7 +55,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveStatic(k, &clientScript)
 	case "/client.d.ts":
 		h.serveStatic(k, &clientTypes)
+	case "/calls":
+		h.serveCalls(k, "")
 	default:
+		if id, ok := strings.CutPrefix(rest, "/calls/"); ok {
+			h.serveCalls(k, id)
+			return
+		}
 		writeError(w, k.client.tls, errorTable[refNotFound], 0)
 	}
 }
@@ -109,7 +118,7 @@ func (h *Handler) preflight(k *request) {
 	}
 	hd["Cache-Control"] = hdrNoStore
 	hd["X-Content-Type-Options"] = hdrNosniff
-	h.cors.HandlerFunc(k.w, k.r) // writes 204 with the CORS headers
+	h.corsFor(k).HandlerFunc(k.w, k.r) // writes 204 with the CORS headers
 }
 
 // maxProxyRequestID bounds an X-Request-Id taken from a trusted proxy.

@@ -52,6 +52,9 @@ type Stats struct {
 	// once now (0..UpstreamBurst): 0 means saturated, upstream_busy.
 	UpstreamBurst  int
 	UpstreamTokens float64
+	// ActiveCalls is the call registry's count of live relayed calls, or
+	// -1 when the registry could not count them.
+	ActiveCalls int
 	// TotalRefreshes counts successful refreshes since New.
 	TotalRefreshes int64
 	// ErrorRate is the share of token and refresh requests answered with a
@@ -224,7 +227,9 @@ func (h *Handler) Stats() Stats {
 	defer cancel()
 	now := h.now()
 	active, err := h.count(ctx, now)
-	return h.statsWith(now, active, err)
+	st := h.statsWith(now, active, err)
+	st.ActiveCalls = h.calls.count(ctx, now)
+	return st
 }
 
 func (h *Handler) count(ctx context.Context, now time.Time) (int, error) {
@@ -252,7 +257,12 @@ type countSnapshot struct {
 // with the request's values but not its cancellation (a waiter's answer
 // must not fail because the first caller left), within statsTimeout.
 func (h *Handler) snapshotCount(ctx context.Context, now time.Time) (int, error) {
-	c := &h.snap
+	return h.snap.get(ctx, now, h.count)
+}
+
+// get returns count's answer, read at most snapshotAge before now (see
+// snapshotCount).
+func (c *countSnapshot) get(ctx context.Context, now time.Time, count func(context.Context, time.Time) (int, error)) (int, error) {
 	for {
 		c.mu.Lock()
 		if c.valid && !now.Before(c.at) && now.Sub(c.at) < snapshotAge {
@@ -274,7 +284,7 @@ func (h *Handler) snapshotCount(ctx context.Context, now time.Time) (int, error)
 		c.mu.Unlock()
 
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statsTimeout)
-		active, err := h.count(cctx, now)
+		active, err := count(cctx, now)
 		cancel()
 
 		c.mu.Lock()
@@ -362,6 +372,7 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 	now := h.now()
 	active, err := h.snapshotCount(r.Context(), now)
 	st := h.statsWith(now, active, err)
+	st.ActiveCalls = h.calls.snapshotCount(r.Context(), now)
 	body := healthBody(st)
 	setSecurityHeaders(w.Header(), tls)
 	status := http.StatusOK
@@ -430,6 +441,10 @@ func healthBody(st Stats) []byte {
 	if st.ActiveSessions < 0 {
 		active = nil // unknown: the store is down
 	}
+	var calls any = st.ActiveCalls
+	if st.ActiveCalls < 0 {
+		calls = nil // unknown: the call registry is down
+	}
 	v := struct {
 		Status    string                   `json:"status"`
 		Timestamp int64                    `json:"timestamp"`
@@ -450,6 +465,7 @@ func healthBody(st Stats) []byte {
 		Metrics: map[string]any{
 			"totalRequests":       st.TotalRequests,
 			"activeSessions":      active,
+			"activeCalls":         calls,
 			"totalRefreshes":      st.TotalRefreshes,
 			"errorRate":           st.ErrorRate,
 			"averageResponseTime": ms(st.AverageResponseTime),

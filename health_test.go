@@ -48,7 +48,7 @@ func TestHealthShapeAndCounts(t *testing.T) {
 	}
 	assert.Equal(t, map[string]any{
 		"totalRequests": float64(0), "activeSessions": float64(0), "totalRefreshes": float64(0),
-		"errorRate": float64(0), "averageResponseTime": float64(0),
+		"errorRate": float64(0), "averageResponseTime": float64(0), "activeCalls": float64(0),
 	}, m["metrics"])
 
 	// Mints take 200ms of the fake clock.

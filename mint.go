@@ -38,12 +38,20 @@ func (h *Handler) mint(k *request, kd *kind) (Token, time.Time, bool) {
 	}
 	h.undo(k, kd)
 	k.now = done
-	if parent.Err() != nil {
+	h.refuseUpstream(k, err, latency)
+	return Token{}, done, false
+}
+
+// refuseUpstream answers a failed upstream call (a mint, a relayed call, a
+// hang-up) by the error table: the client's own departure, a timeout, the
+// upstream's 429, anything else.
+func (h *Handler) refuseUpstream(k *request, err error, latency time.Duration) {
+	if k.r.Context().Err() != nil {
 		// The client went away; that says nothing about the upstream.
 		h.refuse(k, refClientGone, 0)
-		return Token{}, done, false
+		return
 	}
-	h.m.mint(done, latency, false)
+	h.m.mint(k.now, latency, false)
 	ref, retry := refUpstream, time.Duration(0)
 	ue, _ := errors.AsType[*UpstreamError](err)
 	switch {
@@ -53,7 +61,6 @@ func (h *Handler) mint(k *request, kd *kind) (Token, time.Time, bool) {
 		ref, retry = refUpstreamLimited, max(ue.RetryAfter, time.Second)
 	}
 	h.refuse(k, ref, retry, mintFailure(err, ue, latency)...)
-	return Token{}, done, false
 }
 
 // requestIDKey carries the request's ID in the context given to the Minter.

@@ -65,6 +65,7 @@ type config struct {
 	measurementHook             MeasurementHook
 	maxPerClientSet, maxSessSet bool
 	prefixShareSet              bool
+	calls                       callConfig // calls.go
 }
 
 // DefaultBasePath is where the endpoints live unless WithBasePath says
@@ -311,6 +312,7 @@ func (c *config) resolve() error {
 	c.resolveLimits(bad)
 	c.resolveSessions(bad)
 	c.resolveRequests(bad)
+	c.resolveCalls(bad)
 	if c.authenticator == nil {
 		if c.subjectLimit != 0 {
 			bad("WithSubjectRateLimit needs WithAuthenticator: without it there is no subject")

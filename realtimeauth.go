@@ -123,6 +123,7 @@ type Handler struct {
 	m         metrics
 	snap      countSnapshot
 	closed    atomic.Bool
+	calls     *callControl // calls_control.go
 }
 
 // New returns a Handler that mints tokens with m. It applies the options,
@@ -179,30 +180,37 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 	if c.upstreamRateSet {
 		h.upstream = rate.NewLimiter(c.upstreamRate, c.upstreamBurst)
 	}
+	h.calls = newCallControl(h, origins)
 	return h, nil
 }
 
 // Close marks the handler closed: token and refresh requests are answered
 // 503 unavailable from then on, while health keeps answering, with 503 and
-// "draining": true, so that a load balancer stops sending traffic. The handler
-// runs no background goroutine, so there is nothing else to stop. Close is
+// "draining": true, so that a load balancer stops sending traffic. It stops
+// the background work of the calls (the deadline sweep, the watches) and
+// waits for a sweep in flight; it hangs up no call, so that another
+// instance sharing the CallRegistry takes their deadlines over. Close is
 // idempotent and safe while requests are in flight; it does not close a
 // SessionStore or AbuseGuard passed in by option, which belong to the
 // caller.
 func (h *Handler) Close() error {
 	h.closed.Store(true)
+	h.calls.close()
 	return nil
 }
 
 // RevokeSession revokes one session: its refreshes get 401 session_revoked
 // and it no longer counts as active. Revoking an unknown or expired session
 // returns ErrSessionNotFound; revoking twice is not an error.
+//
+// It also hangs up the session's live relayed calls; an error from that
+// is joined to the store's.
 func (h *Handler) RevokeSession(ctx context.Context, id string) error {
 	_, err := h.store.Revoke(ctx, id, h.now())
 	if errors.Is(err, ErrSessionRevoked) {
-		return nil
+		err = nil
 	}
-	return err
+	return errors.Join(err, h.calls.revokeSession(ctx, id))
 }
 
 // RevokeSubject revokes every live session of subject and returns how many
@@ -213,7 +221,7 @@ func (h *Handler) RevokeSubject(ctx context.Context, subject string) (int, error
 		return 0, errorf("RevokeSubject: empty subject")
 	}
 	revoked, err := h.store.RevokeSubject(ctx, subject, h.now())
-	return len(revoked), err
+	return len(revoked), errors.Join(err, h.calls.revokeSubject(ctx, subject))
 }
 
 func errorf(format string, a ...any) error {

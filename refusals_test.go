@@ -294,6 +294,27 @@ var refusalCases = []refusalCase{
 	{name: "session store down", row: "store_unavailable",
 		opts: []realtimeauth.Option{realtimeauth.WithSessionStore(&brokenStore{SessionStore: realtimeauth.NewMemoryStore(), fail: map[string]bool{"Open": true}})},
 		prep: tokenReq("")},
+	{name: "call over the client's cap", row: "too_many_calls", opts: []realtimeauth.Option{realtimeauth.WithMaxCallsPerClient(1)},
+		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
+			placeCall(t, r.h, "", nil)
+			return req{path: callsURL, body: testOffer, ct: "application/sdp"}
+		}},
+	{name: "hang-up from another client", row: "call_mismatch", session: true,
+		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
+			return req{method: http.MethodDelete, path: callsURL + "/" + placeCall(t, r.h, "198.51.100.1:1", nil)}
+		}},
+	{name: "hang-up of an unknown call", row: "call_not_found",
+		prep: func(*testing.T, *rig, *strikeGuard) req {
+			return req{method: http.MethodDelete, path: callsURL + "/rtc_nope"}
+		}},
+	{name: "call body not an SDP offer", row: "bad_offer",
+		prep: func(*testing.T, *rig, *strikeGuard) req {
+			return req{path: callsURL, body: "hello", ct: "application/sdp"}
+		}},
+	{name: "call body JSON", row: "offer_media_type",
+		prep: func(*testing.T, *rig, *strikeGuard) req { return req{path: callsURL, body: `{"sdp":"v=0"}`} }},
+	{name: "GET calls", row: "method_call",
+		prep: func(*testing.T, *rig, *strikeGuard) req { return req{method: http.MethodGet, path: callsURL} }},
 	{name: "closed", row: "unavailable",
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			require.NoError(t, r.h.Close())
@@ -310,7 +331,8 @@ var refusalCases = []refusalCase{
 func TestRefusals(t *testing.T) {
 	const ua = "test-agent/1.0"
 	table := realtimeauth.ErrorTable()
-	seen := map[string]bool{"client_gone": true} // TestClientGone
+	seen := map[string]bool{"client_gone": true, // TestClientGone
+		"relay_unavailable": true} // TestCallRelayUnavailable: a Minter that places no calls
 	for _, tc := range refusalCases {
 		e, ok := table[tc.row]
 		require.True(t, ok, "row %q", tc.row)

@@ -72,6 +72,7 @@ type Minter struct {
 	err      error
 	requests []realtimeauth.MintRequest
 	gate     chan struct{}
+	hangups  []string // minter_calls.go
 }
 
 var _ realtimeauth.Minter = (*Minter)(nil)

@@ -58,7 +58,11 @@ func (c config) redisHandlerOptions(ctx context.Context, logger *slog.Logger) ([
 	}
 	// The allowances (VOICE_AGENT_RATE_LIMIT and the mint limit) live in
 	// the store; the handler's options set them.
-	opts := []realtimeauth.Option{realtimeauth.WithSessionStore(store), realtimeauth.WithAbuseGuard(nil)}
+	calls, err := redisstore.NewCallRegistry(client)
+	if err != nil {
+		return fail(err)
+	}
+	opts := []realtimeauth.Option{realtimeauth.WithSessionStore(store), realtimeauth.WithAbuseGuard(nil), realtimeauth.WithCallRegistry(calls)}
 	if c.BlockThreshold > 0 {
 		guard, err := redisstore.NewAbuseGuard(ctx, client, c.BlockThreshold, c.BlockWindow, c.BlockDuration)
 		if err != nil {
@@ -66,7 +70,7 @@ func (c config) redisHandlerOptions(ctx context.Context, logger *slog.Logger) ([
 		}
 		opts[1] = realtimeauth.WithAbuseGuard(guard)
 	}
-	logger.Info("keeping rate limits, sessions and abuse state in Redis (REDIS_URL), shared by every instance",
+	logger.Info("keeping rate limits, sessions, calls and abuse state in Redis (REDIS_URL), shared by every instance",
 		"redis_addr", c.Redis.Addr, "redis_db", c.Redis.DB, "redis_tls", c.Redis.TLSConfig != nil)
 	return opts, func() { _ = client.Close() }, nil
 }
