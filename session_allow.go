@@ -5,8 +5,14 @@ import (
 	"time"
 )
 
-// The MemoryStore's allowances: one counterTable per window length, keyed
-// by the allowance key's hash, under the store's lock.
+// The MemoryStore's allowances: per window length, allowShards
+// counterTables keyed by the allowance key's hash, under the store's lock.
+// The tables are split only so that each sweeps itself (at most once per
+// sub-window, when next used) in a 64th of the time: one table of a
+// million keys swept at once held the lock for tens of milliseconds.
+const allowShards = 64
+
+type allowTables [allowShards]counterTable
 
 // undoEntry is a counter state to restore when a later allowance or cap
 // refuses.
@@ -27,13 +33,14 @@ func (m *MemoryStore) charge(as []Allowance, now time.Time) error {
 			m.rollback()
 			return checkLimit("Allowance "+a.Key, a.Limit, a.Window)
 		}
-		t := m.allow[a.Window]
-		if t == nil {
-			t = &counterTable{}
-			m.allow[a.Window] = t
+		ts := m.allow[a.Window]
+		if ts == nil {
+			ts = new(allowTables)
+			m.allow[a.Window] = ts
 		}
 		hk := maphash.String(m.seed, a.Key)
-		d, old, had := t.allow(newWindowRule(a.Limit, a.Window), hk, now, m.maxKeys)
+		t := &ts[hk%allowShards]
+		d, old, had := t.allow(newWindowRule(a.Limit, a.Window), hk, now, max(1, m.maxKeys/allowShards))
 		if !d.Allowed {
 			m.rollback()
 			return &LimitError{Key: a.Key, RetryAfter: d.RetryAfter}

@@ -26,9 +26,11 @@ type entry struct {
 	expires    int64
 	lastIssued int64
 	// prev and next link the client's live sessions, least recently
-	// issued first; sprev and snext link the subject's stored sessions.
+	// issued first; sprev and snext link the subject's stored sessions;
+	// eprev and enext the sessions expiring in the same second, by expiry.
 	prev, next   int32
 	sprev, snext int32
+	eprev, enext int32
 }
 
 // Client IP kinds: a canonical IPv4 or IPv6 address in ip, or any other
@@ -188,66 +190,6 @@ func (h *heaviest) top() (int32, int32) {
 		return none, 0
 	}
 	return h.heads[h.max], h.max
-}
-
-// expiry is a heap entry: a session's ExpiresAt and its ID.
-type expiry struct {
-	at int64
-	id [16]byte
-}
-
-// expiryHeap is a min-heap by at, typed so that pushing does not box each
-// entry into an interface as container/heap would.
-type expiryHeap []expiry
-
-func (h *expiryHeap) push(e expiry) {
-	*h = append(*h, e)
-	h.up(len(*h) - 1)
-}
-
-func (h *expiryHeap) pop() expiry {
-	old := *h
-	e := old[0]
-	n := len(old) - 1
-	old[0] = old[n]
-	*h = old[:n]
-	h.down(0)
-	return e
-}
-
-func (h expiryHeap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h expiryHeap) up(i int) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if h[p].at <= h[i].at {
-			return
-		}
-		h[p], h[i] = h[i], h[p]
-		i = p
-	}
-}
-
-func (h expiryHeap) down(i int) {
-	for {
-		l := 2*i + 1
-		if l >= len(h) {
-			return
-		}
-		c := l
-		if r := l + 1; r < len(h) && h[r].at < h[l].at {
-			c = r
-		}
-		if h[i].at <= h[c].at {
-			return
-		}
-		h[i], h[c] = h[c], h[i]
-		i = c
-	}
 }
 
 // parseID decodes a canonical lower-case UUID, the only form the store

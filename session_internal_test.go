@@ -34,11 +34,11 @@ func hasPointers(t reflect.Type) bool {
 }
 
 // TestMemoryStoreEntriesHoldNoPointers: what the store keeps per session
-// (the ID map, the slab, the expiry heap) is invisible to the collector;
+// (the ID map, the slab, the expiry index) is invisible to the collector;
 // only the per-client and per-subject side tables hold strings.
 func TestMemoryStoreEntriesHoldNoPointers(t *testing.T) {
 	m := NewMemoryStore()
-	for _, v := range []any{m.sessions, m.entries, m.free, m.expiries, m.cinfo, m.sinfo, m.heavy.heads} {
+	for _, v := range []any{m.sessions, m.entries, m.free, m.expiry.buckets, m.expiry.seconds, m.cinfo, m.sinfo, m.heavy.heads} {
 		typ := reflect.TypeOf(v)
 		switch typ.Kind() {
 		case reflect.Map:
@@ -69,6 +69,28 @@ func (m *MemoryStore) check(t *testing.T) {
 		}
 	}
 	require.Equal(t, live, m.live, "live")
+	inHeap := map[int64]bool{}
+	for _, k := range m.expiry.seconds {
+		require.False(t, inHeap[k], "second %d twice", k)
+		inHeap[k] = true
+	}
+	linked := 0
+	for k, b := range m.expiry.buckets {
+		require.True(t, inHeap[k], "bucket %d not in the heap", k)
+		prev := int32(none)
+		for s := b.head; s != none; s = m.entries[s].enext {
+			e := m.entries[s]
+			require.Equal(t, k, expirySecond(e.expires))
+			require.Equal(t, prev, e.eprev)
+			if prev != none {
+				require.LessOrEqual(t, m.entries[prev].expires, e.expires, "expiry order")
+			}
+			prev = s
+			linked++
+		}
+		require.Equal(t, prev, b.tail)
+	}
+	require.Equal(t, len(m.sessions), linked, "sessions in the expiry index")
 	inBuckets := 0
 	for n, h := range m.heavy.heads {
 		prev := int32(none)

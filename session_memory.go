@@ -15,8 +15,9 @@ import (
 // operation holds one mutex and costs O(1) (amortised) but for Open's and
 // Refresh's walk to a session's place by recency, which is short. Sessions
 // are forgotten at their ExpiresAt: every call that is given a time first
-// drops the sessions that have expired, in order of expiry from a heap, so
-// there is no background goroutine. It returns times in UTC.
+// drops the sessions that have expired, in order of expiry (see
+// expiryIndex), so there is no background goroutine. It returns times in
+// UTC.
 //
 // Its sessions hold no pointers, so that a million of them cost the garbage
 // collector nothing to scan; the strings they share (clients, subjects) are
@@ -24,8 +25,8 @@ import (
 //
 // Allowance limits must be in 1..1023 and windows positive multiples of 4ns;
 // Open and Refresh return an error (none of the sentinels) otherwise.
-// Allowance keys are tracked by hash, at most WithMemoryMaxKeys per window
-// length (a new key in a full table forgets an arbitrary one).
+// Allowance keys are tracked by hash, at most about WithMemoryMaxKeys per
+// window length (a new key in a full table forgets an arbitrary one).
 type MemoryStore struct {
 	mu       sync.Mutex
 	sessions map[[16]byte]int32 // ID → slot in entries
@@ -37,12 +38,12 @@ type MemoryStore struct {
 	sinfo    []subjectInfo // by subject index
 	ips      interned      // client IPs that are not canonical addresses
 	heavy    heaviest
-	expiries expiryHeap
+	expiry   expiryIndex
 	live     int
 
 	seed    maphash.Seed
 	maxKeys int
-	allow   map[time.Duration]*counterTable
+	allow   map[time.Duration]*allowTables
 	undo    []undoEntry
 }
 
@@ -58,7 +59,7 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 		ips:      newInterned(),
 		seed:     maphash.MakeSeed(),
 		maxKeys:  c.maxKeys,
-		allow:    make(map[time.Duration]*counterTable),
+		allow:    make(map[time.Duration]*allowTables),
 	}
 }
 
@@ -304,7 +305,7 @@ func (m *MemoryStore) insert(id [16]byte, req OpenRequest, ci int32) int32 {
 	e := entry{
 		id: id, client: ci, subject: none,
 		created: req.Now.UnixNano(), expires: req.ExpiresAt.UnixNano(), lastIssued: req.Now.UnixNano(),
-		prev: none, next: none, sprev: none, snext: none,
+		prev: none, next: none, sprev: none, snext: none, eprev: none, enext: none,
 	}
 	var ok bool
 	if e.ip, e.ipKind, ok = encodeIP(req.ClientIP); !ok {
@@ -341,7 +342,7 @@ func (m *MemoryStore) insert(id [16]byte, req OpenRequest, ci int32) int32 {
 		m.sinfo[si].live++
 	}
 	m.live++
-	m.expiries.push(expiry{at: e.expires, id: id})
+	m.expiry.link(m.entries, slot)
 	return slot
 }
 
@@ -430,27 +431,16 @@ func (m *MemoryStore) remove(slot int32) {
 		m.ips.release(internIndex(e.ip))
 	}
 	m.clients.release(e.client)
+	m.expiry.unlink(m.entries, slot)
 	delete(m.sessions, e.id)
 	*e = entry{}
 	m.free = append(m.free, slot)
 }
 
-// expire drops every session whose ExpiresAt is not after now. The heap may
-// hold entries for deleted sessions; those are skipped.
+// expire drops every session whose ExpiresAt is not after now.
 func (m *MemoryStore) expire(now time.Time) {
 	t := now.UnixNano()
-	for len(m.expiries) > 0 && m.expiries[0].at <= t {
-		x := m.expiries.pop()
-		if slot, ok := m.sessions[x.id]; ok && m.entries[slot].expires == x.at {
-			m.remove(slot)
-		}
-	}
-	// Deleted sessions leave entries behind; rebuild when they dominate.
-	if len(m.expiries) > 64 && len(m.expiries) > 2*len(m.sessions) {
-		m.expiries = m.expiries[:0]
-		for id, slot := range m.sessions {
-			m.expiries = append(m.expiries, expiry{at: m.entries[slot].expires, id: id})
-		}
-		m.expiries.init()
+	for slot := m.expiry.next(m.entries, t); slot != none; slot = m.expiry.next(m.entries, t) {
+		m.remove(slot)
 	}
 }

@@ -56,3 +56,21 @@ func TestMemoryStoreBasics(t *testing.T) {
 	assert.ErrorIs(t, err, realtimeauth.ErrSessionNotFound)
 	assert.Equal(t, 0, st.Len())
 }
+
+// TestMemoryStoreExpiresToTheNanosecond: the memory store keeps times to
+// the nanosecond, so a session is live one nanosecond before its ExpiresAt
+// and gone at it (the conformance suite checks whole milliseconds).
+func TestMemoryStoreExpiresToTheNanosecond(t *testing.T) {
+	ctx := context.Background()
+	st := realtimeauth.NewMemoryStore()
+	exp := t0.Add(time.Hour + 7)
+	s, _, err := st.Open(ctx, realtimeauth.OpenRequest{Now: t0, ExpiresAt: exp, ClientIP: "192.0.2.1", Client: "192.0.2.1"})
+	require.NoError(t, err)
+	n, _ := st.Count(ctx, exp.Add(-1))
+	assert.Equal(t, 1, n)
+	_, err = st.Refresh(ctx, realtimeauth.RefreshRequest{Now: exp.Add(-1), ID: s.ID, ClientIP: "192.0.2.1", MaxRefreshes: 1})
+	require.NoError(t, err)
+	n, _ = st.Count(ctx, exp)
+	assert.Equal(t, 0, n)
+	assert.Equal(t, 0, st.Len())
+}
