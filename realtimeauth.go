@@ -5,11 +5,13 @@
 //
 // It serves, under a base path (default /api/voice-agent):
 //
-//	POST {base}/token          mint a token and open a session
-//	POST {base}/refresh-token  a new token for an existing session
-//	GET  {base}/health         status and metrics (503 when unhealthy or closed)
-//	GET  {base}/compatibility  what the original service's client asks first
-//	GET  {base}/client.js      the browser client, an ES module (and client.d.ts)
+//	POST   {base}/token           mint a token and open a session
+//	POST   {base}/refresh-token   a new token for an existing session
+//	GET    {base}/health          status and metrics (503 when unhealthy or closed)
+//	GET    {base}/compatibility   what the original service's client asks first
+//	POST   {base}/calls           the relay: a WebRTC call placed with the server's key
+//	DELETE {base}/calls/{id}      hang a relayed call up
+//	GET    {base}/client.js       the browser client, an ES module (and client.d.ts)
 //
 // with a CORS allow-list, per-client allowances that count every mint (a
 // forged X-Forwarded-For cannot dodge them, an IPv6 site's /48 counts as a
@@ -39,6 +41,11 @@
 // sessions and the allowances they are charged against) and an AbuseGuard.
 // The in-memory defaults serve one process; the redisstore module shares
 // them between instances.
+//
+// Every option's doc states its default and valid range. The HTTP contract,
+// the security model, the limits and operations are described in the
+// repository's docs directory (docs/http.md, docs/security.md,
+// docs/limits.md, docs/operations.md).
 package realtimeauth
 
 import (
