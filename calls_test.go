@@ -620,3 +620,25 @@ func TestCallRegistryFailures(t *testing.T) {
 	reg.set("SessionCalls", true)
 	assert.ErrorIs(t, r.h.RevokeSession(context.Background(), sess), errRegistryDown)
 }
+
+// BenchmarkRelay is one relayed call and its hang-up through the whole
+// handler, with the in-memory stores and the fake minter: the handler's own
+// cost per call, the upstream's left out.
+func BenchmarkRelay(b *testing.B) {
+	m := &realtimeauthtest.Minter{}
+	h, err := realtimeauth.New(m, realtimeauth.WithLogger(quietLogger()), realtimeauth.WithRateLimit(1023, 4*time.Millisecond),
+		realtimeauth.WithMintLimit(1023, 4*time.Millisecond), realtimeauth.WithMaxCallsPerClient(1000), realtimeauth.WithAbuseGuard(nil))
+	require.NoError(b, err)
+	defer h.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		w := call(h, "", nil)
+		if w.Code != http.StatusCreated {
+			b.Fatal(w.Code, w.Body.String())
+		}
+		id := strings.TrimPrefix(w.Header().Get("Location"), callsURL+"/")
+		if w := hangUp(h, id, "", nil); w.Code != http.StatusNoContent {
+			b.Fatal(w.Code, w.Body.String())
+		}
+	}
+}

@@ -138,3 +138,49 @@ func TestCallsDeadlineOnceAcrossLiveInstances(t *testing.T) {
 	}
 	assert.Len(t, seen, 12, "each call hung up exactly once: %v", hung)
 }
+
+// TestCallRoundTrips counts what one relayed call costs Redis, anonymous
+// with the abuse guard in Redis: the block check, the slot's Reserve, the
+// session's Open, the call's Bind; its DELETE: the block check, Get, End.
+func TestCallRoundTrips(t *testing.T) {
+	_, rdb, rt := startRedis(t)
+	ctx := context.Background()
+	up := &realtimeauthtest.Upstream{Key: "sk-redis-calls"}
+	upSrv := httptest.NewServer(up)
+	t.Cleanup(upSrv.Close)
+	minter, err := realtimeauth.NewOpenAIMinter("sk-redis-calls", realtimeauth.WithBaseURL(upSrv.URL+"/v1"))
+	require.NoError(t, err)
+	store, err := redisstore.NewSessionStore(ctx, rdb)
+	require.NoError(t, err)
+	guard, err := redisstore.NewAbuseGuard(ctx, rdb, 10, time.Minute, time.Minute)
+	require.NoError(t, err)
+	calls, err := redisstore.NewCallRegistry(rdb)
+	require.NoError(t, err)
+	h, err := realtimeauth.New(minter, realtimeauth.WithSessionStore(store), realtimeauth.WithAbuseGuard(guard),
+		realtimeauth.WithCallRegistry(calls), realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = h.Close() })
+	// Warm the script cache: a script's first call may cost a NOSCRIPT round trip.
+	warm := func() string {
+		r := httptest.NewRequest(http.MethodPost, "/api/voice-agent/calls", strings.NewReader(callOffer))
+		r.Header.Set("Content-Type", "application/sdp")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		require.Equal(t, http.StatusCreated, w.Code, w.Body.String())
+		return strings.TrimPrefix(w.Header().Get("Location"), "/api/voice-agent/calls/")
+	}
+	hang := func(id string) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodDelete, "/api/voice-agent/calls/"+id, nil))
+		require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	}
+	hang(warm())
+	before := rt.Load()
+	id := warm()
+	placed := rt.Load() - before
+	hang(id)
+	ended := rt.Load() - before - placed
+	assert.Equal(t, int64(4), placed, "a call: block check, Reserve, Open, Bind")
+	assert.Equal(t, int64(3), ended, "a hang-up: block check, Get, End")
+	t.Logf("Redis round trips: %d per call, %d per hang-up", placed, ended)
+}
