@@ -642,3 +642,41 @@ func BenchmarkRelay(b *testing.B) {
 		}
 	}
 }
+
+// claimAndDie is a registry through which an instance claims due calls and
+// then dies before it can hang them up: from then on it claims nothing.
+type claimAndDie struct {
+	realtimeauth.CallRegistry
+	died atomic.Bool
+}
+
+func (c *claimAndDie) ClaimDue(ctx context.Context, now time.Time, lease time.Duration, n int) ([]realtimeauth.Call, error) {
+	if c.died.Load() {
+		return nil, nil
+	}
+	got, err := c.CallRegistry.ClaimDue(ctx, now, lease, n)
+	if len(got) > 0 {
+		c.died.Store(true)
+		return nil, errRegistryDown
+	}
+	return got, err
+}
+
+// TestCallDeadlineClaimantDies: the instance that claimed a due call dies
+// before hanging it up; another instance hangs it up once the claim's
+// lease has run out, and only once.
+func TestCallDeadlineClaimantDies(t *testing.T) {
+	reg, err := realtimeauth.NewMemoryCallRegistry(0)
+	require.NoError(t, err)
+	// The dying instance is made first, so that its sweep runs first at
+	// every tick of the shared fake clock.
+	r := newCallRig(t, realtimeauth.WithMaxCallDuration(time.Minute), realtimeauth.WithCallRegistry(&claimAndDie{CallRegistry: reg}))
+	other := r.newHandler(t, realtimeauth.WithMaxCallDuration(time.Minute), realtimeauth.WithCallRegistry(reg))
+	id := placeCall(t, other, "", nil)
+	r.clock.Advance(time.Minute + time.Second)
+	assert.Empty(t, r.up.Hangups(), "claimed by the instance that died")
+	r.clock.Advance(15 * time.Second) // the lease: the upstream timeout (10 s) and 5 s
+	assert.Equal(t, []string{id}, r.up.Hangups(), "the other instance took it over")
+	r.clock.Advance(time.Hour)
+	assert.Equal(t, []string{id}, r.up.Hangups(), "once")
+}
