@@ -680,3 +680,22 @@ func TestCallDeadlineClaimantDies(t *testing.T) {
 	r.clock.Advance(time.Hour)
 	assert.Equal(t, []string{id}, r.up.Hangups(), "once")
 }
+
+// TestCallSessionConfig: WithSessionConfig's choice goes upstream as the
+// call's session, over the minter's template; its refusal refuses the call.
+func TestCallSessionConfig(t *testing.T) {
+	r := newCallRig(t, realtimeauth.WithSessionConfig(func(req *http.Request, _ string) (json.RawMessage, error) {
+		if req.URL.Query().Get("voice") == "forbidden" {
+			return nil, realtimeauth.ErrForbidden
+		}
+		return json.RawMessage(`{"audio":{"output":{"voice":"` + req.URL.Query().Get("voice") + `"}}}`), nil
+	}))
+	w := serveReq(r.h, req{path: callsURL + "?voice=ash", body: testOffer, ct: "application/sdp"})
+	require.Equal(t, http.StatusCreated, w.Code, w.Body.String())
+	assert.JSONEq(t, `{"type":"realtime","model":"gpt-realtime","instructions":"be brief","audio":{"output":{"voice":"ash"}}}`,
+		string(r.up.Calls()[0].Session))
+	w = serveReq(r.h, req{path: callsURL + "?voice=forbidden", body: testOffer, ct: "application/sdp"})
+	assertError(t, w, http.StatusForbidden, realtimeauth.CodeForbidden, 0)
+	assert.Len(t, r.up.Calls(), 1)
+	assert.Equal(t, 1, activeCalls(t, r.h), "the refused call holds no slot")
+}

@@ -282,7 +282,9 @@ func WithUpstreamRate(r rate.Limit, burst int) Option {
 // WithSessionConfig sets a hook choosing the realtime session configuration
 // per request (per user, say). The client's request body cannot change the
 // configuration unless this hook reads it (r.Body holds it again) and
-// chooses to. Default: none, the minter's template applies.
+// chooses to. For a relayed call (POST {base}/calls) r.Body is the SDP
+// offer, not JSON: choose from the user, the URL or a header there. Default:
+// none, the minter's template applies.
 func WithSessionConfig(f SessionConfigFunc) Option {
 	return func(c *config) { c.sessionConfig = f }
 }
