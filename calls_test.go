@@ -699,3 +699,28 @@ func TestCallSessionConfig(t *testing.T) {
 	assert.Len(t, r.up.Calls(), 1)
 	assert.Equal(t, 1, activeCalls(t, r.h), "the refused call holds no slot")
 }
+
+// TestCallCapConcurrent: 20 concurrent calls from one client against the
+// default cap of 2: exactly 2 are placed, upstream and in the registry.
+func TestCallCapConcurrent(t *testing.T) {
+	r := newCallRig(t, realtimeauth.WithRateLimit(100, time.Minute), realtimeauth.WithMintLimit(100, time.Minute))
+	var placed, capped atomic.Int32
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			switch w := call(r.h, "", nil); w.Code {
+			case http.StatusCreated:
+				placed.Add(1)
+			case http.StatusTooManyRequests:
+				capped.Add(1)
+			default:
+				t.Errorf("status %d: %s", w.Code, w.Body.String())
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, int32(2), placed.Load())
+	assert.Equal(t, int32(18), capped.Load())
+	assert.Len(t, r.up.Calls(), 2, "no upstream call over the cap")
+	assert.Equal(t, 2, activeCalls(t, r.h))
+}
