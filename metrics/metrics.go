@@ -47,6 +47,7 @@ var (
 		realtimeauth.EventUnauthorized, realtimeauth.EventUpstreamError, realtimeauth.EventInvalidRequest,
 		realtimeauth.EventSessionNotFound, realtimeauth.EventTooManySessions, realtimeauth.EventUpstreamBusy,
 		realtimeauth.EventStoreError, realtimeauth.EventSessionEvicted,
+		realtimeauth.EventCallStarted, realtimeauth.EventCallEnded, realtimeauth.EventTooManyCalls,
 	)
 	codes = set[realtimeauth.Code]("",
 		realtimeauth.CodeInvalidRequest, realtimeauth.CodeUnsupportedMediaType, realtimeauth.CodeOriginNotAllowed,
@@ -57,6 +58,8 @@ var (
 		realtimeauth.CodeTooManySessions, realtimeauth.CodeUpstreamError, realtimeauth.CodeUpstreamRateLimited,
 		realtimeauth.CodeUpstreamBusy, realtimeauth.CodeUpstreamTimeout, realtimeauth.CodeStoreUnavailable,
 		realtimeauth.CodeInternal, realtimeauth.CodeUnavailable, realtimeauth.CodeClientClosedRequest,
+		realtimeauth.CodeTooManyCalls, realtimeauth.CodeCallMismatch, realtimeauth.CodeCallNotFound,
+		realtimeauth.CodeRelayUnavailable,
 	)
 	services = []string{"openaiApi", "rateLimit", "sessionTracking"}
 	states   = []string{realtimeauth.ServiceOperational, realtimeauth.ServiceDegraded, realtimeauth.ServiceDown}
@@ -102,6 +105,7 @@ type Collector struct {
 	upstreamBusy prometheus.Counter
 
 	activeSessions *prometheus.Desc
+	activeCalls    *prometheus.Desc
 	maxSessions    *prometheus.Desc
 	budgetTokens   *prometheus.Desc
 	budgetBurst    *prometheus.Desc
@@ -148,6 +152,8 @@ func New() *Collector {
 		}),
 		activeSessions: prometheus.NewDesc(name("active_sessions"),
 			"Live sessions in the store (absent while the store cannot count them).", nil, nil),
+		activeCalls: prometheus.NewDesc(name("active_calls"),
+			"Live relayed calls in the call registry (absent while it cannot count them).", nil, nil),
 		maxSessions: prometheus.NewDesc(name("max_sessions"),
 			"The cap on live sessions (WithMaxSessions).", nil, nil),
 		budgetTokens: prometheus.NewDesc(name("upstream_budget_tokens"),
@@ -201,6 +207,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.storeErrors.Describe(ch)
 	c.upstreamBusy.Describe(ch)
 	ch <- c.activeSessions
+	ch <- c.activeCalls
 	ch <- c.maxSessions
 	ch <- c.budgetTokens
 	ch <- c.budgetBurst
@@ -223,6 +230,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	st := (*sp).Stats()
 	if st.ActiveSessions >= 0 {
 		ch <- prometheus.MustNewConstMetric(c.activeSessions, prometheus.GaugeValue, float64(st.ActiveSessions))
+	}
+	if st.ActiveCalls >= 0 {
+		ch <- prometheus.MustNewConstMetric(c.activeCalls, prometheus.GaugeValue, float64(st.ActiveCalls))
 	}
 	if st.MaxSessions > 0 {
 		ch <- prometheus.MustNewConstMetric(c.maxSessions, prometheus.GaugeValue, float64(st.MaxSessions))

@@ -191,14 +191,15 @@ func TestNoClientControlledLabel(t *testing.T) {
 	}
 	for _, n := range []string{"token_issued", "token_refreshed", "rate_limit_exceeded", "client_blocked", "origin_rejected",
 		"session_mismatch", "refresh_limit_reached", "refresh_too_soon", "session_revoked", "unauthorized", "upstream_error",
-		"invalid_request", "session_not_found", "too_many_sessions", "upstream_busy", "store_error"} {
+		"invalid_request", "session_not_found", "too_many_sessions", "upstream_busy", "store_error", "session_evicted",
+		"call_started", "call_ended", "too_many_calls"} {
 		allowed["event"][n] = true
 	}
 	for _, c := range []string{"invalid_request", "unsupported_media_type", "origin_not_allowed", "unauthorized", "forbidden",
 		"blocked", "session_mismatch", "session_revoked", "refresh_limit_reached", "session_not_found", "not_found",
 		"method_not_allowed", "payload_too_large", "rate_limited", "refresh_too_soon", "too_many_sessions", "upstream_error",
 		"upstream_rate_limited", "upstream_busy", "upstream_timeout", "store_unavailable", "internal_error", "unavailable",
-		"client_closed_request"} {
+		"client_closed_request", "too_many_calls", "call_mismatch", "call_not_found", "relay_unavailable"} {
 		allowed["code"][c] = true
 	}
 	series := 0
@@ -351,4 +352,20 @@ func constCounter(v float64) prometheus.Collector {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
 	c.Add(v)
 	return c
+}
+
+type fixedStats realtimeauth.Stats
+
+func (f fixedStats) Stats() realtimeauth.Stats { return realtimeauth.Stats(f) }
+
+// TestCollectorActiveCalls: the call registry's count, absent while it
+// cannot count.
+func TestCollectorActiveCalls(t *testing.T) {
+	c := metrics.New()
+	reg := registry(t, c)
+	c.Watch(fixedStats{ActiveCalls: 3, ActiveSessions: 5})
+	fams := gather(t, reg)
+	assert.Equal(t, 3.0, fams["realtimeauth_active_calls"].Metric[0].Gauge.GetValue())
+	c.Watch(fixedStats{ActiveCalls: -1, ActiveSessions: 5})
+	assert.NotContains(t, gather(t, reg), "realtimeauth_active_calls")
 }
