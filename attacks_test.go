@@ -400,11 +400,50 @@ func TestLogFloodIsSuppressed(t *testing.T) {
 			assert.Equal(t, 10+1, written)
 		} else {
 			assert.Equal(t, 10+1+1, written, "10 lines, the other client's, and the summary of the minute before")
-			assert.Contains(t, logs.String(), "suppressed=9990")
+			assert.Contains(t, logs.String(), "suppressed=9990 clients=1")
 		}
 		r.clock.Advance(time.Minute)
 	}
 	assert.Equal(t, 30_003, ev.Count(realtimeauth.EventOriginRejected), "the hook sees every event")
+}
+
+// TestLogFloodFromManyAddressesIsSuppressed: refusals from 5,000 IPv4
+// addresses, and from 5,000 /64s of one IPv6 /48, write at most
+// logsPerKindPerMinute (100) lines of their kind a minute and one summary,
+// however many addresses send them; the /64s share their /48's allowance of
+// 10; the hook still sees every event.
+func TestLogFloodFromManyAddressesIsSuppressed(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		remote func(i int) string
+		max    int
+	}{
+		{"ipv4", func(i int) string { return fmt.Sprintf("10.%d.%d.1:1", i/250, i%250) }, 100},
+		{"one /48", func(i int) string { return fmt.Sprintf("[2001:db8:7:%x::1]:1", i) }, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := &events{}
+			logs := &syncBuffer{}
+			r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLogger(newTextLogger(logs)))
+			evil := map[string]string{"Origin": "https://evil.example.net"}
+			lines := func() int { return strings.Count(logs.String(), "\n") }
+			for minute := range 2 {
+				before := lines()
+				for i := range 5_000 {
+					serveReq(r.h, req{path: tokenURL, remote: tc.remote(i), headers: evil})
+				}
+				written := lines() - before
+				if minute == 0 {
+					assert.Equal(t, tc.max, written)
+				} else {
+					assert.Equal(t, tc.max+1, written, "the allowance and the summary of the minute before")
+					assert.Contains(t, logs.String(), fmt.Sprintf("suppressed=%d", 5_000-tc.max))
+				}
+				r.clock.Advance(time.Minute)
+			}
+			assert.Equal(t, 10_000, ev.Count(realtimeauth.EventOriginRejected), "the hook sees every event")
+		})
+	}
 }
 
 // TestDefaultLoggerLeavesOutInfo: without WithLogger, the default logger

@@ -205,3 +205,13 @@ func (h *Handler) ClientIP(r *http.Request) netip.Addr {
 	a, _ := h.ips.clientAddr(r)
 	return a
 }
+
+// logKey is whom log suppression counts a line against: the client, or an
+// IPv6 client's /48, so that rotating through the /64s of one site does not
+// buy a fresh allowance of log lines each.
+func (c client) logKey() string {
+	if c.prefix != "" {
+		return c.prefix
+	}
+	return c.key
+}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // EventName names a security event. The names are stable across releases.
@@ -93,7 +94,7 @@ func (h *Handler) newEvent(k *request, name EventName, sev Severity) Event {
 		Severity:  sev,
 		RequestID: k.id,
 		ClientIP:  k.client.ip,
-		UserAgent: k.r.UserAgent(),
+		UserAgent: cut(k.r.UserAgent(), maxUserAgent),
 		Subject:   k.subject,
 		SessionID: k.sessionID,
 	}
@@ -106,7 +107,7 @@ func (h *Handler) emit(k *request, ev Event, extra ...slog.Attr) {
 		h.cfg.eventHook(ev)
 	}
 	lvl := ev.Severity.level()
-	if !h.logs(k.r.Context(), lvl) || !h.quota.admit(h, string(ev.Name), k.client.key, lvl, k.now) {
+	if !h.logs(k.r.Context(), lvl) || !h.quota.admit(h, string(ev.Name), k.client.logKey(), lvl, k.now) {
 		return
 	}
 	attrs := make([]slog.Attr, 0, 12+len(extra))
@@ -147,7 +148,7 @@ func (h *Handler) emit(k *request, ev Event, extra ...slog.Attr) {
 // logf writes a line about request k that is not an event (a backend
 // failure), with the request's ID, within the same allowance as events.
 func (h *Handler) logf(k *request, lvl slog.Level, msg string, attrs ...slog.Attr) {
-	if !h.logs(k.r.Context(), lvl) || !h.quota.admit(h, msg, k.client.key, lvl, k.now) {
+	if !h.logs(k.r.Context(), lvl) || !h.quota.admit(h, msg, k.client.logKey(), lvl, k.now) {
 		return
 	}
 	all := append([]slog.Attr{slog.String("request_id", k.id), slog.String("client_ip", k.client.ip)}, attrs...)
@@ -165,13 +166,18 @@ func attrErr(err error) slog.Attr { return slog.String("error", err.Error()) }
 
 // Log suppression: lines of one kind (an event name or a log message) about
 // one client are written at most logsPerMinute times per minute of the
-// handler's clock; the rest are counted, and the count is written as one
-// "suppressed" line per kind and client at the first line of any later
-// minute. There is no goroutine: the summary waits for the next line.
+// handler's clock, and lines of one kind about all clients together at most
+// logsPerKindPerMinute times, so that neither one client nor many addresses
+// (an IPv6 client counts by its /48 here) can turn refusals, which are free
+// to send, into log volume. The rest are counted, and each kind's count is
+// written as one "suppressed" line at the first line of any later minute.
+// There is no goroutine: the summary waits for the next line.
 const (
-	logsPerMinute = 10
-	// maxLogKeys bounds the kinds and clients tracked in one minute; past
-	// it, further clients share one count per kind (client "*").
+	logsPerMinute        = 10
+	logsPerKindPerMinute = 100
+	// maxLogKeys bounds the clients tracked per kind in one minute; past it,
+	// further clients share one count for that kind (client "*"), so a flood
+	// of one kind from many addresses cannot crowd other kinds out.
 	maxLogKeys = 10_000
 )
 
@@ -179,18 +185,25 @@ type logKey struct{ kind, client string }
 
 type logCount struct {
 	logged, suppressed int32
-	level              slog.Level
+}
+
+// kindCount is one kind's minute: lines written, lines suppressed, and how
+// many clients had lines suppressed.
+type kindCount struct {
+	logged, suppressed, clients, keys int32
+	level                             slog.Level
 }
 
 type logQuota struct {
 	mu     sync.Mutex
 	minute int64
 	counts map[logKey]logCount
+	kinds  map[string]kindCount
 }
 
 type logSummary struct {
-	key   logKey
-	count logCount
+	kind  string
+	count kindCount
 }
 
 // admit reports whether a line of kind about client may be written at now,
@@ -201,34 +214,60 @@ func (q *logQuota) admit(h *Handler, kind, client string, lvl slog.Level, now ti
 	var ended []logSummary
 	prev := q.minute
 	if minute > q.minute {
-		for key, c := range q.counts {
+		for k, c := range q.kinds {
 			if c.suppressed > 0 {
-				ended = append(ended, logSummary{key, c})
+				ended = append(ended, logSummary{k, c})
 			}
 		}
 		clear(q.counts)
+		clear(q.kinds)
 		q.minute = minute
 	}
+	kc := q.kinds[kind]
 	key := logKey{kind, client}
 	c, ok := q.counts[key]
-	if !ok && len(q.counts) >= maxLogKeys {
+	if !ok && kc.keys >= maxLogKeys {
 		key.client = "*"
-		c = q.counts[key]
+		c, ok = q.counts[key]
 	}
-	c.level = lvl
-	admitted := c.logged < logsPerMinute
+	if !ok {
+		kc.keys++
+	}
+	kc.level = lvl
+	admitted := c.logged < logsPerMinute && kc.logged < logsPerKindPerMinute
 	if admitted {
 		c.logged++
+		kc.logged++
 	} else {
+		if c.suppressed == 0 {
+			kc.clients++
+		}
 		c.suppressed++
+		kc.suppressed++
 	}
 	q.counts[key] = c
+	q.kinds[kind] = kc
 	q.mu.Unlock()
 	from := time.Unix(prev*60, 0).UTC()
 	for _, s := range ended {
 		h.log.LogAttrs(context.Background(), s.count.level, "realtimeauth: log lines suppressed",
-			slog.String("kind", s.key.kind), slog.String("client", s.key.client),
-			slog.Int("suppressed", int(s.count.suppressed)), slog.Time("minute", from))
+			slog.String("kind", s.kind), slog.Int("suppressed", int(s.count.suppressed)),
+			slog.Int("clients", int(s.count.clients)), slog.Time("minute", from))
 	}
 	return admitted
+}
+
+// maxUserAgent bounds the User-Agent an event carries, so that a log line
+// stays small whatever a client sends (Go's server reads headers up to 1 MB).
+const maxUserAgent = 256
+
+// cut returns s limited to n bytes, not splitting a UTF-8 sequence.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

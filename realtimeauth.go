@@ -170,7 +170,7 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 		now:       c.now,
 		log:       c.logger,
 		quietInfo: c.quietInfo,
-		quota:     logQuota{counts: make(map[logKey]logCount)},
+		quota:     logQuota{counts: make(map[logKey]logCount), kinds: make(map[string]kindCount)},
 	}
 	h.start = h.now()
 	corsFor := func(methods ...string) *cors.Cors {
