@@ -22,11 +22,14 @@ import (
 func parseRedisURL(v string) (*redis.Options, error) {
 	opt, err := redis.ParseURL(v)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error quotes the whole URL
+		const want = "REDIS_URL: want redis://[user:password@]host:port[/db] or rediss://…"
+		if errors.As(err, new(*url.Error)) {
+			// url.Error quotes the whole URL, and even its inner error
+			// quotes what it took for a port, which is the start of a
+			// password holding an unescaped / ? or #: say nothing of it.
+			return nil, errors.New(want + ": the URL is malformed (percent-encode / ? # @ in the password)")
 		}
-		return nil, fmt.Errorf("REDIS_URL: want redis://[user:password@]host:port[/db] or rediss://…: %v", err)
+		return nil, fmt.Errorf("%s: %v", want, err)
 	}
 	// Bound every call by the request's context, and fail fast when Redis
 	// is down rather than hold requests: the handler then answers 503. The
