@@ -344,7 +344,10 @@ func (m *OpenAIMinter) requestBody(req MintRequest) ([]byte, error) {
 	})
 }
 
-// Mint implements Minter. Each request carries OpenAI-Safety-Identifier, a
+// Mint implements Minter. An answer whose token value holds the API key
+// (in any form the minter's redaction knows: raw, JSON-, backslash- or
+// URL-escaped) is refused as a failed mint, never retried, so that the key
+// cannot reach the browser through an upstream that echoes it. Each request carries OpenAI-Safety-Identifier, a
 // keyed hash of req.Subject, or of req.SessionID when the user is anonymous
 // (see WithSafetyIdentifierKey), so that OpenAI can act against one abusive
 // user instead of the whole account.
@@ -489,6 +492,10 @@ func (m *OpenAIMinter) do(ctx context.Context, body []byte, sid string) (Token, 
 	}
 	if out.Value == "" {
 		ue.Message = "answer without a value"
+		return Token{}, ue, false
+	}
+	if m.holdsKey(out.Value) {
+		ue.Message = "answer whose value holds the API key"
 		return Token{}, ue, false
 	}
 	exp := time.Unix(int64(out.ExpiresAt), 0)

@@ -53,6 +53,8 @@ func (m *OpenAIMinter) callSession(per json.RawMessage) ([]byte, error) {
 // JSON, with the model) to {baseURL}/realtime/calls, with the API key and
 // OpenAI-Safety-Identifier, retried as Mint is. The upstream answers 201,
 // the SDP answer as the body and Location: /v1/realtime/calls/{call_id}.
+// An answer whose Location or SDP holds the API key (in any form the
+// minter's redaction knows) is refused as a failed call, never retried.
 func (m *OpenAIMinter) Call(ctx context.Context, req CallRequest) (CallAnswer, error) {
 	if strings.TrimSpace(req.Offer) == "" {
 		return CallAnswer{}, errorf("OpenAIMinter: empty SDP offer")
@@ -112,8 +114,14 @@ func (m *OpenAIMinter) doCall(ctx context.Context, body []byte, ctype, sid strin
 		ue.Message = "unexpected status for a call"
 		return CallAnswer{}, ue, false
 	}
+	if m.holdsKey(raw.location) || m.holdsKey(string(raw.body)) {
+		// Echoed into the relay's Location, its events and logs, or the
+		// browser's SDP: refused, never retried.
+		ue.Message = "answer holding the API key"
+		return CallAnswer{}, ue, false
+	}
 	id, ok := callIDFromLocation(raw.location)
-	if !ok {
+	if !ok || m.holdsKey(id) {
 		ue.Message = "answer without a usable call ID in Location"
 		return CallAnswer{}, ue, false
 	}

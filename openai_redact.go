@@ -53,6 +53,11 @@ func (m *OpenAIMinter) redact(s string) string {
 	return b.String()
 }
 
+// holdsKey reports whether s carries the API key in any form redact
+// recognises. An upstream answer that does (a token value, a call ID, an
+// SDP answer) is refused: it would hand the key to the browser.
+func (m *OpenAIMinter) holdsKey(s string) bool { return m.redact(s) != s }
+
 // matchKey returns the length of the encoding of key at the start of s, or
 // 0 if s does not start with one. An encoded character that could also be
 // the literal character (a % in the key) is tried both ways; at most one
