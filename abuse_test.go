@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/realtimeauth/realtimeauth"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -41,7 +40,7 @@ func TestBlockLifecycle(t *testing.T) {
 	ev := &events{}
 	r := newRig(t, realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(3, 10*time.Minute, 15*time.Minute)), realtimeauth.WithEventHook(ev.Hook))
 	id := issueToken(t, r.h, striker)["sessionId"].(string)
-	bad := req{path: refrURL, remote: striker, body: refreshBody(uuid.NewString())}
+	bad := req{path: refrURL, remote: striker, body: refreshBody("not-a-session-id")}
 
 	serveReq(r.h, bad)
 	r.clock.Advance(5 * time.Minute)

@@ -200,9 +200,12 @@ type row struct {
 
 // errorTable is every refusal the handler can answer. A strike is earned by
 // what only a broken or hostile client does (a malformed or oversized body,
-// an unknown or foreign session, a failed authentication, going over a
-// limit); a refused Origin is not one, since only a browser sends a foreign
-// Origin, and any page the victim visits can make it send one. The blocked
+// a foreign session, a failed authentication, going over a limit); a
+// refused Origin is not one, since only a browser sends a foreign Origin,
+// and any page the victim visits can make it send one; nor is an unknown
+// session, since honest clients meet one whenever their session expired or
+// was evicted to make room (behind one NAT address, often), while a 122-bit
+// session ID cannot be guessed, so refusing it is all the defence it needs. The blocked
 // answer emits no event per request: client_blocked is emitted once, when
 // the block starts.
 var errorTable = [numRefusals]row{
@@ -222,7 +225,7 @@ var errorTable = [numRefusals]row{
 	refSessionMismatch:  {403, CodeSessionMismatch, "session belongs to another client", EventSessionMismatch, SeverityHigh, true},
 	refSessionRevoked:   {401, CodeSessionRevoked, "session revoked", EventSessionRevoked, SeverityMedium, false},
 	refRefreshLimit:     {403, CodeRefreshLimitReached, "session has reached its refresh limit; start a new session", EventRefreshLimitReached, SeverityLow, false},
-	refSessionNotFound:  {404, CodeSessionNotFound, "session not found or expired", EventSessionNotFound, SeverityMedium, true},
+	refSessionNotFound:  {404, CodeSessionNotFound, "session not found or expired", EventSessionNotFound, SeverityMedium, false},
 	refNotFound:         {404, CodeNotFound, "not found", "", "", false},
 	refMethod:           {405, CodeMethodNotAllowed, "method not allowed", "", "", false},
 	refRateLimited:      {429, CodeRateLimited, "too many token requests; try again later", EventRateLimitExceeded, SeverityMedium, true},

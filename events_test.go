@@ -116,7 +116,8 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 	do(req{path: tokenURL, remote: ip(3), headers: map[string]string{"Origin": "https://evil.net"}}) // origin
 	do(req{path: tokenURL, remote: ip(3), headers: as("carol"), body: "{"})                          // invalid
 	do(req{path: tokenURL, remote: ip(3), headers: as("carol"), body: "["})                          // invalid
-	do(refresh(3, "carol", uuid.NewString()))                                                        // not found, blocked
+	do(refresh(3, "carol", uuid.NewString()))                                                        // not found, no strike
+	do(req{path: tokenURL, remote: ip(3), headers: as("carol"), body: "{"})                          // invalid, blocked
 	do(tok(3, "carol"))                                                                              // blocked
 	for _, md := range []string{"500", "401", "403", "429", "garbage", "echo", "slow"} {
 		mode.Store(md)
