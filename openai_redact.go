@@ -29,8 +29,27 @@ const (
 // \u-escaped key and QueryEscape's and PathEscape's forms are all caught,
 // and so is any mix of them. It is run on the text before it is cut, so a
 // key straddling the cut leaves no prefix behind.
-func (m *OpenAIMinter) redact(s string) string {
-	key := m.apiKey
+func (m *OpenAIMinter) redact(s string) string { return redactKey(s, m.apiKey) }
+
+// Redact returns s with every occurrence of secret replaced by
+// "[redacted]", however each of its characters is written (raw, JSON-,
+// backslash- or URL-escaped, or any mix), as OpenAIMinter redacts its API
+// key from what it logs. It is for modules that log an upstream's words
+// next to a request that carried the key (the sideband's handshake
+// errors). A secret of anything but printable ASCII without backslash is
+// only replaced where it is written as itself.
+func Redact(s, secret string) string {
+	for i := 0; i < len(secret); i++ {
+		if c := secret[i]; c <= ' ' || c > '~' || c == '\\' {
+			return strings.ReplaceAll(s, secret, redactedMark)
+		}
+	}
+	return redactKey(s, secret)
+}
+
+// redactKey is redact for any key of printable ASCII without backslash
+// (what NewOpenAIMinter accepts).
+func redactKey(s, key string) string {
 	if key == "" || s == "" {
 		return s
 	}

@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,7 +72,12 @@ const (
 )
 
 // WithHTTPClient sets the HTTP client the handshakes go through. Default:
-// http.DefaultClient.
+// a client with http.DefaultTransport. Either way a handshake follows no
+// redirect (the Watcher uses a copy of c whose CheckRedirect refuses them):
+// Go sends the Authorization header on to another port of the same host
+// and Azure's api-key header anywhere, and OpenAI's sideband does not
+// redirect. A redirect is a failed dial, logged with its status, and
+// redialled like any other.
 func WithHTTPClient(c *http.Client) Option { return func(w *Watcher) { w.client = c } }
 
 // WithBackoff sets the wait before a redial: initial, doubling up to
@@ -90,8 +96,10 @@ func WithTimer(after func(d time.Duration, f func()) (stop func() bool)) Option 
 	return func(w *Watcher) { w.after = after }
 }
 
-// WithLogger sets where failed dials and drops are logged (never the
-// headers, which carry the API key). Default slog.Default().
+// WithLogger sets where failed dials and drops are logged: the handshake's
+// status and the error, cut short, with every secret of the sideband's
+// headers (the API key) redacted from it as the minter redacts its key
+// (realtimeauth.Redact); never the headers. Default slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(w *Watcher) { w.log = l } }
 
 // New returns a Watcher.
@@ -104,8 +112,11 @@ func New(opts ...Option) (*Watcher, error) {
 		o(w)
 	}
 	if w.client == nil {
-		w.client = http.DefaultClient
+		w.client = &http.Client{}
 	}
+	cp := *w.client
+	cp.CheckRedirect = refuseRedirect
+	w.client = &cp
 	if w.initial == 0 && w.maxWait == 0 {
 		w.initial, w.maxWait = DefaultBackoff, DefaultMaxBackoff
 	}
@@ -164,7 +175,7 @@ func (w *Watcher) Close() error {
 // watch reports whether the call ended (false: ctx ended first).
 func (w *Watcher) watch(ctx context.Context, s realtimeauth.Sideband) bool {
 	for fails := 0; ; {
-		gone, err := w.session(ctx, s)
+		gone, status, err := w.session(ctx, s)
 		switch {
 		case ctx.Err() != nil:
 			return false
@@ -176,7 +187,8 @@ func (w *Watcher) watch(ctx context.Context, s realtimeauth.Sideband) bool {
 		fails++
 		d := w.backoff(fails)
 		w.log.LogAttrs(ctx, slog.LevelWarn, "realtimeauth/sideband: redialling",
-			slog.String("call_id", s.CallID), slog.Int("attempt", fails), slog.Duration("wait", d), slog.String("cause", errText(err)))
+			slog.String("call_id", s.CallID), slog.Int("attempt", fails), slog.Duration("wait", d),
+			slog.Int("status", status), slog.String("cause", causeText(err, s.Header)))
 		if !w.sleep(ctx, d) {
 			return false
 		}
@@ -184,16 +196,20 @@ func (w *Watcher) watch(ctx context.Context, s realtimeauth.Sideband) bool {
 }
 
 // session dials once and reads until the connection ends. It reports
-// whether the call has ended, and the dial's error (nil once connected).
-func (w *Watcher) session(ctx context.Context, s realtimeauth.Sideband) (gone bool, dialErr error) {
+// whether the call has ended, and the failed dial's status (0 without an
+// answer) and error (nil once connected).
+func (w *Watcher) session(ctx context.Context, s realtimeauth.Sideband) (gone bool, status int, dialErr error) {
 	dctx, cancel := context.WithTimeout(ctx, w.dialTimeout)
 	conn, resp, err := websocket.Dial(dctx, s.URL, &websocket.DialOptions{HTTPClient: w.client, HTTPHeader: s.Header})
 	cancel()
 	if err != nil {
-		if resp != nil && resp.StatusCode == http.StatusNotFound {
-			return true, nil
+		if resp != nil {
+			status = resp.StatusCode
 		}
-		return false, err
+		if status == http.StatusNotFound {
+			return true, 0, nil
+		}
+		return false, status, err
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(-1) // every message is discarded as it is read
@@ -204,11 +220,11 @@ func (w *Watcher) session(ctx context.Context, s realtimeauth.Sideband) (gone bo
 		}
 		if err != nil {
 			if websocket.CloseStatus(err) == websocket.StatusNormalClosure {
-				return true, nil
+				return true, 0, nil
 			}
 			w.log.LogAttrs(ctx, slog.LevelDebug, "realtimeauth/sideband: dropped",
-				slog.String("call_id", s.CallID), slog.String("cause", err.Error()))
-			return false, nil
+				slog.String("call_id", s.CallID), slog.String("cause", causeText(err, s.Header)))
+			return false, 0, nil
 		}
 	}
 }
@@ -235,9 +251,33 @@ func (w *Watcher) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func errText(err error) string {
+// refuseRedirect is every handshake's CheckRedirect: the redirect itself
+// is the answer, and the key goes nowhere else.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// maxCause bounds the error text a log line carries.
+const maxCause = 300
+
+// causeText is err's text fit for a log: every secret the headers carry
+// redacted from it first (a handshake's error quotes the upstream's
+// headers, which may echo the key), then cut to maxCause bytes.
+func causeText(err error, h http.Header) string {
 	if err == nil {
 		return "connection dropped"
 	}
-	return err.Error()
+	msg := err.Error()
+	for _, vs := range h {
+		for _, v := range vs {
+			// The header's value ("Bearer sk-…", or Azure's bare key),
+			// and its credential after the scheme.
+			if i := strings.LastIndexByte(v, ' '); i >= 0 {
+				msg = realtimeauth.Redact(msg, v[i+1:])
+			}
+			msg = realtimeauth.Redact(msg, v)
+		}
+	}
+	if len(msg) > maxCause {
+		msg = msg[:maxCause] + "…"
+	}
+	return strings.ToValidUTF8(msg, "?")
 }
