@@ -39,7 +39,8 @@ var (
 //  6. read the clock: k.now decides every step below;
 //  7. the store opens or refreshes the session, checking the session's own
 //     conditions, then the allowances, then the caps, atomically;
-//  8. the upstream budget has a mint left (or step 7 is undone).
+//  8. the upstream budget has a mint left (or step 7 is undone), decided
+//     with the clock read again: step 7 may have been a round trip.
 //
 // It returns true with k.session opened or refreshed, for the caller to
 // mint (undoing step 7 with h.undo if that fails), or false when it has
@@ -294,13 +295,18 @@ func (h *Handler) allowances(k *request, open bool) []Allowance {
 	return a
 }
 
-// takeBudget takes one mint from the upstream budget (step 8), at k.now and
-// only now that the free checks have passed.
+// takeBudget takes one mint from the upstream budget (step 8), only now
+// that the free checks have passed, with the clock read now: the store
+// operation before it may have been a round trip, and a budget decided
+// with k.now would take mints from the past (see upstreamBudget).
 func (h *Handler) takeBudget(k *request, kd *kind) bool {
-	if h.upstream == nil || h.upstream.AllowN(k.now, 1) {
+	if h.upstream == nil {
 		return true
 	}
-	wait := time.Duration((1 - h.upstream.TokensAt(k.now)) / float64(h.upstream.Limit()) * float64(time.Second))
+	ok, wait := h.upstream.take(h.now())
+	if ok {
+		return true
+	}
 	h.undo(k, kd)
 	h.refuse(k, refUpstreamBusy, max(wait, time.Millisecond))
 	return false

@@ -4,12 +4,18 @@ package realtimeauth_test
 // each landed with its fix: every test states a limit the design promises.
 
 import (
+	"context"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/realtimeauth/realtimeauth"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 )
 
 // TestAttackEvictedSessionsBlockASharedAddress: a session closed by the
@@ -60,4 +66,70 @@ func TestAttackEvictedSessionsBlockASharedAddress(t *testing.T) {
 	}
 	assert.Zero(t, ev.Count(realtimeauth.EventClientBlocked), "%d evictions of the office's own sessions", ev.Count(realtimeauth.EventSessionEvicted))
 	assert.Zero(t, blocked, "requests refused as blocked")
+}
+
+// openGate holds the store's Open of the next token request inside the
+// store until released, as a slow store round trip (Redis under load)
+// would.
+type openGate struct {
+	realtimeauth.SessionStore
+	mu     sync.Mutex
+	armed  bool
+	inside chan struct{}
+	gate   chan struct{}
+}
+
+func (s *openGate) arm() {
+	s.mu.Lock()
+	s.armed, s.inside, s.gate = true, make(chan struct{}), make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *openGate) Open(ctx context.Context, q realtimeauth.OpenRequest) (realtimeauth.Session, []realtimeauth.Session, error) {
+	s.mu.Lock()
+	held, inside, gate := s.armed, s.inside, s.gate
+	s.armed = false
+	s.mu.Unlock()
+	if held {
+		close(inside)
+		<-gate
+	}
+	return s.SessionStore.Open(ctx, q)
+}
+
+// TestAttackSlowStoreRefillsTheBudget: the upstream budget decides with the
+// time read before the store operation. A request whose store operation
+// takes Δ hands x/time/rate a time Δ in the past; when it is admitted, the
+// limiter's last time goes back by Δ, and the next request refills Δ of
+// budget a second time. Under WithUpstreamRate(1/min, burst 2), in the two
+// minutes from t0 at most 2 + 2 = 4 mints can be paid for; here 6 are.
+func TestAttackSlowStoreRefillsTheBudget(t *testing.T) {
+	store := &openGate{SessionStore: realtimeauth.NewMemoryStore()}
+	r := newRig(t, realtimeauth.WithUpstreamRate(rate.Every(time.Minute), 2), realtimeauth.WithSessionStore(store),
+		realtimeauth.WithAbuseGuard(nil))
+	ip := func(i int) string { return fmt.Sprintf("192.0.2.%d:1", i) }
+	// The burst, at t0.
+	for i := range 2 {
+		require.Equal(t, http.StatusOK, serveReq(r.h, req{path: tokenURL, remote: ip(i)}).Code)
+	}
+	// A request whose store round trip is slow, decided at t0.
+	store.arm()
+	slow := make(chan *httptest.ResponseRecorder)
+	go func() { slow <- serveReq(r.h, req{path: tokenURL, remote: ip(10)}) }()
+	<-store.inside
+	r.clock.Advance(2 * time.Minute)
+	ok := 0
+	if serveReq(r.h, req{path: tokenURL, remote: ip(11)}).Code == http.StatusOK {
+		ok++
+	}
+	close(store.gate)
+	if (<-slow).Code == http.StatusOK {
+		ok++
+	}
+	for i := 12; i < 20; i++ {
+		if serveReq(r.h, req{path: tokenURL, remote: ip(i)}).Code == http.StatusOK {
+			ok++
+		}
+	}
+	assert.LessOrEqual(t, r.mint.Calls(), 4, "mints in [t0, t0+2m] under 1/min with burst 2 (%d after the burst)", ok)
 }

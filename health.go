@@ -302,8 +302,8 @@ func (h *Handler) sessionCapacity() int { return h.cfg.maxSessions }
 func (h *Handler) statsWith(now time.Time, active int, countErr error) Stats {
 	st := Stats{Time: now, Uptime: now.Sub(h.start), Draining: h.closed.Load(), MaxSessions: h.sessionCapacity()}
 	if h.upstream != nil {
-		st.UpstreamBurst = h.upstream.Burst()
-		st.UpstreamTokens = max(h.upstream.TokensAt(now), 0)
+		st.UpstreamBurst = h.upstream.burst()
+		st.UpstreamTokens = max(h.upstream.tokensAt(now), 0)
 	}
 	var sum bucket
 	h.m.mu.Lock()

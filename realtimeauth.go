@@ -59,7 +59,6 @@ import (
 	"time"
 
 	"github.com/rs/cors"
-	"golang.org/x/time/rate"
 )
 
 // Minter issues ephemeral tokens. Implementations must be safe for
@@ -119,7 +118,7 @@ type Handler struct {
 	cors     *cors.Cors // the token and refresh endpoints
 	readCORS *cors.Cors // health, compatibility and the scripts: GET
 	ips      ipResolver
-	upstream *rate.Limiter
+	upstream *upstreamBudget
 	base     string
 	now      func() time.Time
 	log      *slog.Logger
@@ -185,7 +184,7 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 	h.cors, h.readCORS = corsFor(http.MethodPost), corsFor(http.MethodGet, http.MethodHead)
 	h.m.hook = c.measurementHook
 	if c.upstreamRateSet {
-		h.upstream = rate.NewLimiter(c.upstreamRate, c.upstreamBurst)
+		h.upstream = newUpstreamBudget(c.upstreamRate, c.upstreamBurst)
 	}
 	h.calls = newCallControl(h, origins)
 	return h, nil
