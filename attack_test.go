@@ -128,3 +128,41 @@ func TestCallAnswerHoldingAnEncodedKey(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackOneSlash48HoldsManyCalls: the allowances count one IPv6 /48 as
+// at most 16 clients, but the cap on live calls (WithMaxCallsPerClient,
+// default 2) is per /64 only. A call lasts up to an hour, and every live
+// call is paid for by the minute: one /48 that places calls from its /64s
+// holds 160 live calls after one minute (its new-session allowance), and
+// would hold 9,600 after an hour, where 16 clients hold 32. The call cap
+// should count a /48 as the allowances do (16 × the per-client cap).
+func TestAttackOneSlash48HoldsManyCalls(t *testing.T) {
+	r := newCallRig(t, realtimeauth.WithAbuseGuard(nil))
+	placed := 0
+	for i := range 200 {
+		if call(r.h, fmt.Sprintf("[2001:db8:5:%x::1]:443", i), nil).Code == http.StatusCreated {
+			placed++
+		}
+	}
+	assert.LessOrEqual(t, activeCalls(t, r.h), 16*2, "live calls of one /48 (%d placed, %d upstream)", placed, len(r.up.Calls()))
+	assert.Equal(t, 16*2, placed, "exactly the /48's share is placed")
+	assert.Len(t, r.up.Calls(), 16*2, "a call over the /48's cap reaches no upstream")
+	w := call(r.h, "[2001:db8:5:ffff::1]:443", nil)
+	assert.Equal(t, http.StatusTooManyRequests, w.Code)
+	assert.Contains(t, w.Body.String(), `"code":"too_many_calls"`)
+	assert.Equal(t, http.StatusCreated, call(r.h, "[2001:db8:6::1]:443", nil).Code, "another /48 has its own share")
+}
+
+// TestCallPrefixCapFollowsThePrefixShare: the /48's cap on live calls is
+// WithPrefixShare times WithMaxCallsPerClient.
+func TestCallPrefixCapFollowsThePrefixShare(t *testing.T) {
+	r := newCallRig(t, realtimeauth.WithAbuseGuard(nil), realtimeauth.WithPrefixShare(2), realtimeauth.WithMaxCallsPerClient(3))
+	placed := 0
+	for i := range 10 {
+		if call(r.h, fmt.Sprintf("[2001:db8:7:%x::1]:443", i), nil).Code == http.StatusCreated {
+			placed++
+		}
+	}
+	assert.Equal(t, 2*3, placed)
+	assert.Equal(t, 2*3, activeCalls(t, r.h))
+}

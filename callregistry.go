@@ -60,8 +60,16 @@ type CallReservation struct {
 	ClientIP  string
 	Client    string
 	Subject   string
+	// Prefix is an IPv6 client's /48 ("" for IPv4), which holds many
+	// clients (its /64s).
+	Prefix string
 	// MaxPerClient caps the client's live calls and slots (0: no cap).
 	MaxPerClient int
+	// MaxPerPrefix caps the live calls and slots of all the clients of
+	// Prefix together (0, or Prefix "": no cap): the handler's is
+	// WithPrefixShare times WithMaxCallsPerClient, so that one /48 holds
+	// no more calls than that many clients.
+	MaxPerPrefix int
 	// MaxPerSubject caps the subject's live calls and slots (0, or
 	// Subject "": no cap).
 	MaxPerSubject int
@@ -87,8 +95,9 @@ type CallStart struct {
 // its HoldUntil (slot) or its ExpiresAt (call).
 type CallRegistry interface {
 	// Reserve holds a slot for a call and returns the slot's opaque ID. It
-	// fails with ErrTooManyCalls, changing nothing, when the client or the
-	// subject holds its cap of live calls and slots at req.Now; N
+	// fails with ErrTooManyCalls, changing nothing, when the client, its
+	// prefix or the subject holds its cap of live calls and slots at
+	// req.Now; N
 	// concurrent Reserves against one cap of L succeed exactly min(N, L)
 	// times. A registry that is full fails with ErrStoreFull.
 	Reserve(ctx context.Context, req CallReservation) (slot string, err error)
@@ -125,7 +134,7 @@ const DefaultMaxCalls = 100_000
 
 // MemoryCallRegistry is the in-memory CallRegistry, for one process. Calls
 // are kept by value with times as Unix nanoseconds, and indexed by client,
-// subject and session with integer keys; two heaps (by expiry and by due
+// prefix, subject and session with integer keys; two heaps (by expiry and by due
 // time) keep the sweeps and ClaimDue logarithmic.
 type MemoryCallRegistry struct {
 	mu        sync.Mutex
@@ -134,6 +143,7 @@ type MemoryCallRegistry struct {
 	recs      map[uint64]callRecord
 	ids       map[string]uint64
 	byClient  map[string][]uint64
+	byPrefix  map[string][]uint64
 	bySubject map[string][]uint64
 	bySession map[string][]uint64
 	gone      callHeap // (goneAt, seq): when a slot or call stops being live
@@ -143,7 +153,7 @@ type MemoryCallRegistry struct {
 var _ CallRegistry = (*MemoryCallRegistry)(nil)
 
 type callRecord struct {
-	id, session, ip, client, subject string
+	id, session, ip, client, prefix, subject string
 	// Unix nanoseconds; 0 is none. hold is set while the slot is unbound.
 	start, deadline, expires, hold, claim int64
 }
@@ -182,6 +192,7 @@ func NewMemoryCallRegistry(maxCalls int) (*MemoryCallRegistry, error) {
 		recs:      make(map[uint64]callRecord),
 		ids:       make(map[string]uint64),
 		byClient:  make(map[string][]uint64),
+		byPrefix:  make(map[string][]uint64),
 		bySubject: make(map[string][]uint64),
 		bySession: make(map[string][]uint64),
 	}, nil
@@ -198,6 +209,9 @@ func (m *MemoryCallRegistry) Reserve(_ context.Context, req CallReservation) (st
 	if req.MaxPerClient > 0 && len(m.byClient[req.Client]) >= req.MaxPerClient {
 		return "", ErrTooManyCalls
 	}
+	if req.MaxPerPrefix > 0 && req.Prefix != "" && len(m.byPrefix[req.Prefix]) >= req.MaxPerPrefix {
+		return "", ErrTooManyCalls
+	}
 	if req.MaxPerSubject > 0 && req.Subject != "" && len(m.bySubject[req.Subject]) >= req.MaxPerSubject {
 		return "", ErrTooManyCalls
 	}
@@ -206,9 +220,12 @@ func (m *MemoryCallRegistry) Reserve(_ context.Context, req CallReservation) (st
 	}
 	m.seq++
 	seq := m.seq
-	r := callRecord{ip: req.ClientIP, client: req.Client, subject: req.Subject, hold: callNano(req.HoldUntil)}
+	r := callRecord{ip: req.ClientIP, client: req.Client, prefix: req.Prefix, subject: req.Subject, hold: callNano(req.HoldUntil)}
 	m.recs[seq] = r
 	m.byClient[r.client] = append(m.byClient[r.client], seq)
+	if r.prefix != "" {
+		m.byPrefix[r.prefix] = append(m.byPrefix[r.prefix], seq)
+	}
 	if r.subject != "" {
 		m.bySubject[r.subject] = append(m.bySubject[r.subject], seq)
 	}
@@ -375,6 +392,7 @@ func (m *MemoryCallRegistry) remove(seq uint64, r callRecord) {
 		delete(m.ids, r.id)
 	}
 	unindex(m.byClient, r.client, seq)
+	unindex(m.byPrefix, r.prefix, seq)
 	unindex(m.bySubject, r.subject, seq)
 	unindex(m.bySession, r.session, seq)
 }

@@ -58,8 +58,9 @@ func WithMaxCallDuration(d time.Duration) Option {
 }
 
 // WithMaxCallsPerClient caps a client's live calls: one more is refused
-// with 429 too_many_calls before any upstream call. Default 2; valid
-// 1..1000.
+// with 429 too_many_calls before any upstream call. An IPv6 /48 holds at
+// most WithPrefixShare times as many (its /64s together), as it counts for
+// at most that many clients in the allowances. Default 2; valid 1..1000.
 func WithMaxCallsPerClient(n int) Option {
 	return func(c *config) { c.calls.maxPerClient, c.calls.maxPerClientSet = n, true }
 }
@@ -206,7 +207,9 @@ func (h *Handler) reserveCall(k *request) bool {
 		ClientIP:      k.client.ip,
 		Client:        k.client.key,
 		Subject:       k.subject,
+		Prefix:        k.client.prefix,
 		MaxPerClient:  h.cfg.calls.maxPerClient,
+		MaxPerPrefix:  h.cfg.calls.maxPerClient * h.cfg.prefixShare,
 		MaxPerSubject: h.cfg.calls.maxPerSubject,
 	})
 	switch {

@@ -124,8 +124,9 @@ func WithMintLimit(n int, window time.Duration) Option {
 
 // WithPrefixShare sets how many clients one IPv6 /48 counts as at most: the
 // /48 has its own WithRateLimit and WithMintLimit allowances, f times each
-// client's (at most 1023), so that a site's 65,536 /64s do not each get a
-// full share. Default 16; valid 1..65536.
+// client's (at most 1023), and its /64s together hold at most f times
+// WithMaxCallsPerClient live calls, so that a site's 65,536 /64s do not
+// each get a full share. Default 16; valid 1..65536.
 func WithPrefixShare(f int) Option {
 	return func(c *config) { c.prefixShare, c.prefixShareSet = f, true }
 }

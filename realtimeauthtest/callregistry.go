@@ -141,6 +141,49 @@ func TestCallRegistry(t *testing.T, newRegistry func(t *testing.T) realtimeauth.
 		}
 	})
 
+	t.Run("PrefixCap", func(t *testing.T) {
+		r := newRegistry(t)
+		const p48 = "2001:db8:1::/48"
+		v6 := func(n int, prefix string, now time.Time) reservation {
+			q := res(fmt.Sprintf("2001:db8:1:%x::/64", n), "", "s", now)
+			q.ClientIP = fmt.Sprintf("2001:db8:1:%x::1", n)
+			q.Prefix, q.MaxPerPrefix = prefix, 3
+			return q
+		}
+		place(t, r, v6(1, p48, t0), "rtc_p1", time.Time{})
+		place(t, r, v6(1, p48, t0), "rtc_p2", time.Time{})
+		slot, err := r.Reserve(ctx, v6(2, p48, t0).CallReservation)
+		require.NoError(t, err, "the prefix's third, from another of its clients")
+		_, err = r.Reserve(ctx, v6(3, p48, t0).CallReservation)
+		assert.ErrorIs(t, err, realtimeauth.ErrTooManyCalls, "the prefix's cap spans its clients, bound calls and slots alike")
+		_, err = r.Reserve(ctx, v6(3, "2001:db8:2::/48", t0).CallReservation)
+		assert.NoError(t, err, "another prefix has its own cap")
+		_, err = r.Reserve(ctx, v6(4, "", t0).CallReservation)
+		assert.NoError(t, err, "no prefix, no prefix cap")
+		require.NoError(t, r.Release(ctx, slot))
+		_, err = r.Reserve(ctx, v6(5, p48, t0).CallReservation)
+		assert.NoError(t, err, "a released slot frees the prefix's place")
+		_, err = r.Reserve(ctx, v6(6, p48, t0).CallReservation)
+		assert.ErrorIs(t, err, realtimeauth.ErrTooManyCalls)
+		_, err = r.End(ctx, "rtc_p1", t0)
+		require.NoError(t, err)
+		_, err = r.Reserve(ctx, v6(6, p48, t0).CallReservation)
+		assert.NoError(t, err, "an ended call frees the prefix's place")
+		// A slot that runs out frees its place too: at t0+30s the three
+		// slots are gone, the bound rtc_p2 still counts.
+		later := t0.Add(30 * time.Second)
+		for i := range 2 {
+			_, err = r.Reserve(ctx, v6(7+i, p48, later).CallReservation)
+			require.NoError(t, err)
+		}
+		_, err = r.Reserve(ctx, v6(9, p48, later).CallReservation)
+		assert.ErrorIs(t, err, realtimeauth.ErrTooManyCalls)
+		nocap := v6(9, p48, later)
+		nocap.MaxPerPrefix = 0
+		_, err = r.Reserve(ctx, nocap.CallReservation)
+		assert.NoError(t, err, "MaxPerPrefix 0 is no cap")
+	})
+
 	t.Run("HoldRunsOut", func(t *testing.T) {
 		r := newRegistry(t)
 		req := res("10.0.0.1", "", "s1", t0)
@@ -278,6 +321,26 @@ func TestCallRegistry(t *testing.T, newRegistry func(t *testing.T) realtimeauth.
 		wg.Wait()
 		assert.Equal(t, int32(7), ok.Load())
 		assert.Equal(t, int32(n-7), capped.Load())
+	})
+
+	t.Run("ConcurrentReservePrefix", func(t *testing.T) {
+		r := newRegistry(t)
+		const n = 20
+		var ok atomic.Int32
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				req := res(fmt.Sprintf("2001:db8:9:%x::/64", i), "", "s", t0)
+				req.Prefix, req.MaxPerPrefix = "2001:db8:9::/48", 5
+				if _, err := r.Reserve(ctx, req.CallReservation); err == nil {
+					ok.Add(1)
+				} else {
+					assert.ErrorIs(t, err, realtimeauth.ErrTooManyCalls)
+				}
+			})
+		}
+		wg.Wait()
+		assert.Equal(t, int32(5), ok.Load(), "exactly the prefix's cap, whatever the interleaving")
 	})
 
 	t.Run("ConcurrentEndAndClaim", func(t *testing.T) {

@@ -22,13 +22,14 @@ import (
 // Every method is one Lua script. Calls are few next to sessions (each
 // lasts minutes, and a client holds two at most by default), so all the
 // keys of one prefix share one hash tag, "{prefix:calls}", hence one Redis
-// Cluster slot: the per-client and per-subject caps and the due index are
+// Cluster slot: the per-client, per-/48 and per-subject caps and the due index are
 // checked in one script. With T = "{prefix:calls}":
 //
 //	T:seq             counter of slot IDs
-//	T:k:<slot>        hash: the call (id, n session, ip, c client, u subject, s, d, e, h hold, m claim)
+//	T:k:<slot>        hash: the call (id, n session, ip, c client, p prefix, u subject, s, d, e, h hold, m claim)
 //	T:i:<call ID>     string: the call's slot
 //	T:c:<client>      sorted set: the client's slots, by the time they stop being live
+//	T:p:<prefix>      sorted set: the IPv6 /48's slots, likewise
 //	T:u:<subject>     sorted set: the subject's slots, likewise
 //	T:s:<session>     sorted set: the session's calls, by start
 //	T:gone            sorted set: every slot, by the time it stops being live
@@ -60,12 +61,13 @@ const callLua = `
 local T = ARGV[1]
 local INF = '+inf'
 local function remove(slot)
-  local r = redis.call('HMGET', T .. 'k:' .. slot, 'id', 'c', 'u', 'n')
+  local r = redis.call('HMGET', T .. 'k:' .. slot, 'id', 'c', 'u', 'n', 'p')
   redis.call('DEL', T .. 'k:' .. slot)
   if r[1] and r[1] ~= '' then redis.call('DEL', T .. 'i:' .. r[1]) end
   if r[2] then redis.call('ZREM', T .. 'c:' .. r[2], slot) end
   if r[3] and r[3] ~= '' then redis.call('ZREM', T .. 'u:' .. r[3], slot) end
   if r[4] and r[4] ~= '' then redis.call('ZREM', T .. 's:' .. r[4], slot) end
+  if r[5] and r[5] ~= '' then redis.call('ZREM', T .. 'p:' .. r[5], slot) end
   redis.call('ZREM', T .. 'gone', slot)
   redis.call('ZREM', T .. 'live', slot)
   redis.call('ZREM', T .. 'due', slot)
@@ -87,18 +89,20 @@ local function call(r) return {r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]} e
 `
 
 // reserveScript: ARGV tag, now, hold, ip, client, subject, maxClient,
-// maxSubject.
+// maxSubject, prefix, maxPrefix.
 var reserveScript = redis.NewScript(callLua + `
 local now, hold = ARGV[2], ARGV[3]
 sweep(now)
-local ck, uk = T .. 'c:' .. ARGV[5], T .. 'u:' .. ARGV[6]
-local maxc, maxu = tonumber(ARGV[7]), tonumber(ARGV[8])
+local ck, uk, pk = T .. 'c:' .. ARGV[5], T .. 'u:' .. ARGV[6], T .. 'p:' .. ARGV[9]
+local maxc, maxu, maxp = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
 if maxc > 0 and redis.call('ZCOUNT', ck, '(' .. now, INF) >= maxc then return 'toomany' end
+if ARGV[9] ~= '' and maxp > 0 and redis.call('ZCOUNT', pk, '(' .. now, INF) >= maxp then return 'toomany' end
 if ARGV[6] ~= '' and maxu > 0 and redis.call('ZCOUNT', uk, '(' .. now, INF) >= maxu then return 'toomany' end
 local slot = tostring(redis.call('INCR', T .. 'seq'))
-redis.call('HSET', T .. 'k:' .. slot, 'id', '', 'n', '', 'ip', ARGV[4], 'c', ARGV[5], 'u', ARGV[6],
+redis.call('HSET', T .. 'k:' .. slot, 'id', '', 'n', '', 'ip', ARGV[4], 'c', ARGV[5], 'p', ARGV[9], 'u', ARGV[6],
   's', '', 'd', '', 'e', '', 'h', hold, 'm', '')
 redis.call('ZADD', ck, hold, slot)
+if ARGV[9] ~= '' then redis.call('ZADD', pk, hold, slot) end
 if ARGV[6] ~= '' then redis.call('ZADD', uk, hold, slot) end
 redis.call('ZADD', T .. 'gone', hold, slot)
 return 'ok:' .. slot
@@ -109,9 +113,10 @@ func (r *CallRegistry) Reserve(ctx context.Context, req realtimeauth.CallReserva
 	if !req.HoldUntil.After(req.Now) {
 		return "", errors.New("redisstore: CallRegistry.Reserve: HoldUntil must be after Now")
 	}
-	res, err := reserveScript.Run(ctx, r.client, []string{r.tag + "c:" + req.Client, r.tag + "u:" + req.Subject},
+	res, err := reserveScript.Run(ctx, r.client,
+		[]string{r.tag + "c:" + req.Client, r.tag + "u:" + req.Subject, r.tag + "p:" + req.Prefix},
 		r.tag, us(req.Now), us(req.HoldUntil), req.ClientIP, req.Client, req.Subject,
-		req.MaxPerClient, req.MaxPerSubject).Text()
+		req.MaxPerClient, req.MaxPerSubject, req.Prefix, req.MaxPerPrefix).Text()
 	if err != nil {
 		return "", wrap("reserving a call", err)
 	}
@@ -130,7 +135,7 @@ var bindScript = redis.NewScript(callLua + `
 local slot, id, sess, start, dl, exp = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 sweep(start)
 local k = T .. 'k:' .. slot
-local r = redis.call('HMGET', k, 'id', 'h', 'c', 'u')
+local r = redis.call('HMGET', k, 'id', 'h', 'c', 'u', 'p')
 if not r[1] or r[1] ~= '' or tonumber(r[2]) <= tonumber(start) then return {'notfound'} end
 if redis.call('EXISTS', T .. 'i:' .. id) == 1 then return {'dup'} end
 redis.call('HSET', k, 'id', id, 'n', sess, 's', start, 'd', dl, 'e', exp, 'h', '')
@@ -138,6 +143,7 @@ redis.call('SET', T .. 'i:' .. id, slot)
 local gone = exp ~= '' and exp or INF
 redis.call('ZADD', T .. 'c:' .. r[3], gone, slot)
 if r[4] ~= '' then redis.call('ZADD', T .. 'u:' .. r[4], gone, slot) end
+if r[5] and r[5] ~= '' then redis.call('ZADD', T .. 'p:' .. r[5], gone, slot) end
 if sess ~= '' then redis.call('ZADD', T .. 's:' .. sess, start, slot) end
 if exp ~= '' then redis.call('ZADD', T .. 'gone', exp, slot) else redis.call('ZREM', T .. 'gone', slot) end
 redis.call('ZADD', T .. 'live', gone, slot)
