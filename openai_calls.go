@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"mime/multipart"
 	"net/http"
 	"net/url"
@@ -84,15 +82,6 @@ func (m *OpenAIMinter) Call(ctx context.Context, req CallRequest) (CallAnswer, e
 
 func (m *OpenAIMinter) callsURL() string { return m.baseURL + "/realtime/calls" }
 
-// authorize sets the API key header, Azure's or OpenAI's.
-func (m *OpenAIMinter) authorize(h http.Header) {
-	if m.azure {
-		h.Set("api-key", m.apiKey)
-	} else {
-		h.Set("Authorization", "Bearer "+m.apiKey)
-	}
-}
-
 // doCall makes one attempt at a call, as do does for a mint.
 func (m *OpenAIMinter) doCall(ctx context.Context, body []byte, ctype, sid string) (CallAnswer, *UpstreamError, bool) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, m.callsURL(), bytes.NewReader(body))
@@ -105,7 +94,7 @@ func (m *OpenAIMinter) doCall(ctx context.Context, body []byte, ctype, sid strin
 	if sid != "" {
 		hreq.Header.Set(safetyIdentifierHeader, sid)
 	}
-	raw, ue, retry := m.send(ctx, hreq)
+	raw, ue, retry := m.send(ctx, hreq, callAnswer)
 	if ue != nil {
 		return CallAnswer{}, ue, retry
 	}
@@ -144,7 +133,7 @@ func (m *OpenAIMinter) Hangup(ctx context.Context, id string) error {
 			return Token{}, &UpstreamError{Err: err}, false
 		}
 		m.authorize(hreq.Header)
-		raw, ue, retry := m.send(ctx, hreq)
+		raw, ue, retry := m.send(ctx, hreq, callAnswer)
 		if ue != nil {
 			if ue.StatusCode == http.StatusNotFound {
 				return Token{}, nil, false
@@ -174,50 +163,9 @@ func (m *OpenAIMinter) Sideband(id string) Sideband {
 	return Sideband{CallID: id, URL: u + "/realtime?call_id=" + url.QueryEscape(id), Header: h}
 }
 
-// upstreamAnswer is a 2xx or 3xx answer, read in full (up to maxBody).
-type upstreamAnswer struct {
-	status    int
-	requestID string
-	location  string
-	body      []byte
-}
-
-// send makes one request and reads its answer. A connection failure, a
-// broken or oversized body, a redirect, any status of 400 and above and an
-// answer from another origin come back as an UpstreamError (with whether
-// to retry), the key redacted from all of it, as in do.
-func (m *OpenAIMinter) send(ctx context.Context, hreq *http.Request) (upstreamAnswer, *UpstreamError, bool) {
-	resp, err := m.client.Do(hreq)
-	if err != nil {
-		return upstreamAnswer{}, &UpstreamError{Err: m.scrubErr(err)}, ctx.Err() == nil
-	}
-	defer resp.Body.Close()
-	raw, readErr := io.ReadAll(io.LimitReader(resp.Body, m.maxBody+1))
-	ue := &UpstreamError{
-		StatusCode: resp.StatusCode,
-		RequestID:  m.requestID(resp.Header),
-		RetryAfter: parseRetryAfter(resp.Header, m.now()),
-	}
-	retryable := retryableAnswer(resp)
-	switch {
-	case readErr != nil:
-		ue.Err = m.scrubErr(readErr)
-		return upstreamAnswer{}, ue, ctx.Err() == nil
-	case int64(len(raw)) > m.maxBody:
-		ue.Message = fmt.Sprintf("answer larger than %d bytes", m.maxBody)
-		return upstreamAnswer{}, ue, retryable
-	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		ue.Message = "redirect to " + m.redirectTarget(resp) + " refused"
-		return upstreamAnswer{}, ue, false
-	case resp.StatusCode >= 400:
-		ue.Message = m.upstreamMessage(raw)
-		return upstreamAnswer{}, ue, retryable
-	case resp.Request != nil && resp.Request.URL != nil && originOf(resp.Request.URL) != m.origin:
-		ue.Message = "answer from another origin"
-		return upstreamAnswer{}, ue, false
-	}
-	return upstreamAnswer{status: resp.StatusCode, requestID: ue.RequestID, location: resp.Header.Get("Location"), body: raw}, nil, false
-}
+// callAnswer is what a call or a hang-up accepts: any status below 400
+// (send refuses a redirect first).
+func callAnswer(status int) bool { return status < 400 }
 
 // callIDFromLocation takes the call ID from /v1/realtime/calls/{call_id}
 // (a path, or an absolute URL).
