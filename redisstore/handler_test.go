@@ -387,8 +387,10 @@ func TestFleetSharesSessionsAndBlocks(t *testing.T) {
 	clock.Advance(10 * time.Second)
 	assert.Equal(t, realtimeauth.CodeSessionRevoked, a.refresh(t, r.sessionID, anyone).code, "revoked on b, revoked on a")
 
-	for range 3 { // unknown sessions are strikes
-		assert.Equal(t, realtimeauth.CodeSessionNotFound, a.refresh(t, "00000000-0000-4000-8000-000000000000", anyone).code)
+	// An unknown session is no strike; a malformed session ID is.
+	assert.Equal(t, realtimeauth.CodeSessionNotFound, a.refresh(t, "00000000-0000-4000-8000-000000000000", anyone).code)
+	for range 3 {
+		assert.Equal(t, realtimeauth.CodeInvalidRequest, a.refresh(t, "not-a-session-id", anyone).code)
 	}
 	assert.Equal(t, realtimeauth.CodeBlocked, b.token(t, anyone).code, "blocked on a, blocked on b")
 	assert.Equal(t, 1, a.events.Count(realtimeauth.EventClientBlocked))
