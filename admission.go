@@ -188,13 +188,14 @@ func (h *Handler) chooseConfig(k *request) bool {
 
 // open opens k's new session (step 7 for a token or a call).
 func (h *Handler) open(k *request) bool {
+	charged := h.allowances(k, true)
 	s, evicted, err := h.store.Open(k.r.Context(), OpenRequest{
 		Now:           k.now,
 		ExpiresAt:     k.now.Add(h.cfg.sessionTTL),
 		ClientIP:      k.client.ip,
 		Client:        k.client.key,
 		Subject:       k.subject,
-		Allowances:    h.allowances(k, true),
+		Allowances:    charged,
 		MaxPerClient:  h.cfg.maxPerClient,
 		MaxPerSubject: h.cfg.maxPerSubject,
 		MaxSessions:   h.cfg.maxSessions,
@@ -203,6 +204,7 @@ func (h *Handler) open(k *request) bool {
 		return false
 	}
 	k.session, k.sessionID = s, s.ID
+	k.charged, k.chargedAt = charged, k.now
 	for _, e := range evicted {
 		ev := h.newEvent(k, EventSessionEvicted, SeverityLow)
 		ev.ClientIP, ev.Subject, ev.SessionID = e.ClientIP, e.Subject, e.ID
@@ -214,6 +216,7 @@ func (h *Handler) open(k *request) bool {
 
 // refresh refreshes k.sessionID (step 7 for a refresh).
 func (h *Handler) refresh(k *request) bool {
+	charged := h.allowances(k, false)
 	s, err := h.store.Refresh(k.r.Context(), RefreshRequest{
 		Now:          k.now,
 		ID:           k.sessionID,
@@ -221,7 +224,7 @@ func (h *Handler) refresh(k *request) bool {
 		Subject:      k.subject,
 		MaxRefreshes: h.cfg.maxRefreshes,
 		MinInterval:  h.cfg.minRefreshInterval,
-		Allowances:   h.allowances(k, false),
+		Allowances:   charged,
 	})
 	if errors.Is(err, ErrRefreshTooSoon) {
 		h.m.storeResult(k.now, true)
@@ -232,6 +235,7 @@ func (h *Handler) refresh(k *request) bool {
 		return false
 	}
 	k.session = s
+	k.charged, k.chargedAt = charged, k.now
 	return true
 }
 
@@ -307,14 +311,21 @@ func (h *Handler) takeBudget(k *request, kd *kind) bool {
 	if ok {
 		return true
 	}
-	h.undo(k, kd)
+	h.undo(k, kd, true)
 	h.refuse(k, refUpstreamBusy, max(wait, time.Millisecond))
 	return false
 }
 
 // undo takes back step 7 when no token came of it: the new session is
-// deleted, the refresh given back (its allowances stay charged).
-func (h *Handler) undo(k *request, kd *kind) {
+// deleted, the refresh given back, and, when refund is set, the
+// allowances it charged are refunded (a reservation that is not used is
+// given back: a client refused upstream_busy, or whose mint failed, is not
+// charged for it, and so not rate limited and struck for retrying). Its
+// callers refund unless the upstream may have done the work: a client that
+// went away during the mint got no token, but its mint may have reached
+// the upstream, and a refund would let a client that closes every request
+// mid-mint spend the upstream budget without ever being charged.
+func (h *Handler) undo(k *request, kd *kind, refund bool) {
 	ctx := context.WithoutCancel(k.r.Context())
 	var err error
 	if kd.open {
@@ -324,5 +335,12 @@ func (h *Handler) undo(k *request, kd *kind) {
 	}
 	if err != nil {
 		h.logf(k, slog.LevelWarn, "realtimeauth: could not undo a session operation whose mint failed", attrErr(err))
+	}
+	if !refund || len(k.charged) == 0 {
+		return
+	}
+	err = h.store.Refund(ctx, RefundRequest{Client: k.client.key, Subject: k.subject, Allowances: k.charged, ChargedAt: k.chargedAt})
+	if err != nil {
+		h.logf(k, slog.LevelWarn, "realtimeauth: could not refund the allowances of a failed mint", attrErr(err))
 	}
 }

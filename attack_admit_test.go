@@ -133,3 +133,49 @@ func TestAttackSlowStoreRefillsTheBudget(t *testing.T) {
 	}
 	assert.LessOrEqual(t, r.mint.Calls(), 4, "mints in [t0, t0+2m] under 1/min with burst 2 (%d after the burst)", ok)
 }
+
+// TestAttackDrainedBudgetStrikesOutTheVictim: an attacker with many
+// addresses takes every mint of the upstream budget as it refills (each
+// address well within its own allowances). A legitimate client that
+// retries its token request when told (Retry-After of upstream_busy) never
+// gets a token, yet each refusal is charged to its allowances, which the
+// budget's refusal does not give back; soon it is refused as rate_limited,
+// which is a strike, and ten of those block it for 15 minutes. A client
+// that was refused for want of budget should not pay for it: the undo
+// should give the allowances back (or upstream_busy should not lead to a
+// strike).
+func TestAttackDrainedBudgetStrikesOutTheVictim(t *testing.T) {
+	ev := &events{}
+	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithUpstreamRate(rate.Every(time.Second), 1))
+	const victim = "203.0.113.50:1"
+	attacker := 0
+	next := time.Duration(0)
+	for end := r.clock.Now().Add(10 * time.Minute); r.clock.Now().Before(end); {
+		// Each second the attacker is first at the refill, from one of
+		// its 300 addresses (12 a minute each).
+		attacker++
+		serveReq(r.h, req{path: tokenURL, remote: fmt.Sprintf("198.18.%d.%d:1", attacker%300/250, attacker%300%250+1)})
+		if next <= 0 {
+			w := serveReq(r.h, req{path: tokenURL, remote: victim})
+			require.NotEqual(t, http.StatusOK, w.Code)
+			if w.Code == http.StatusForbidden {
+				break
+			}
+			s, _ := time.ParseDuration(w.Header().Get("Retry-After") + "s")
+			next = max(s, time.Second)
+		}
+		r.clock.Advance(time.Second)
+		next -= time.Second
+	}
+	limited, blocked := 0, 0
+	for _, e := range ev.All() {
+		switch {
+		case e.ClientIP != "203.0.113.50":
+		case e.Name == realtimeauth.EventRateLimitExceeded:
+			limited++
+		case e.Name == realtimeauth.EventClientBlocked:
+			blocked++
+		}
+	}
+	assert.Zero(t, blocked, "the victim, never given a token, blocked after %d rate_limited answers", limited)
+}

@@ -260,7 +260,7 @@ func (h *Handler) relay(k *request) {
 		err = &UpstreamError{Message: "the minter returned a call without a usable ID or answer"}
 	}
 	if err != nil {
-		h.undo(k, kindCall)
+		h.undo(k, kindCall, k.r.Context().Err() == nil)
 		h.releaseCall(k)
 		k.now = done
 		h.refuseUpstream(k, err, latency)
@@ -279,7 +279,7 @@ func (h *Handler) relay(k *request) {
 	if err != nil {
 		// A call nobody may own: hang it up rather than leave it running.
 		h.calls.hangupOrphan(ans.ID)
-		h.undo(k, kindCall)
+		h.undo(k, kindCall, false) // the call was placed: its mint is spent
 		h.releaseCall(k)
 		h.refuse(k, refStoreUnavailable, 0, attrErr(err))
 		return

@@ -26,6 +26,8 @@ type request struct {
 	session    Session         // as opened or refreshed by admit
 	status     int             // the status answered
 	allowances [5]Allowance    // what the store operation is charged against
+	charged    []Allowance     // what it charged (in allowances), for undo's Refund
+	chargedAt  time.Time       // and when
 	idHeader   [1]string       // X-Request-Id's value, kept with the request
 	cors       *cors.Cors      // nil: h.cors (the calls have their own)
 	callSlot   string          // the call registry slot reserved (calls.go)

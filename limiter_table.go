@@ -179,3 +179,26 @@ func (t *counterTable) allow(r windowRule, hk uint64, now time.Time, maxKeys int
 	t.set(hk, v+1)
 	return Decision{Allowed: true}, old, had
 }
+
+// refund uncounts one event of key hash hk in the sub-window holding at, if
+// the key still holds a count there: the sub-window is neither newer than
+// the newest the table has seen nor shifted out of the last 5.
+func (t *counterTable) refund(r windowRule, hk uint64, at time.Time) {
+	c := r.subWindow(at)
+	if !t.used || c > t.last || t.last-c > subWindows || t.n == 0 {
+		return
+	}
+	i, ok := t.find(slotKey(hk))
+	if !ok {
+		return
+	}
+	v := t.slots[i].v
+	d := (v>>countsBits - uint64(c)) & indexMask
+	if d > subWindows {
+		return // the key's newest sub-window is older than c
+	}
+	shift := countBits * d
+	if v>>shift&countMask > 0 {
+		t.slots[i].v = v - 1<<shift
+	}
+}

@@ -36,7 +36,7 @@ func (h *Handler) mint(k *request, kd *kind) (Token, time.Time, bool) {
 		h.m.mint(done, latency, true)
 		return tok, done, true
 	}
-	h.undo(k, kd)
+	h.undo(k, kd, k.r.Context().Err() == nil)
 	k.now = done
 	h.refuseUpstream(k, err, latency)
 	return Token{}, done, false
@@ -58,10 +58,15 @@ func (h *Handler) refuseUpstream(k *request, err error, latency time.Duration) {
 	case isDeadline(err):
 		ref = refUpstreamTimeout
 	case ue != nil && ue.StatusCode == http.StatusTooManyRequests:
-		ref, retry = refUpstreamLimited, max(ue.RetryAfter, time.Second)
+		ref, retry = refUpstreamLimited, min(max(ue.RetryAfter, time.Second), maxUpstreamRetryAfter)
 	}
 	h.refuse(k, ref, retry, mintFailure(err, ue, latency)...)
 }
+
+// maxUpstreamRetryAfter caps the Retry-After passed on from the upstream's
+// 429: an upstream (or a proxy in front of it) asking for days would
+// otherwise tell every client to stay away that long.
+const maxUpstreamRetryAfter = time.Minute
 
 // requestIDKey carries the request's ID in the context given to the Minter.
 type requestIDKey struct{}

@@ -265,6 +265,8 @@ var refusalCases = []refusalCase{
 		}},
 	{name: "upstream 429", row: "upstream_limited", retry: 7, mints: 1, session: true,
 		prep: failMint(&realtimeauth.UpstreamError{StatusCode: 429, RetryAfter: 6500 * time.Millisecond})},
+	{name: "upstream 429 asking for months", row: "upstream_limited", retry: 60, mints: 1, session: true,
+		prep: failMint(&realtimeauth.UpstreamError{StatusCode: 429, RetryAfter: 1e7 * time.Second})},
 	{name: "upstream 429 without Retry-After", row: "upstream_limited", retry: 1, mints: 1, session: true,
 		prep: failMint(&realtimeauth.UpstreamError{StatusCode: 429})},
 	{name: "upstream budget exhausted", row: "upstream_busy", retry: 1, session: true,

@@ -81,6 +81,18 @@ type RefreshRequest struct {
 	Allowances   []Allowance
 }
 
+// RefundRequest gives back what one Open or Refresh charged when no token
+// came of it (the upstream budget refused, the mint failed, the client went
+// away): the Client and Subject of the session, which say where a store
+// keeps the allowances, the Allowances as the Open or Refresh was given
+// them, and its Now.
+type RefundRequest struct {
+	Client     string
+	Subject    string
+	Allowances []Allowance
+	ChargedAt  time.Time
+}
+
 // SessionStore keeps sessions and the allowances they are charged against.
 // Every method is atomic (a map under a mutex, one Lua script in Redis), is
 // safe for concurrent use, takes the request's context first, decides with
@@ -107,9 +119,19 @@ type SessionStore interface {
 	// GiveBack undoes the refresh issued at issuedAt when no token came of
 	// it: Refreshes-1 and LastIssuedAt = restore, unless a newer refresh
 	// has replaced it meanwhile (LastIssuedAt != issuedAt), in which case
-	// it changes nothing. Allowances stay charged. An unknown, expired or
-	// revoked session is not an error.
+	// it changes nothing. Allowances stay charged (Refund gives them back).
+	// An unknown, expired or revoked session is not an error.
 	GiveBack(ctx context.Context, id string, issuedAt, restore time.Time) error
+	// Refund uncounts one event from each of req.Allowances in the
+	// sub-window of req.ChargedAt: a reservation that is not used is given
+	// back, so that a client whose mint failed is not charged for it. An
+	// allowance whose sub-window of ChargedAt has shifted out of its counts
+	// (or holds no event) is left as it is, as is an unknown key; Refund
+	// never counts an event below zero, and N concurrent charges and
+	// refunds of one allowance leave exactly the charges less the refunds.
+	// It is best called once per charge: refunding twice may uncount
+	// another admission of the same sub-window.
+	Refund(ctx context.Context, req RefundRequest) error
 	// Revoke marks a live session revoked and returns it; an unknown or
 	// expired one is ErrSessionNotFound; revoking twice is not an error.
 	Revoke(ctx context.Context, id string, now time.Time) (Session, error)

@@ -1,6 +1,7 @@
 package realtimeauth
 
 import (
+	"context"
 	"hash/maphash"
 	"time"
 )
@@ -61,4 +62,22 @@ func (m *MemoryStore) rollback() {
 		}
 	}
 	m.undo = m.undo[:0]
+}
+
+// Refund implements SessionStore.
+func (m *MemoryStore) Refund(_ context.Context, req RefundRequest) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range req.Allowances {
+		if a.Limit < 1 || a.Limit > maxLimit || a.Window <= 0 || a.Window%4 != 0 {
+			continue // never charged: Open and Refresh refuse it
+		}
+		ts := m.allow[a.Window]
+		if ts == nil {
+			continue
+		}
+		hk := maphash.String(m.seed, a.Key)
+		ts[hk%allowShards].refund(newWindowRule(a.Limit, a.Window), hk, req.ChargedAt)
+	}
+	return nil
 }

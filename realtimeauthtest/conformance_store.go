@@ -49,6 +49,7 @@ func TestSessionStore(t *testing.T, newStore func(t *testing.T) realtimeauth.Ses
 	runCases(t, storeRefreshCases, rig)
 	runCases(t, storeLifeCases, rig)
 	runCases(t, storeConcurrentCases, rig)
+	runCases(t, storeRefundCases, rig)
 }
 
 // storeRig is one case's store and its helpers.

@@ -27,12 +27,23 @@ const allowanceGrace = time.Second
 func allowanceArgs(args []any, limit int, window time.Duration, now time.Time) []any {
 	sub := int64(window / 4)
 	ns := now.UnixNano()
-	m := ns / sub
-	if ns%sub < 0 {
-		m--
-	}
+	m := floorDiv(ns, sub)
 	into := ns - m*sub
 	return append(args, limit, max(limit+1, 5*limit/4), sub, uint32(m), into, ceilMillis(5*time.Duration(sub)+allowanceGrace))
+}
+
+// subWindowIndex is the index, modulo 2^32, of the sub-window of a window
+// that holds t, as allowanceArgs passes it.
+func subWindowIndex(window time.Duration, t time.Time) uint32 {
+	return uint32(floorDiv(t.UnixNano(), int64(window/4)))
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
 }
 
 // allowanceLua decides and charges allowances by the rule of

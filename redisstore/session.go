@@ -616,6 +616,46 @@ func (s *SessionStore) GiveBack(ctx context.Context, id string, issuedAt, restor
 	return nil
 }
 
+// refundScript: KEYS allowances; ARGV their number, then each one's
+// sub-window index (modulo 2^32) of the time it was charged at. It
+// uncounts one event from each, where that sub-window still holds one.
+var refundScript = newScript(allowanceLua + `
+for i = 1, tonumber(ARGV[1]) do uncharge(KEYS[i], tonumber(ARGV[1 + i])) end
+return 0
+`)
+
+// Refund implements realtimeauth.SessionStore: one script in the client's
+// bucket, and one in the subject's for its "s:" allowances.
+func (s *SessionStore) Refund(ctx context.Context, req realtimeauth.RefundRequest) error {
+	clientPos, subjPos := split(req.Allowances, req.Subject)
+	for _, g := range []struct {
+		tag string
+		pos []int
+	}{
+		{s.cfg.tag(s.cfg.bucketOf(bucketKey(req.Client))), clientPos},
+		{s.cfg.tag(s.cfg.bucketOf(req.Subject)), subjPos},
+	} {
+		var keys []string
+		args := []any{0}
+		for _, i := range g.pos {
+			a := req.Allowances[i]
+			if a.Limit < 1 || a.Limit > maxLimit || a.Window <= 0 || a.Window%4 != 0 {
+				continue // never charged: Open and Refresh refuse it
+			}
+			keys = append(keys, g.tag+":a:"+a.Key)
+			args = append(args, subWindowIndex(a.Window, req.ChargedAt))
+		}
+		if len(keys) == 0 {
+			continue
+		}
+		args[0] = len(keys)
+		if err := refundScript.Run(ctx, s.client, keys, args...).Err(); err != nil {
+			return wrap("allowance refund", err)
+		}
+	}
+	return nil
+}
+
 // Revoke implements realtimeauth.SessionStore.
 func (s *SessionStore) Revoke(ctx context.Context, id string, now time.Time) (realtimeauth.Session, error) {
 	b, ok := s.idBucket(id)
