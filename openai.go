@@ -7,14 +7,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/realtimeauth/realtimeauth/internal/redirect"
 )
 
 // OpenAIMinter mints ephemeral keys with OpenAI's (or Azure OpenAI's)
@@ -67,11 +66,11 @@ func NewOpenAIMinter(apiKey string, opts ...OpenAIOption) (*OpenAIMinter, error)
 	if err := c.resolveSafetyKey(); err != nil {
 		return nil, err
 	}
-	origin := originOf(u)
+	origin := redirect.Origin(u)
 	if c.client == nil {
-		c.client = &http.Client{Transport: NewUpstreamTransport(), CheckRedirect: refuseRedirect}
+		c.client = &http.Client{Transport: NewUpstreamTransport(), CheckRedirect: redirect.Refuse}
 	} else {
-		c.client = sameOriginRedirects(c.client, origin)
+		c.client = redirect.SameOrigin(c.client, origin)
 	}
 	base := strings.TrimRight(c.baseURL, "/")
 	return &OpenAIMinter{
@@ -180,42 +179,6 @@ func (m *OpenAIMinter) safetyIdentifier(subject, sessionID string) string {
 	return hex.EncodeToString(mac.Sum(nil)[:16])
 }
 
-// refuseRedirect is the default client's CheckRedirect: the redirect itself
-// is the answer, and the key goes nowhere else.
-func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-// sameOriginRedirects returns a copy of hc that follows a redirect only
-// within origin, under hc's own CheckRedirect; any other redirect is
-// refused before its request is made.
-func sameOriginRedirects(hc *http.Client, origin string) *http.Client {
-	cp := *hc
-	next := hc.CheckRedirect
-	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if originOf(req.URL) != origin {
-			return http.ErrUseLastResponse
-		}
-		if next != nil {
-			return next(req, via)
-		}
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		return nil
-	}
-	return &cp
-}
-
-// originOf is u's scheme://host:port, lower case, with the scheme's default
-// port made explicit.
-func originOf(u *url.URL) string {
-	scheme := strings.ToLower(u.Scheme)
-	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[scheme]
-	}
-	return scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
-}
-
 // do makes one attempt. It reports whether the failure is worth retrying;
 // its UpstreamError's Attempts is left for the caller to fill in.
 func (m *OpenAIMinter) do(ctx context.Context, body []byte, sid string) (Token, *UpstreamError, bool) {
@@ -321,7 +284,7 @@ func (m *OpenAIMinter) send(ctx context.Context, hreq *http.Request, accept func
 	case !accept(resp.StatusCode):
 		ue.Message = m.upstreamMessage(raw)
 		return upstreamAnswer{}, ue, retryable
-	case resp.Request != nil && resp.Request.URL != nil && originOf(resp.Request.URL) != m.origin:
+	case resp.Request != nil && resp.Request.URL != nil && redirect.Origin(resp.Request.URL) != m.origin:
 		ue.Message = "answer from another origin"
 		return upstreamAnswer{}, ue, false
 	}

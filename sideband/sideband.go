@@ -33,6 +33,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/realtimeauth/realtimeauth/internal/redirect"
+
 	"github.com/coder/websocket"
 
 	"github.com/realtimeauth/realtimeauth"
@@ -115,7 +117,7 @@ func New(opts ...Option) (*Watcher, error) {
 		w.client = &http.Client{}
 	}
 	cp := *w.client
-	cp.CheckRedirect = refuseRedirect
+	cp.CheckRedirect = redirect.Refuse
 	w.client = &cp
 	if w.initial == 0 && w.maxWait == 0 {
 		w.initial, w.maxWait = DefaultBackoff, DefaultMaxBackoff
@@ -250,10 +252,6 @@ func (w *Watcher) sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
-
-// refuseRedirect is every handshake's CheckRedirect: the redirect itself
-// is the answer, and the key goes nowhere else.
-func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // maxCause bounds the error text a log line carries.
 const maxCause = 300

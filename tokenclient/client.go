@@ -25,12 +25,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/realtimeauth/realtimeauth/internal/redirect"
 )
 
 // TokenData is a token and what the server said about it.
@@ -131,49 +132,12 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if err := cfg.resolve(); err != nil {
 		return nil, err
 	}
-	origin := originOf(u)
+	origin := redirect.Origin(u)
 	if !cfg.ownClient {
-		cfg.httpClient = sameOriginRedirects(cfg.httpClient, origin)
+		cfg.httpClient = redirect.SameOrigin(cfg.httpClient, origin)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Client{base: strings.TrimRight(u.String(), "/"), origin: origin, cfg: cfg, ctx: ctx, cancel: cancel}, nil
-}
-
-// refuseRedirect is the default client's CheckRedirect: a redirect is the
-// answer, and the headers (WithHeader) go nowhere else.
-func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-// sameOriginRedirects returns a copy of hc that follows a redirect only
-// within origin, under hc's own CheckRedirect; any other redirect is
-// refused before its request is made, so the headers set by WithHeader
-// never reach another host.
-func sameOriginRedirects(hc *http.Client, origin string) *http.Client {
-	cp := *hc
-	next := hc.CheckRedirect
-	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if originOf(req.URL) != origin {
-			return http.ErrUseLastResponse
-		}
-		if next != nil {
-			return next(req, via)
-		}
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		return nil
-	}
-	return &cp
-}
-
-// originOf is u's scheme://host:port, lower case, with the scheme's default
-// port made explicit.
-func originOf(u *url.URL) string {
-	scheme := strings.ToLower(u.Scheme)
-	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[scheme]
-	}
-	return scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 // Token returns a token valid for at least WithMinValidity (default 5s).

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/textproto"
 	"time"
+
+	"github.com/realtimeauth/realtimeauth/internal/redirect"
 )
 
 // Defaults.
@@ -229,7 +231,7 @@ func WithRand(f func() float64) Option {
 
 func (c *config) resolve() error {
 	if c.httpClient == nil {
-		c.httpClient, c.ownClient = &http.Client{Timeout: DefaultTimeout, CheckRedirect: refuseRedirect}, true
+		c.httpClient, c.ownClient = &http.Client{Timeout: DefaultTimeout, CheckRedirect: redirect.Refuse}, true
 	}
 	if !c.set["lead"] {
 		c.leadTime = DefaultLeadTime

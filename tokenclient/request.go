@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/realtimeauth/realtimeauth/internal/redirect"
 )
 
 // maxAnswer caps the answer read: a token answer is a few hundred bytes.
@@ -51,7 +53,7 @@ func (c *Client) request(sessionID string, attempt int) (TokenData, *Error) {
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		return TokenData{}, fail(resp.StatusCode, fmt.Errorf("%w to %s", ErrRedirect, redirectTarget(resp)))
 	}
-	if resp.Request != nil && resp.Request.URL != nil && originOf(resp.Request.URL) != c.origin {
+	if resp.Request != nil && resp.Request.URL != nil && redirect.Origin(resp.Request.URL) != c.origin {
 		// A transport of the user's that answered from elsewhere.
 		return TokenData{}, fail(resp.StatusCode, errors.New("answer from another origin refused"))
 	}
