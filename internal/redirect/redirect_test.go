@@ -32,8 +32,7 @@ func TestSameOrigin(t *testing.T) {
 		t.Errorf("the other origin was reached: %s", r.URL)
 	}))
 	defer other.Close()
-	var srv *httptest.Server
-	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/in":
 			http.Redirect(w, r, "/done", http.StatusFound)
