@@ -179,3 +179,60 @@ func TestAttackDrainedBudgetStrikesOutTheVictim(t *testing.T) {
 	}
 	assert.Zero(t, blocked, "the victim, never given a token, blocked after %d rate_limited answers", limited)
 }
+
+// pausingClock is a fake clock whose next reading, once armed, is taken
+// and then held until released: a goroutine descheduled between reading
+// the clock and using what it read.
+type pausingClock struct {
+	mu      sync.Mutex
+	now     func() time.Time
+	armed   bool
+	read    chan struct{}
+	release chan struct{}
+}
+
+func (c *pausingClock) Now() time.Time {
+	t := c.now()
+	c.mu.Lock()
+	held, read, release := c.armed, c.read, c.release
+	c.armed = false
+	c.mu.Unlock()
+	if held {
+		close(read)
+		<-release
+	}
+	return t
+}
+
+func (c *pausingClock) arm() {
+	c.mu.Lock()
+	c.armed, c.read, c.release = true, make(chan struct{}), make(chan struct{})
+	c.mu.Unlock()
+}
+
+// TestAttackHealthSnapshotRereadOnConcurrentSkew: health answers from a
+// snapshot at most a second old, but a request whose clock reading is
+// older than the snapshot (it read the clock, then another request counted
+// first) reads the store again, and moves the snapshot's time back. Under a
+// flood, every such inversion is one more store read: here two in half a
+// second. A reading before the snapshot by less than its age should be
+// served the snapshot (only a large step back needs a new count).
+func TestAttackHealthSnapshotRereadOnConcurrentSkew(t *testing.T) {
+	store := &countStore{SessionStore: realtimeauth.NewMemoryStore()}
+	r := newRig(t, realtimeauth.WithSessionStore(store))
+	pc := &pausingClock{now: r.clock.Now}
+	h, err := realtimeauth.New(r.mint, realtimeauth.WithClock(pc.Now), realtimeauth.WithSessionStore(store),
+		realtimeauth.WithLogger(quietLogger()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = h.Close() })
+
+	pc.arm()
+	done := make(chan int)
+	go func() { done <- serveReq(h, req{method: http.MethodGet, path: healthU}).Code }()
+	<-pc.read // the slow request has read t0
+	r.clock.Advance(500 * time.Millisecond)
+	assert.Equal(t, http.StatusOK, serveReq(h, req{method: http.MethodGet, path: healthU}).Code)
+	close(pc.release)
+	assert.Equal(t, http.StatusOK, <-done)
+	assert.Equal(t, int64(1), store.counts.Load(), "store reads for two health requests 0.5 s apart")
+}

@@ -251,8 +251,8 @@ type countSnapshot struct {
 	inflight chan struct{} // closed when the count under way is done
 }
 
-// snapshotCount returns the store's count, read at most snapshotAge before
-// now. One caller reads the store while the others wait for its answer, so
+// snapshotCount returns the store's count, read within snapshotAge of now
+// (see fresh). One caller reads the store while the others wait for its answer, so
 // a thousand concurrent health requests make one Count. The count runs
 // with the request's values but not its cancellation (a waiter's answer
 // must not fail because the first caller left), within statsTimeout.
@@ -260,12 +260,23 @@ func (h *Handler) snapshotCount(ctx context.Context, now time.Time) (int, error)
 	return h.snap.get(ctx, now, h.count)
 }
 
-// get returns count's answer, read at most snapshotAge before now (see
-// snapshotCount).
+// fresh reports whether a count read at "at" may answer for now: within
+// snapshotAge of it on either side. A request whose clock reading is a
+// little older than the snapshot (it read the clock, then another request
+// counted first) is served the snapshot, rather than reading the store
+// again and moving the snapshot's time back; only a clock that stepped
+// back by more than snapshotAge reads again.
+func fresh(at, now time.Time) bool {
+	d := now.Sub(at)
+	return d < snapshotAge && d > -snapshotAge
+}
+
+// get returns count's answer, read within snapshotAge of now (see
+// snapshotCount and fresh).
 func (c *countSnapshot) get(ctx context.Context, now time.Time, count func(context.Context, time.Time) (int, error)) (int, error) {
 	for {
 		c.mu.Lock()
-		if c.valid && !now.Before(c.at) && now.Sub(c.at) < snapshotAge {
+		if c.valid && fresh(c.at, now) {
 			active, err := c.active, c.err
 			c.mu.Unlock()
 			return active, err
