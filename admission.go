@@ -205,13 +205,21 @@ func (h *Handler) open(k *request) bool {
 	}
 	k.session, k.sessionID = s, s.ID
 	k.charged, k.chargedAt = charged, k.now
-	for _, e := range evicted {
+	k.evicted = evicted
+	return true
+}
+
+// announceEvicted emits session_evicted for the sessions k's Open evicted,
+// once the eviction stands: the mint succeeded, or undo could not restore
+// them.
+func (h *Handler) announceEvicted(k *request) {
+	for _, e := range k.evicted {
 		ev := h.newEvent(k, EventSessionEvicted, SeverityLow)
 		ev.ClientIP, ev.Subject, ev.SessionID = e.ClientIP, e.Subject, e.ID
 		ev.Detail = "a newer session of its client, or of a full store, took its place"
 		h.emit(k, ev)
 	}
-	return true
+	k.evicted = nil
 }
 
 // refresh refreshes k.sessionID (step 7 for a refresh).
@@ -317,7 +325,9 @@ func (h *Handler) takeBudget(k *request, kd *kind) bool {
 }
 
 // undo takes back step 7 when no token came of it: the new session is
-// deleted, the refresh given back, and, when refund is set, the
+// deleted and the sessions its Open evicted restored (SessionStore.Restore:
+// a failed mint costs no one a live session), the refresh given back, and,
+// when refund is set, the
 // allowances it charged are refunded (a reservation that is not used is
 // given back: a client refused upstream_busy, or whose mint failed, is not
 // charged for it, and so not rate limited and struck for retrying). Its
@@ -335,6 +345,13 @@ func (h *Handler) undo(k *request, kd *kind, refund bool) {
 	}
 	if err != nil {
 		h.logf(k, slog.LevelWarn, "realtimeauth: could not undo a session operation whose mint failed", attrErr(err))
+	}
+	if len(k.evicted) > 0 {
+		if err := h.store.Restore(ctx, k.evicted, h.now()); err != nil {
+			h.logf(k, slog.LevelWarn, "realtimeauth: could not restore the sessions evicted for a failed mint", attrErr(err))
+			h.announceEvicted(k)
+		}
+		k.evicted = nil
 	}
 	if !refund || len(k.charged) == 0 {
 		return

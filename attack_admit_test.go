@@ -236,3 +236,28 @@ func TestAttackHealthSnapshotRereadOnConcurrentSkew(t *testing.T) {
 	assert.Equal(t, http.StatusOK, <-done)
 	assert.Equal(t, int64(1), store.counts.Load(), "store reads for two health requests 0.5 s apart")
 }
+
+// TestAttackFailedMintEvictsLiveSessions: a token request from a client at
+// its cap of live sessions first closes the client's least recently used
+// session, then mints; when the mint fails (or the upstream budget is
+// out), undo deletes the new session but cannot bring the closed one back.
+// A user with ten tabs whose eleventh fails during an upstream outage has
+// lost a live tab's session for nothing (its next refresh is a 404, which
+// is a strike); in a full store the same undo closes another client's
+// session. A failed mint should leave the sessions as they were (evict only
+// once the mint has succeeded, or restore what was evicted).
+func TestAttackFailedMintEvictsLiveSessions(t *testing.T) {
+	ev := &events{}
+	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithAbuseGuard(nil))
+	for range 10 {
+		openSession(t, r)
+	}
+	r.clock.Advance(75 * time.Second) // past the new-session allowance's five sub-windows
+	r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500, Message: "down"})
+	for range 10 {
+		assertError(t, serveReq(r.h, req{path: tokenURL}), 502, "upstream_error", 0)
+		r.clock.Advance(5 * time.Second)
+	}
+	assert.Equal(t, 10, r.h.Stats().ActiveSessions, "live sessions after ten failed mints (%d evicted)",
+		ev.Count(realtimeauth.EventSessionEvicted))
+}

@@ -284,6 +284,7 @@ func (h *Handler) relay(k *request) {
 		h.refuse(k, refStoreUnavailable, 0, attrErr(err))
 		return
 	}
+	h.announceEvicted(k)
 	h.calls.started(c)
 	hd := k.w.Header()
 	setSecurityHeaders(hd, k.client.tls)

@@ -28,6 +28,7 @@ type request struct {
 	allowances [5]Allowance    // what the store operation is charged against
 	charged    []Allowance     // what it charged (in allowances), for undo's Refund
 	chargedAt  time.Time       // and when
+	evicted    []Session       // what Open evicted: announced once the mint succeeds, restored by undo
 	idHeader   [1]string       // X-Request-Id's value, kept with the request
 	cors       *cors.Cors      // nil: h.cors (the calls have their own)
 	callSlot   string          // the call registry slot reserved (calls.go)
@@ -92,6 +93,7 @@ func (h *Handler) issue(k *request, kd *kind) {
 	if !ok {
 		return
 	}
+	h.announceEvicted(k)
 	writeToken(k, tok, now)
 	k.status = http.StatusOK
 	k.now = now

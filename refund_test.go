@@ -84,3 +84,43 @@ func TestRefundFailureIsLogged(t *testing.T) {
 	assert.Contains(t, logs.String(), "could not refund the allowances of a failed mint")
 	assert.Contains(t, logs.String(), "store down")
 }
+
+// restoreFails is a store whose Restore fails.
+type restoreFails struct{ realtimeauth.SessionStore }
+
+func (restoreFails) Restore(context.Context, []realtimeauth.Session, time.Time) error {
+	return errors.New("store down")
+}
+
+// TestFailedMintRestoresTheEvicted: a failed mint's undo puts back the
+// session its Open evicted, and announces no eviction; when the store
+// cannot put it back, the log says so and session_evicted is emitted.
+func TestFailedMintRestoresTheEvicted(t *testing.T) {
+	for _, failing := range []bool{false, true} {
+		ev := &events{}
+		logs := &syncBuffer{}
+		var store realtimeauth.SessionStore = realtimeauth.NewMemoryStore()
+		if failing {
+			store = restoreFails{store}
+		}
+		r := newRig(t, realtimeauth.WithSessionStore(store), realtimeauth.WithMaxSessionsPerClient(1),
+			realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLogger(newTextLogger(logs)))
+		id := openSession(t, r)
+		r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500, Message: "down"})
+		assertError(t, serveReq(r.h, req{path: tokenURL}), 502, "upstream_error", 0)
+		r.mint.SetError(nil)
+		r.clock.Advance(10 * time.Second)
+		w := serveReq(r.h, req{path: refrURL, body: refreshBody(id)})
+		if failing {
+			assertError(t, w, 404, "session_not_found", 0)
+			assert.Equal(t, 1, ev.Count(realtimeauth.EventSessionEvicted))
+			assert.Contains(t, logs.String(), "could not restore the sessions evicted for a failed mint")
+		} else {
+			assert.Equal(t, http.StatusOK, w.Code, "the live session was put back: %s", w.Body.String())
+			assert.Zero(t, ev.Count(realtimeauth.EventSessionEvicted))
+			// A successful mint announces its eviction.
+			require.Equal(t, http.StatusOK, serveReq(r.h, req{path: tokenURL}).Code)
+			assert.Equal(t, 1, ev.Count(realtimeauth.EventSessionEvicted))
+		}
+	}
+}

@@ -132,6 +132,14 @@ type SessionStore interface {
 	// It is best called once per charge: refunding twice may uncount
 	// another admission of the same sub-window.
 	Refund(ctx context.Context, req RefundRequest) error
+	// Restore puts back sessions an Open evicted (as Open returned them)
+	// when that Open is undone because no token came of it: each is stored
+	// again as it was (ID, fields, recency), unless it has expired at now
+	// or its ID is stored again. It checks no cap: the undone Open's
+	// Delete freed their room (a concurrent Open may have taken it
+	// meanwhile, which leaves a cap over by one until the next Open of
+	// that client or store evicts again). Allowances are not touched.
+	Restore(ctx context.Context, sessions []Session, now time.Time) error
 	// Revoke marks a live session revoked and returns it; an unknown or
 	// expired one is ErrSessionNotFound; revoking twice is not an error.
 	Revoke(ctx context.Context, id string, now time.Time) (Session, error)

@@ -210,6 +210,34 @@ func (m *MemoryStore) Delete(_ context.Context, id string) error {
 	return nil
 }
 
+// Restore implements SessionStore.
+func (m *MemoryStore) Restore(_ context.Context, sessions []Session, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expire(now)
+	for _, s := range sessions {
+		id, ok := parseID(s.ID)
+		if !ok || s.Revoked || !s.ExpiresAt.After(now) {
+			continue
+		}
+		if _, taken := m.sessions[id]; taken {
+			continue
+		}
+		ci, known := m.clients.lookup(s.Client)
+		if known {
+			m.clients.refs[ci]++
+		} else {
+			ci = m.acquireClient(s.Client)
+		}
+		// Inserted at its LastIssuedAt, so that it takes its place by
+		// recency again, then given back its creation and refreshes.
+		slot := m.insert(id, OpenRequest{Now: s.LastIssuedAt, ExpiresAt: s.ExpiresAt, ClientIP: s.ClientIP, Subject: s.Subject}, ci)
+		m.entries[slot].created = s.CreatedAt.UnixNano()
+		m.entries[slot].refreshes = int32(min(max(s.Refreshes, 0), math.MaxInt32))
+	}
+	return nil
+}
+
 // Count implements SessionStore.
 func (m *MemoryStore) Count(_ context.Context, now time.Time) (int, error) {
 	m.mu.Lock()

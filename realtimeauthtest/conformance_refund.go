@@ -105,3 +105,49 @@ var storeRefundCases = []contractCase[*storeRig]{
 			assert.Equal(t, limit-kept, r.admitted(q), "%d kept of %d", kept, n)
 		}},
 }
+
+var storeRestoreCases = []contractCase[*storeRig]{
+	{"restore", "Restore puts back sessions an Open evicted, each as it was (ID, fields, recency, its subject's count), when that Open is undone",
+		func(t *testing.T, r *storeRig) {
+			s1 := r.open(0, "alice", at(0))
+			_, err := r.st.Refresh(bg, refresh(s1, at(1000)))
+			require.NoError(t, err)
+			s1.Refreshes, s1.LastIssuedAt = 1, at(1000)
+			q := r.req(0, "alice", at(2000))
+			q.MaxPerClient = 1
+			s2, ev := r.mustOpen(q)
+			require.Equal(t, []string{s1.ID}, sessionIDs(ev))
+			same(t, s1, ev[0], "the evicted session as it was")
+			require.NoError(t, r.st.Delete(bg, s2.ID))
+			require.NoError(t, r.st.Restore(bg, ev, at(3000)))
+			same(t, s1, r.peek(s1, at(3000)))
+			assert.Equal(t, 1, r.count(at(3000)))
+			require.NoError(t, r.st.Restore(bg, ev, at(3000)), "twice")
+			assert.Equal(t, 1, r.count(at(3000)), "a stored ID is left as it is")
+			capped := r.req(0, "alice", at(4000))
+			capped.MaxPerSubject = 1
+			_, _, err = r.st.Open(bg, capped)
+			assert.ErrorIs(t, err, realtimeauth.ErrTooManySessions, "the subject counts it again")
+			// Its client's cap evicts it again, its least recently used.
+			s3, ev := r.mustOpen(q)
+			assert.Equal(t, []string{s1.ID}, sessionIDs(ev))
+			revoked, err := r.st.RevokeSubject(bg, "alice", at(5000))
+			require.NoError(t, err)
+			assert.Equal(t, []string{s3.ID}, sessionIDs(revoked))
+		}},
+	{"restore skips the expired", "Restore does not store a session that has expired at now, nor a revoked one",
+		func(t *testing.T, r *storeRig) {
+			s1 := r.open(0, "", at(0))
+			q := r.req(0, "", at(1000))
+			q.MaxPerClient = 1
+			s2, ev := r.mustOpen(q)
+			require.NoError(t, r.st.Delete(bg, s2.ID))
+			require.NoError(t, r.st.Restore(bg, ev, s1.ExpiresAt))
+			assert.Equal(t, 0, r.count(s1.ExpiresAt.Add(-time.Millisecond)))
+			r.gone(s1, s1.ExpiresAt.Add(-time.Millisecond))
+			x := ev[0]
+			x.Revoked = true
+			require.NoError(t, r.st.Restore(bg, []realtimeauth.Session{x}, at(2000)))
+			assert.Equal(t, 0, r.count(at(2000)))
+		}},
+}

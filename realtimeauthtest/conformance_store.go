@@ -50,6 +50,7 @@ func TestSessionStore(t *testing.T, newStore func(t *testing.T) realtimeauth.Ses
 	runCases(t, storeLifeCases, rig)
 	runCases(t, storeConcurrentCases, rig)
 	runCases(t, storeRefundCases, rig)
+	runCases(t, storeRestoreCases, rig)
 }
 
 // storeRig is one case's store and its helpers.

@@ -616,6 +616,67 @@ func (s *SessionStore) GiveBack(ctx context.Context, id string, issuedAt, restor
 	return nil
 }
 
+// restoreScript: KEYS live, load; ARGV tag, now, the number of sessions,
+// then each one's id, ClientIP, Client, Subject, CreatedAt, ExpiresAt,
+// LastIssuedAt, Refreshes, its score and TTL (ms). It stores again each
+// one that is not stored and has not expired at now, as Open stored it.
+var restoreScript = newScript(sessionLua + `
+local now = T(ARGV[2])
+trim(now)
+for i = 0, tonumber(ARGV[3]) - 1 do
+  local j = 3 + i * 10
+  local id, client = ARGV[j + 1], ARGV[j + 3]
+  if redis.call('EXISTS', skey(id)) == 0 and before(now, T(ARGV[j + 6])) then
+    save(id, {ARGV[j + 2], client, ARGV[j + 4], ARGV[j + 5], ARGV[j + 6], ARGV[j + 7], ARGV[j + 8], '0'}, ARGV[j + 10])
+    redis.call('ZADD', LIVE, ARGV[j + 9], id .. ' ' .. client)
+    redis.call('ZADD', ckey(client), string.format('%.0f', micros(T(ARGV[j + 7]))), id)
+    ttl(ckey(client), ARGV[j + 10])
+    redis.call('ZINCRBY', LOAD, 1, client)
+  end
+end
+return 0
+`)
+
+// Restore implements realtimeauth.SessionStore: one script in each bucket
+// the sessions name (an Open evicts in its own bucket only), then the
+// subjects' indexes.
+func (s *SessionStore) Restore(ctx context.Context, sessions []realtimeauth.Session, now time.Time) error {
+	byBucket := map[int][]any{}
+	var order []int
+	var subj []realtimeauth.Session
+	for _, x := range sessions {
+		b, ok := s.idBucket(x.ID)
+		if !ok || x.Revoked || !x.ExpiresAt.After(now) || strings.ContainsRune(x.ClientIP+x.Client, '\n') {
+			continue
+		}
+		if _, seen := byBucket[b]; !seen {
+			order = append(order, b)
+		}
+		byBucket[b] = append(byBucket[b], x.ID, x.ClientIP, x.Client, x.Subject, encodeTime(x.CreatedAt),
+			encodeTime(x.ExpiresAt), encodeTime(x.LastIssuedAt), x.Refreshes, micros(x.ExpiresAt),
+			ceilMillis(x.ExpiresAt.Sub(now)+sessionGrace))
+		if x.Subject != "" {
+			subj = append(subj, x)
+		}
+	}
+	for _, b := range order {
+		tag := s.cfg.tag(b)
+		args := append([]any{tag, encodeTime(now), len(byBucket[b]) / 10}, byBucket[b]...)
+		if err := restoreScript.Run(ctx, s.client, []string{tag + ":live", tag + ":load"}, args...).Err(); err != nil {
+			return wrap("session restore", err)
+		}
+	}
+	for _, x := range subj {
+		// The subject's step of Open, with no cap and no allowance.
+		args := []any{encodeTime(now), x.ID + " " + encodeTime(x.ExpiresAt), micros(x.ExpiresAt),
+			ceilMillis(x.ExpiresAt.Sub(now) + sessionGrace), 0, 0}
+		if err := subjectOpenScript.Run(ctx, s.client, []string{s.subjectKey(x.Subject)}, args...).Err(); err != nil {
+			return wrap("session restore", err)
+		}
+	}
+	return nil
+}
+
 // refundScript: KEYS allowances; ARGV their number, then each one's
 // sub-window index (modulo 2^32) of the time it was charged at. It
 // uncounts one event from each, where that sub-window still holds one.
