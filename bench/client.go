@@ -53,36 +53,70 @@ func (c *rawConn) do(req []byte, timeout time.Duration, body *[]byte) (response,
 	if _, err := c.c.Write(req); err != nil {
 		return r, err
 	}
-	line, err := c.br.ReadSlice('\n')
+	if err := c.readStatus(&r); err != nil {
+		return r, err
+	}
+	length, chunked, err := c.readHeaders(&r)
 	if err != nil {
 		return r, err
 	}
+	b := (*body)[:0]
+	switch {
+	case chunked:
+		if b, err = c.readChunked(b); err != nil {
+			return r, err
+		}
+	case length >= 0:
+		if b, err = c.readLength(b, length); err != nil {
+			return r, err
+		}
+	case r.status == 204 || r.status == 304:
+	default:
+		return r, fmt.Errorf("%w: no length", errMalformedHTTP)
+	}
+	*body = b
+	r.body = b
+	return r, nil
+}
+
+// readStatus reads the status line into r.status.
+func (c *rawConn) readStatus(r *response) error {
+	line, err := c.br.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
 	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) {
-		return r, errMalformedHTTP
+		return errMalformedHTTP
 	}
 	r.status, err = strconv.Atoi(string(line[9:12]))
 	if err != nil {
-		return r, errMalformedHTTP
+		return errMalformedHTTP
 	}
-	length, chunked := -1, false
+	return nil
+}
+
+// readHeaders reads the header lines into r, and returns the body's
+// Content-Length (-1 without one) and whether it is chunked.
+func (c *rawConn) readHeaders(r *response) (length int, chunked bool, err error) {
+	length = -1
 	for {
-		line, err = c.br.ReadSlice('\n')
+		line, err := c.br.ReadSlice('\n')
 		if err != nil {
-			return r, err
+			return length, chunked, err
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		if len(line) == 0 {
-			break
+			return length, chunked, nil
 		}
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
-			return r, errMalformedHTTP
+			return length, chunked, errMalformedHTTP
 		}
 		value = bytes.TrimSpace(value)
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			if length, err = strconv.Atoi(string(value)); err != nil {
-				return r, errMalformedHTTP
+				return length, chunked, errMalformedHTTP
 			}
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			chunked = bytes.EqualFold(value, []byte("chunked"))
@@ -98,46 +132,43 @@ func (c *rawConn) do(req []byte, timeout time.Duration, body *[]byte) (response,
 			r.close = bytes.EqualFold(value, []byte("close"))
 		}
 	}
-	b := (*body)[:0]
-	switch {
-	case chunked:
-		for {
-			line, err = c.br.ReadSlice('\n')
-			if err != nil {
-				return r, err
-			}
-			n, err := strconv.ParseInt(string(bytes.TrimSpace(line)), 16, 32)
-			if err != nil || n < 0 {
-				return r, errMalformedHTTP
-			}
-			if n == 0 {
-				if _, err := c.br.ReadSlice('\n'); err != nil {
-					return r, err
-				}
-				break
-			}
-			b = grow(b, int(n)+2)
-			if _, err := io.ReadFull(c.br, b[len(b):len(b)+int(n)+2]); err != nil {
-				return r, err
-			}
-			b = b[:len(b)+int(n)]
+}
+
+// readChunked reads a chunked body, appending it to b.
+func (c *rawConn) readChunked(b []byte) ([]byte, error) {
+	for {
+		line, err := c.br.ReadSlice('\n')
+		if err != nil {
+			return b, err
 		}
-	case length >= 0:
-		if length > 1<<20 {
-			return r, errMalformedHTTP
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(line)), 16, 32)
+		if err != nil || n < 0 {
+			return b, errMalformedHTTP
 		}
-		b = grow(b, length)
-		if _, err := io.ReadFull(c.br, b[:length]); err != nil {
-			return r, err
+		if n == 0 {
+			if _, err := c.br.ReadSlice('\n'); err != nil {
+				return b, err
+			}
+			return b, nil
 		}
-		b = b[:length]
-	case r.status == 204 || r.status == 304:
-	default:
-		return r, fmt.Errorf("%w: no length", errMalformedHTTP)
+		b = grow(b, int(n)+2)
+		if _, err := io.ReadFull(c.br, b[len(b):len(b)+int(n)+2]); err != nil {
+			return b, err
+		}
+		b = b[:len(b)+int(n)]
 	}
-	*body = b
-	r.body = b
-	return r, nil
+}
+
+// readLength reads a body of length bytes (at most 1 MiB) into b.
+func (c *rawConn) readLength(b []byte, length int) ([]byte, error) {
+	if length > 1<<20 {
+		return b, errMalformedHTTP
+	}
+	b = grow(b, length)
+	if _, err := io.ReadFull(c.br, b[:length]); err != nil {
+		return b, err
+	}
+	return b[:length], nil
 }
 
 func grow(b []byte, n int) []byte {

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,116 +65,6 @@ func (h *histogram) quantile(q float64) time.Duration {
 	return bucketFloor(len(h.counts) - 1)
 }
 
-// requestKind names what a generated request is, for the report.
-type requestKind string
-
-const (
-	kindToken        requestKind = "token"
-	kindRefresh      requestKind = "refresh"
-	kindHealth       requestKind = "health"
-	kindFlood        requestKind = "token (flood)"
-	kindBadJSON      requestKind = "bad: malformed JSON"
-	kindBadMethod    requestKind = "bad: GET /token"
-	kindBadSession   requestKind = "bad: malformed sessionId"
-	kindUnknownSess  requestKind = "bad: unknown session"
-	kindBadPath      requestKind = "bad: unknown path"
-	kindBadMedia     requestKind = "bad: text/plain body"
-	kindBadOrigin    requestKind = "bad: foreign origin"
-	kindCompareToken requestKind = "token (compare)"
-	kindCompareBare  requestKind = "bare (compare)"
-)
-
-// expected lists the statuses each kind may get: 403 blocked is always
-// possible for a client that earned strikes (flood and bad requests).
-var expected = map[requestKind][]int{
-	kindToken:        {200},
-	kindRefresh:      {200},
-	kindHealth:       {200},
-	kindFlood:        {200, 429, 403},
-	kindBadJSON:      {400, 403},
-	kindBadMethod:    {405},
-	kindBadSession:   {400, 403},
-	kindUnknownSess:  {404, 403},
-	kindBadPath:      {404},
-	kindBadMedia:     {415, 403},
-	kindBadOrigin:    {403},
-	kindCompareToken: {200},
-	kindCompareBare:  {200},
-}
-
-// codeStatus is the contract's status for each error code seen here.
-var codeStatus = map[string]int{
-	"invalid_request":        400,
-	"origin_not_allowed":     403,
-	"blocked":                403,
-	"session_not_found":      404,
-	"not_found":              404,
-	"method_not_allowed":     405,
-	"unsupported_media_type": 415,
-	"rate_limited":           429,
-	"refresh_too_soon":       429,
-}
-
-// checkContract reports what is wrong with r as an answer to a request of
-// kind k, or "" when it is a well-formed answer of the HTTP contract.
-func checkContract(k requestKind, r response) string {
-	if r.contentType != "application/json" {
-		return "Content-Type " + strconv.Quote(r.contentType)
-	}
-	if r.cacheControl != "no-store" || !r.nosniff {
-		return "missing security headers"
-	}
-	if k == kindCompareBare || k == kindCompareToken {
-		// The comparison checks both sides alike and cheaply, so that the
-		// generator stays light: a token answer's opening and closing.
-		if r.status != 200 || !strings.HasPrefix(string(r.body), `{"success":true,"token":"ek_`) ||
-			r.body[len(r.body)-1] != '}' {
-			return "bad token answer"
-		}
-		return ""
-	}
-	var v map[string]any
-	if err := json.Unmarshal(r.body, &v); err != nil {
-		return "body is not a JSON object: " + err.Error()
-	}
-	if k == kindHealth {
-		st, _ := v["status"].(string)
-		_, svc := v["services"].(map[string]any)
-		_, met := v["metrics"].(map[string]any)
-		if r.status != 200 || (st != "healthy" && st != "degraded" && st != "unhealthy") || !svc || !met {
-			return "bad health answer"
-		}
-		return ""
-	}
-	if r.status == 200 {
-		tok, _ := v["token"].(string)
-		sid, _ := v["sessionId"].(string)
-		_, e1 := v["expiresAt"].(float64)
-		_, e2 := v["expiresIn"].(float64)
-		_, e3 := v["serverTime"].(float64)
-		if v["success"] != true || !strings.HasPrefix(tok, "ek_") || len(sid) != 36 || !e1 || !e2 || !e3 {
-			return "bad token answer"
-		}
-		return ""
-	}
-	msg, _ := v["error"].(string)
-	code, _ := v["code"].(string)
-	if v["success"] != false || msg == "" || code == "" {
-		return "bad error answer"
-	}
-	if want, ok := codeStatus[code]; ok && want != r.status {
-		return fmt.Sprintf("code %s with status %d", code, r.status)
-	}
-	ra, hasRA := v["retryAfter"].(float64)
-	if (r.retryAfter != "") != hasRA || (hasRA && strconv.Itoa(int(ra)) != r.retryAfter) {
-		return "Retry-After header and retryAfter disagree"
-	}
-	if r.status == 429 && r.retryAfter == "" {
-		return "429 without Retry-After"
-	}
-	return ""
-}
-
 // tally is one worker's counts, merged at the end.
 type tally struct {
 	sent, lost, malformed, unexpected uint64
@@ -209,6 +98,16 @@ func (t *tally) merge(o *tally) {
 	for _, e := range o.examples {
 		t.problem(e)
 	}
+}
+
+// count records an answer of kind k with status.
+func (t *tally) count(k requestKind, status int) {
+	m := t.byKind[k]
+	if m == nil {
+		m = make(map[int]uint64)
+		t.byKind[k] = m
+	}
+	m[status]++
 }
 
 // client is one worker's connection and buffers.
@@ -250,12 +149,7 @@ func (c *client) send(k requestKind, src netip.Addr, req []byte, check bool) (re
 		return response{}, false
 	}
 	c.t.lat.add(time.Since(start))
-	m := c.t.byKind[k]
-	if m == nil {
-		m = make(map[int]uint64)
-		c.t.byKind[k] = m
-	}
-	m[r.status]++
+	c.t.count(k, r.status)
 	if check {
 		if p := checkContract(k, r); p != "" {
 			c.t.malformed++
@@ -367,10 +261,33 @@ func RunSoak(cfg SoakConfig) (SoakReport, error) {
 	if rep.MemBefore, err = cfg.Mem(); err != nil {
 		return rep, err
 	}
-	pools := struct{ normal, flood, bad *addrPool }{newPool(normalPool), newPool(floodPool), newPool(badPool)}
 	start := time.Now()
 	stop := start.Add(cfg.Warmup + cfg.Duration)
-	tallies := make([]*tally, cfg.Concurrency)
+	tallies, wait := startSoakWorkers(cfg, stop)
+	if err := sampleSoakMem(cfg, stop, &rep); err != nil {
+		return rep, err
+	}
+	wait()
+	rep.Elapsed = time.Since(start)
+	if rep.MemEnd, err = cfg.Mem(); err != nil {
+		return rep, err
+	}
+	total := newTally()
+	for _, t := range tallies {
+		total.merge(t)
+	}
+	rep.Sent, rep.Lost, rep.Malformed, rep.Unexpected = total.sent, total.lost, total.malformed, total.unexpected
+	rep.ByKind, rep.Problems = total.byKind, total.examples
+	rep.P50, rep.P99 = total.lat.quantile(0.50), total.lat.quantile(0.99)
+	return rep, nil
+}
+
+// startSoakWorkers starts cfg.Concurrency workers visiting with the soak
+// mix until stop, and returns their tallies and the function that waits
+// for them.
+func startSoakWorkers(cfg SoakConfig, stop time.Time) (tallies []*tally, wait func()) {
+	pools := struct{ normal, flood, bad *addrPool }{newPool(normalPool), newPool(floodPool), newPool(badPool)}
+	tallies = make([]*tally, cfg.Concurrency)
 	var wg sync.WaitGroup
 	for w := range cfg.Concurrency {
 		t := newTally()
@@ -391,11 +308,17 @@ func RunSoak(cfg SoakConfig) (SoakReport, error) {
 			}
 		})
 	}
-	// The workers run meanwhile; this only times the memory readings: at
-	// the end of the warm-up, then every SampleEvery until the end.
+	return tallies, wg.Wait
+}
+
+// sampleSoakMem takes the memory readings while the workers run: at the
+// end of the warm-up (rep.MemStart), then every SampleEvery until stop
+// (rep.Samples).
+func sampleSoakMem(cfg SoakConfig, stop time.Time, rep *SoakReport) error {
 	time.Sleep(cfg.Warmup)
+	var err error
 	if rep.MemStart, err = cfg.Mem(); err != nil {
-		return rep, err
+		return err
 	}
 	every := cfg.SampleEvery
 	if every <= 0 {
@@ -405,23 +328,11 @@ func RunSoak(cfg SoakConfig) (SoakReport, error) {
 		time.Sleep(time.Until(next))
 		m, err := cfg.Mem()
 		if err != nil {
-			return rep, err
+			return err
 		}
 		rep.Samples = append(rep.Samples, m)
 	}
-	wg.Wait()
-	rep.Elapsed = time.Since(start)
-	if rep.MemEnd, err = cfg.Mem(); err != nil {
-		return rep, err
-	}
-	total := newTally()
-	for _, t := range tallies {
-		total.merge(t)
-	}
-	rep.Sent, rep.Lost, rep.Malformed, rep.Unexpected = total.sent, total.lost, total.malformed, total.unexpected
-	rep.ByKind, rep.Problems = total.byKind, total.examples
-	rep.P50, rep.P99 = total.lat.quantile(0.50), total.lat.quantile(0.99)
-	return rep, nil
+	return nil
 }
 
 // normalVisit is a well-behaved browser: a token, a few refreshes of its

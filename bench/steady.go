@@ -88,101 +88,133 @@ func (r SteadyResult) CPUPerRequest() time.Duration {
 // the result.
 func RunSteady(cfg SteadyConfig) (SteadyResult, error) {
 	res := SteadyResult{Side: cfg.Side, Stable: true}
+	run := startSteady(cfg)
+	start := time.Now()
+	live, err := warmUpSteady(cfg, &res, start)
+	if err != nil {
+		run.finish()
+		return res, err
+	}
+	res.Warmup, res.LiveWarmup = time.Since(start), live
+	if err := run.measure(cfg, &res, live); err != nil {
+		return res, err
+	}
+	total, lat := newTally(), histogram{}
+	for w, t := range run.tallies {
+		total.merge(t)
+		lat.merge(&run.hists[w])
+	}
+	res.Lost, res.Failed = total.lost, total.malformed+total.unexpected
+	res.P50, res.P99 = lat.quantile(0.5), lat.quantile(0.99)
+	res.Problems = total.examples
+	return res, nil
+}
+
+// steadyRun is a steady-state run's workers and what they count.
+type steadyRun struct {
+	answered        atomic.Uint64 // 200s over the whole run
+	measuring, stop atomic.Bool
+	tallies         []*tally
+	hists           []histogram // latencies in the measured phase, one per worker
+	wg              sync.WaitGroup
+}
+
+// startSteady starts cfg.Concurrency workers, each on a keep-alive
+// connection from an address of its own in 127.4.0.0/16.
+func startSteady(cfg SteadyConfig) *steadyRun {
+	run := &steadyRun{tallies: make([]*tally, cfg.Concurrency), hists: make([]histogram, cfg.Concurrency)}
 	kind, req := kindCompareToken, reqToken
 	if cfg.Side == SideBare {
 		kind, req = kindCompareBare, buildRequest("POST", BarePath, [][2]string{hdrOrigin}, "")
 	}
-	var answered atomic.Uint64
-	var measuring, stop atomic.Bool
-	tallies := make([]*tally, cfg.Concurrency)
-	hists := make([]histogram, cfg.Concurrency)
-	var wg sync.WaitGroup
 	for w := range cfg.Concurrency {
 		t := newTally()
-		tallies[w] = t
-		wg.Go(func() {
+		run.tallies[w] = t
+		run.wg.Go(func() {
 			c := &client{server: cfg.Server, t: t}
 			defer c.close()
 			src := netip.AddrFrom4([4]byte{127, 4, byte(w >> 8), byte(w&0xff) + 1})
-			for !stop.Load() {
+			for !run.stop.Load() {
 				start := time.Now()
 				if r, ok := c.send(kind, src, req, true); ok && r.status == 200 {
-					answered.Add(1)
-					if measuring.Load() {
-						hists[w].add(time.Since(start))
+					run.answered.Add(1)
+					if run.measuring.Load() {
+						run.hists[w].add(time.Since(start))
 					}
 				}
 			}
 		})
 	}
-	finish := func() {
-		stop.Store(true)
-		wg.Wait()
-	}
+	return run
+}
 
-	start := time.Now()
+// finish stops the workers and waits for their last requests.
+func (run *steadyRun) finish() {
+	run.stop.Store(true)
+	run.wg.Wait()
+}
+
+// warmUpSteady waits, reading the live-session count once a second, until
+// MinWarmup has passed since start and the count has settled (res.Stable
+// false if it has not by MaxWarmup); it returns the readings.
+func warmUpSteady(cfg SteadyConfig, res *SteadyResult, start time.Time) ([]int, error) {
 	var live []int
 	for {
 		time.Sleep(time.Second)
 		el := time.Since(start)
 		if cfg.Live == nil {
 			if el >= cfg.MinWarmup {
-				break
+				return live, nil
 			}
 			continue
 		}
 		n, err := cfg.Live()
 		if err != nil {
-			finish()
-			return res, err
+			return live, err
 		}
 		live = append(live, n)
 		if el >= cfg.MinWarmup && settled(live) {
-			break
+			return live, nil
 		}
 		if el >= cfg.MaxWarmup {
 			res.Stable = false
-			break
+			return live, nil
 		}
 	}
-	res.Warmup, res.LiveWarmup = time.Since(start), live
+}
 
+// measure runs the measured phase for cfg.Duration, then finishes the
+// run, and records in res its requests, length, CPU time and live
+// sessions at its start (the last warm-up reading) and end.
+func (run *steadyRun) measure(cfg SteadyConfig, res *SteadyResult, live []int) error {
 	cpu0, err := cfg.CPU()
 	if err != nil {
-		finish()
-		return res, err
+		run.finish()
+		return err
 	}
 	if cfg.Live != nil {
 		res.LiveStart = live[len(live)-1]
 	}
-	n0, t0 := answered.Load(), time.Now()
-	measuring.Store(true)
+	n0, t0 := run.answered.Load(), time.Now()
+	run.measuring.Store(true)
 	var hook sync.WaitGroup
 	if cfg.Measuring != nil {
 		hook.Go(func() { cfg.Measuring(cfg.Duration) })
 	}
 	time.Sleep(cfg.Duration)
-	n1, t1 := answered.Load(), time.Now()
+	n1, t1 := run.answered.Load(), time.Now()
 	cpu1, err := cfg.CPU()
-	measuring.Store(false)
+	run.measuring.Store(false)
 	if err == nil && cfg.Live != nil {
 		res.LiveEnd, err = cfg.Live()
 	}
-	finish()
+	run.finish()
 	hook.Wait()
 	if err != nil {
-		return res, err
+		return err
 	}
-	res.Requests, res.Elapsed, res.CPU, res.Answered = n1-n0, t1.Sub(t0), cpu1-cpu0, answered.Load()
-	total, lat := newTally(), histogram{}
-	for w, t := range tallies {
-		total.merge(t)
-		lat.merge(&hists[w])
-	}
-	res.Lost, res.Failed = total.lost, total.malformed+total.unexpected
-	res.P50, res.P99 = lat.quantile(0.5), lat.quantile(0.99)
-	res.Problems = total.examples
-	return res, nil
+	res.Requests, res.Elapsed, res.CPU, res.Answered = n1-n0, t1.Sub(t0), cpu1-cpu0, run.answered.Load()
+	return nil
 }
 
 // settled reports whether the last three readings lie within 5% of the
