@@ -53,162 +53,208 @@ func (c config) DevMode() bool { return c.APIKey == "" }
 // with an error naming the variable.
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{}
-	var errs []error
-	str := func(name, def string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
-		}
+	e := &envReader{getenv: getenv}
+	c.Addr = e.str("ADDR", "localhost:4321")
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		e.fail(fmt.Errorf("ADDR=%q: want host:port", c.Addr))
+	}
+	e.loadOpenAI(&c)
+	e.loadOrigins(&c)
+	e.loadLimits(&c)
+	e.loadLogging(&c)
+	e.loadBlocking(&c)
+	e.loadListeners(&c)
+	var callErrs []error
+	c.Calls, callErrs = loadCallSettings(getenv)
+	e.errs = append(e.errs, callErrs...)
+	if v := strings.TrimSpace(getenv("REDIS_URL")); v != "" {
+		opt, err := parseRedisURL(v)
+		e.errs = append(e.errs, err)
+		c.Redis = opt
+	}
+	return c, errors.Join(e.errs...)
+}
+
+// envReader reads variables through getenv: a bad value adds an error
+// naming the variable, and reads as the default.
+type envReader struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (e *envReader) fail(err error) { e.errs = append(e.errs, err) }
+
+func (e *envReader) str(name, def string) string {
+	if v := strings.TrimSpace(e.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (e *envReader) integer(name string, def, lo, hi int) int {
+	v := strings.TrimSpace(e.getenv(name))
+	if v == "" {
 		return def
 	}
-	integer := func(name string, def, lo, hi int) int {
-		v := strings.TrimSpace(getenv(name))
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < lo || n > hi {
-			errs = append(errs, fmt.Errorf("%s=%q: want a whole number in %d..%d", name, v, lo, hi))
-			return def
-		}
-		return n
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		e.fail(fmt.Errorf("%s=%q: want a whole number in %d..%d", name, v, lo, hi))
+		return def
 	}
-	duration := func(name string, def, lo, hi time.Duration) time.Duration {
-		v := strings.TrimSpace(getenv(name))
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d < lo || d > hi {
-			errs = append(errs, fmt.Errorf("%s=%q: want a Go duration (like 10s or 15m) in %v..%v", name, v, lo, hi))
-			return def
-		}
-		return d
-	}
-	list := func(name, def string) []string {
-		var out []string
-		for _, s := range strings.Split(str(name, def), ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
-			}
-		}
-		return out
-	}
+	return n
+}
 
-	c.Addr = str("ADDR", "localhost:4321")
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("ADDR=%q: want host:port", c.Addr))
+func (e *envReader) duration(name string, def, lo, hi time.Duration) time.Duration {
+	v := strings.TrimSpace(e.getenv(name))
+	if v == "" {
+		return def
 	}
-	c.APIKey = strings.TrimSpace(getenv("OPENAI_API_KEY"))
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		e.fail(fmt.Errorf("%s=%q: want a Go duration (like 10s or 15m) in %v..%v", name, v, lo, hi))
+		return def
+	}
+	return d
+}
+
+func (e *envReader) list(name, def string) []string {
+	var out []string
+	for _, s := range strings.Split(e.str(name, def), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// loadOpenAI reads the API key (OPENAI_API_KEY or OPENAI_API_KEY_FILE),
+// OPENAI_BASE_URL and OPENAI_REALTIME_MODEL.
+func (e *envReader) loadOpenAI(c *config) {
+	c.APIKey = strings.TrimSpace(e.getenv("OPENAI_API_KEY"))
 	keyVar := "OPENAI_API_KEY"
-	if path := strings.TrimSpace(getenv("OPENAI_API_KEY_FILE")); path != "" {
+	if path := strings.TrimSpace(e.getenv("OPENAI_API_KEY_FILE")); path != "" {
 		keyVar = "OPENAI_API_KEY_FILE"
 		if c.APIKey != "" {
-			errs = append(errs, errors.New("OPENAI_API_KEY and OPENAI_API_KEY_FILE are both set: set one of them"))
+			e.fail(errors.New("OPENAI_API_KEY and OPENAI_API_KEY_FILE are both set: set one of them"))
 		}
 		// A secret mounted as a file (Docker, Kubernetes) usually ends in
 		// a newline.
 		if b, err := os.ReadFile(path); err != nil {
-			errs = append(errs, fmt.Errorf("OPENAI_API_KEY_FILE: %v", err))
+			e.fail(fmt.Errorf("OPENAI_API_KEY_FILE: %v", err))
 		} else if c.APIKey = strings.TrimSpace(string(b)); c.APIKey == "" {
-			errs = append(errs, fmt.Errorf("OPENAI_API_KEY_FILE=%q: the file is empty (unset the variable for dev mode)", path))
+			e.fail(fmt.Errorf("OPENAI_API_KEY_FILE=%q: the file is empty (unset the variable for dev mode)", path))
 		}
 	}
 	if strings.IndexFunc(c.APIKey, badRune) >= 0 {
 		// Never the value: it is a secret.
-		errs = append(errs, fmt.Errorf("%s: contains a space or a control character", keyVar))
+		e.fail(fmt.Errorf("%s: contains a space or a control character", keyVar))
 	}
-	c.BaseURL = str("OPENAI_BASE_URL", realtimeauth.DefaultOpenAIBaseURL)
+	c.BaseURL = e.str("OPENAI_BASE_URL", realtimeauth.DefaultOpenAIBaseURL)
 	if _, err := realtimeauth.NewOpenAIMinter("config-check", realtimeauth.WithBaseURL(c.BaseURL)); err != nil {
 		// Not the value either: it may carry credentials.
-		errs = append(errs, errors.New("OPENAI_BASE_URL: want an absolute http(s) URL without query or credentials"))
+		e.fail(errors.New("OPENAI_BASE_URL: want an absolute http(s) URL without query or credentials"))
 	}
-	c.Model = str("OPENAI_REALTIME_MODEL", realtimeauth.DefaultRealtimeModel)
+	c.Model = e.str("OPENAI_REALTIME_MODEL", realtimeauth.DefaultRealtimeModel)
 	if strings.IndexFunc(c.Model, badRune) >= 0 {
-		errs = append(errs, fmt.Errorf("OPENAI_REALTIME_MODEL=%q: contains a space or a control character", c.Model))
+		e.fail(fmt.Errorf("OPENAI_REALTIME_MODEL=%q: contains a space or a control character", c.Model))
 	}
-	for _, o := range list("ALLOWED_ORIGINS", "") {
+}
+
+// loadOrigins reads ALLOWED_ORIGINS.
+func (e *envReader) loadOrigins(c *config) {
+	for _, o := range e.list("ALLOWED_ORIGINS", "") {
 		// The handler checks origins when it is built: build one to refuse
 		// a bad entry now, with its reason.
 		if _, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithAllowedOrigins(o)); err != nil {
-			errs = append(errs, fmt.Errorf("ALLOWED_ORIGINS: %q: %v", o, strings.TrimPrefix(err.Error(), "realtimeauth: ")))
+			e.fail(fmt.Errorf("ALLOWED_ORIGINS: %q: %v", o, strings.TrimPrefix(err.Error(), "realtimeauth: ")))
 			continue
 		}
 		c.AllowedOrigins = append(c.AllowedOrigins, o)
 	}
 	if len(c.AllowedOrigins) > 1 && slices.Contains(c.AllowedOrigins, "*") {
-		errs = append(errs, errors.New(`ALLOWED_ORIGINS: "*" must stand alone`))
+		e.fail(errors.New(`ALLOWED_ORIGINS: "*" must stand alone`))
 	}
-	c.RateLimit = integer("VOICE_AGENT_RATE_LIMIT", 10, 1, 1023)
-	c.MintLimit = integer("VOICE_AGENT_MINT_LIMIT", 30, 1, 1023)
-	c.MaxPerClient = integer("VOICE_AGENT_MAX_SESSIONS_PER_CLIENT", 10, 1, 1_000_000)
-	c.MaxSessions = integer("VOICE_AGENT_MAX_SESSIONS", 1_000_000, 1, 100_000_000)
-	c.TokenTTL = time.Duration(integer("VOICE_AGENT_TOKEN_DURATION", 60, 10, 7200)) * time.Second
-	c.MaxRefreshes = integer("VOICE_AGENT_MAX_REFRESHES", 120, 1, 1_000_000)
+}
+
+// loadLimits reads the allowances, the session caps, the token's and the
+// refreshes' lengths and the upstream timeout.
+func (e *envReader) loadLimits(c *config) {
+	c.RateLimit = e.integer("VOICE_AGENT_RATE_LIMIT", 10, 1, 1023)
+	c.MintLimit = e.integer("VOICE_AGENT_MINT_LIMIT", 30, 1, 1023)
+	c.MaxPerClient = e.integer("VOICE_AGENT_MAX_SESSIONS_PER_CLIENT", 10, 1, 1_000_000)
+	c.MaxSessions = e.integer("VOICE_AGENT_MAX_SESSIONS", 1_000_000, 1, 100_000_000)
+	c.TokenTTL = time.Duration(e.integer("VOICE_AGENT_TOKEN_DURATION", 60, 10, 7200)) * time.Second
+	c.MaxRefreshes = e.integer("VOICE_AGENT_MAX_REFRESHES", 120, 1, 1_000_000)
 	// At most the session TTL, the handler's default hour.
-	c.RefreshMinInterval = duration("VOICE_AGENT_REFRESH_MIN_INTERVAL", 10*time.Second, 0, time.Hour)
+	c.RefreshMinInterval = e.duration("VOICE_AGENT_REFRESH_MIN_INTERVAL", 10*time.Second, 0, time.Hour)
 	if c.TokenTTL <= c.RefreshMinInterval {
-		errs = append(errs, fmt.Errorf("VOICE_AGENT_TOKEN_DURATION=%d (seconds) is not longer than VOICE_AGENT_REFRESH_MIN_INTERVAL=%v: "+
+		e.fail(fmt.Errorf("VOICE_AGENT_TOKEN_DURATION=%d (seconds) is not longer than VOICE_AGENT_REFRESH_MIN_INTERVAL=%v: "+
 			"no refresh could succeed before a token expires; make the duration longer or the interval shorter",
 			int(c.TokenTTL/time.Second), c.RefreshMinInterval))
 	}
-	c.UpstreamTimeout = duration("VOICE_AGENT_UPSTREAM_TIMEOUT", 10*time.Second, 100*time.Millisecond, 2*time.Minute)
-	c.TrustedProxies = list("TRUSTED_PROXIES", "")
+	c.UpstreamTimeout = e.duration("VOICE_AGENT_UPSTREAM_TIMEOUT", 10*time.Second, 100*time.Millisecond, 2*time.Minute)
+}
+
+// loadLogging reads TRUSTED_PROXIES, which the logged client addresses
+// follow, and LOG_FORMAT.
+func (e *envReader) loadLogging(c *config) {
+	c.TrustedProxies = e.list("TRUSTED_PROXIES", "")
 	for _, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			if _, err := netip.ParseAddr(p); err != nil {
-				errs = append(errs, fmt.Errorf("TRUSTED_PROXIES: %q is not a CIDR or an IP address", p))
+				e.fail(fmt.Errorf("TRUSTED_PROXIES: %q is not a CIDR or an IP address", p))
 			}
 		}
 	}
-	switch f := str("LOG_FORMAT", "text"); f {
+	switch f := e.str("LOG_FORMAT", "text"); f {
 	case "text":
 	case "json":
 		c.LogJSON = true
 	default:
-		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: want text or json", f))
+		e.fail(fmt.Errorf("LOG_FORMAT=%q: want text or json", f))
 	}
-	c.BlockThreshold = integer("VOICE_AGENT_BLOCK_THRESHOLD", 10, 0, 1_000_000)
-	c.BlockWindow = duration("VOICE_AGENT_BLOCK_WINDOW", 10*time.Minute, time.Second, 24*time.Hour)
-	c.BlockDuration = duration("VOICE_AGENT_BLOCK_DURATION", 15*time.Minute, time.Second, 7*24*time.Hour)
-	if v := strings.TrimSpace(getenv("VOICE_AGENT_UPSTREAM_RATE")); v != "" {
+}
+
+// loadBlocking reads the abuse guard's variables and the upstream budget.
+func (e *envReader) loadBlocking(c *config) {
+	c.BlockThreshold = e.integer("VOICE_AGENT_BLOCK_THRESHOLD", 10, 0, 1_000_000)
+	c.BlockWindow = e.duration("VOICE_AGENT_BLOCK_WINDOW", 10*time.Minute, time.Second, 24*time.Hour)
+	c.BlockDuration = e.duration("VOICE_AGENT_BLOCK_DURATION", 15*time.Minute, time.Second, 7*24*time.Hour)
+	if v := strings.TrimSpace(e.getenv("VOICE_AGENT_UPSTREAM_RATE")); v != "" {
 		r, err := strconv.ParseFloat(v, 64)
 		if err != nil || r <= 0 || r > 1e6 {
-			errs = append(errs, fmt.Errorf("VOICE_AGENT_UPSTREAM_RATE=%q: want mints per second, a number above 0", v))
+			e.fail(fmt.Errorf("VOICE_AGENT_UPSTREAM_RATE=%q: want mints per second, a number above 0", v))
 		} else {
 			c.UpstreamRate = rate.Limit(r)
 		}
 	}
-	c.UpstreamBurst = integer("VOICE_AGENT_UPSTREAM_BURST", max(1, int(c.UpstreamRate)), 1, 1_000_000)
-	if c.UpstreamRate == 0 && strings.TrimSpace(getenv("VOICE_AGENT_UPSTREAM_BURST")) != "" {
-		errs = append(errs, errors.New("VOICE_AGENT_UPSTREAM_BURST needs VOICE_AGENT_UPSTREAM_RATE"))
+	c.UpstreamBurst = e.integer("VOICE_AGENT_UPSTREAM_BURST", max(1, int(c.UpstreamRate)), 1, 1_000_000)
+	if c.UpstreamRate == 0 && strings.TrimSpace(e.getenv("VOICE_AGENT_UPSTREAM_BURST")) != "" {
+		e.fail(errors.New("VOICE_AGENT_UPSTREAM_BURST needs VOICE_AGENT_UPSTREAM_RATE"))
 	}
-	c.MetricsAddr = str("METRICS_ADDR", "")
+}
+
+// loadListeners reads METRICS_ADDR and the TLS key pair (TLS_CERT_FILE,
+// TLS_KEY_FILE).
+func (e *envReader) loadListeners(c *config) {
+	c.MetricsAddr = e.str("METRICS_ADDR", "")
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
-			errs = append(errs, fmt.Errorf("METRICS_ADDR=%q: want host:port", c.MetricsAddr))
+			e.fail(fmt.Errorf("METRICS_ADDR=%q: want host:port", c.MetricsAddr))
 		}
 	}
-	certFile, keyFile := str("TLS_CERT_FILE", ""), str("TLS_KEY_FILE", "")
+	certFile, keyFile := e.str("TLS_CERT_FILE", ""), e.str("TLS_KEY_FILE", "")
 	switch {
 	case (certFile == "") != (keyFile == ""):
-		errs = append(errs, errors.New("TLS_CERT_FILE and TLS_KEY_FILE: set both (for HTTPS) or neither"))
+		e.fail(errors.New("TLS_CERT_FILE and TLS_KEY_FILE: set both (for HTTPS) or neither"))
 	case certFile != "":
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("TLS_CERT_FILE=%q, TLS_KEY_FILE=%q: %v", certFile, keyFile, err))
+			e.fail(fmt.Errorf("TLS_CERT_FILE=%q, TLS_KEY_FILE=%q: %v", certFile, keyFile, err))
 		} else {
 			c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}
 	}
-	var callErrs []error
-	c.Calls, callErrs = loadCallSettings(getenv)
-	errs = append(errs, callErrs...)
-	if v := strings.TrimSpace(getenv("REDIS_URL")); v != "" {
-		opt, err := parseRedisURL(v)
-		errs = append(errs, err)
-		c.Redis = opt
-	}
-	return c, errors.Join(errs...)
 }
 
 // refreshLead is how long before expiry the original service's client

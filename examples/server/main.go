@@ -82,28 +82,10 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 	if cfg.MetricsAddr != "" {
 		collector = metrics.New()
 	}
-	var minter realtimeauth.Minter
-	if cfg.DevMode() {
-		minter = &realtimeauth.DevMinter{}
-		logger.Warn("DEV MODE: OPENAI_API_KEY is not set, so tokens are FAKE (" + realtimeauth.DevTokenPrefix +
-			"…) and minted locally; they will not connect to OpenAI. Set OPENAI_API_KEY for real tokens.")
-	} else {
-		mopts := []realtimeauth.OpenAIOption{realtimeauth.WithBaseURL(cfg.BaseURL), realtimeauth.WithModel(cfg.Model),
-			realtimeauth.WithMinterLogger(logger)}
-		if collector != nil {
-			mopts = append(mopts, realtimeauth.WithHTTPClient(&http.Client{
-				Transport:     collector.Transport(realtimeauth.NewUpstreamTransport()),
-				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-			}))
-		}
-		m, err := realtimeauth.NewOpenAIMinter(cfg.APIKey, mopts...)
-		if err != nil {
-			return err
-		}
-		minter = m
-		logger.Info("minting with OpenAI", "endpoint", m.Endpoint(), "model", m.Model())
+	minter, err := newMinter(cfg, logger, collector)
+	if err != nil {
+		return err
 	}
-
 	// Listen first: the default allowed origins follow the port as bound.
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -115,36 +97,93 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		cfg.AllowedOrigins = cfg.listenOrigins(host, port)
 	}
+	h, closeHandler, err := newHandler(ctx, cfg, logger, collector, minter)
+	if err != nil {
+		return err
+	}
+	defer closeHandler()
 
+	mux := http.NewServeMux()
+	mux.Handle("/api/voice-agent/", h)
+	registerDemo(mux, logger, h, cfg.AllowedOrigins)
+	srv := newServer(cfg, mux, logger)
+	logListening(cfg, ln, logger)
+
+	served := make(chan error, 2)
+	metricsSrv, err := serveMetrics(cfg, collector, h, logger, served)
+	if err != nil {
+		return err
+	}
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	return serveUntilDone(ctx, cfg, logger, srv, ln, metricsSrv, served)
+}
+
+// newMinter is the dev minter in dev mode, else OpenAI's, through the
+// collector's transport when there is one.
+func newMinter(cfg config, logger *slog.Logger, collector *metrics.Collector) (realtimeauth.Minter, error) {
+	if cfg.DevMode() {
+		logger.Warn("DEV MODE: OPENAI_API_KEY is not set, so tokens are FAKE (" + realtimeauth.DevTokenPrefix +
+			"…) and minted locally; they will not connect to OpenAI. Set OPENAI_API_KEY for real tokens.")
+		return &realtimeauth.DevMinter{}, nil
+	}
+	mopts := []realtimeauth.OpenAIOption{realtimeauth.WithBaseURL(cfg.BaseURL), realtimeauth.WithModel(cfg.Model),
+		realtimeauth.WithMinterLogger(logger)}
+	if collector != nil {
+		mopts = append(mopts, realtimeauth.WithHTTPClient(&http.Client{
+			Transport:     collector.Transport(realtimeauth.NewUpstreamTransport()),
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}))
+	}
+	m, err := realtimeauth.NewOpenAIMinter(cfg.APIKey, mopts...)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("minting with OpenAI", "endpoint", m.Endpoint(), "model", m.Model())
+	return m, nil
+}
+
+// newHandler is the handler the configuration asks for, and the function
+// that closes it, then the Redis client, then the sideband watcher.
+func newHandler(ctx context.Context, cfg config, logger *slog.Logger, collector *metrics.Collector,
+	minter realtimeauth.Minter) (*realtimeauth.Handler, func(), error) {
 	opts := append(cfg.handlerOptions(), realtimeauth.WithLogger(logger))
 	if collector != nil {
 		opts = append(opts, realtimeauth.WithEventHook(collector.Event), realtimeauth.WithMeasurementHook(collector.Measure))
 	}
 	callOpts, closeCalls, err := cfg.Calls.handlerOptions(cfg.DevMode(), logger)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer closeCalls() // deferred before h.Close, so it runs after it
 	opts = append(opts, callOpts...)
+	closeRedis := func() {}
 	if cfg.Redis != nil {
-		redisOpts, closeRedis, err := cfg.redisHandlerOptions(ctx, logger)
+		redisOpts, closeClient, err := cfg.redisHandlerOptions(ctx, logger)
 		if err != nil {
-			return err
+			closeCalls()
+			return nil, nil, err
 		}
-		defer closeRedis()
+		closeRedis = closeClient
 		opts = append(opts, redisOpts...)
 	}
 	h, err := realtimeauth.New(minter, opts...)
 	if err != nil {
-		return err
+		closeRedis()
+		closeCalls()
+		return nil, nil, err
 	}
-	defer h.Close()
+	return h, func() {
+		_ = h.Close()
+		closeRedis()
+		closeCalls()
+	}, nil
+}
 
-	mux := http.NewServeMux()
-	mux.Handle("/api/voice-agent/", h)
-	registerDemo(mux, logger, h, cfg.AllowedOrigins)
-
-	srv := &http.Server{
+// newServer is the HTTP server of mux, with timeouts that let a slow
+// upstream answer.
+func newServer(cfg config, mux *http.ServeMux, logger *slog.Logger) *http.Server {
+	return &http.Server{
 		Handler:           mux,
 		TLSConfig:         cfg.TLS,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -154,6 +193,11 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+}
+
+// logListening logs where the server listens and the demo page's
+// addresses: every allowed origin without a wildcard.
+func logListening(cfg config, ln net.Listener, logger *slog.Logger) {
 	scheme := "http://"
 	if cfg.TLS != nil {
 		scheme = "https://"
@@ -167,28 +211,37 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 	logger.Info("realtimeauth example server listening",
 		"addr", scheme+ln.Addr().String(), "token", "POST /api/voice-agent/token",
 		"allowed_origins", cfg.AllowedOrigins, "demo_page", open, "dev_mode", cfg.DevMode())
+}
 
-	served := make(chan error, 2)
-	var metricsSrv *http.Server
-	if collector != nil {
-		mln, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			return fmt.Errorf("METRICS_ADDR: %w", err)
-		}
-		collector.Watch(h)
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collector)
-		metricsMux := http.NewServeMux()
-		metricsMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		metricsSrv = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second,
-			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
-		logger.Info("serving Prometheus metrics", "addr", "http://"+mln.Addr().String()+"/metrics")
-		go func() { served <- metricsSrv.Serve(mln) }()
+// serveMetrics serves GET /metrics on METRICS_ADDR when there is a
+// collector, sending Serve's result to served; it returns the server, nil
+// without a collector.
+func serveMetrics(cfg config, collector *metrics.Collector, h *realtimeauth.Handler, logger *slog.Logger,
+	served chan<- error) (*http.Server, error) {
+	if collector == nil {
+		return nil, nil
 	}
-	if ready != nil {
-		ready <- ln.Addr().String()
+	mln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("METRICS_ADDR: %w", err)
 	}
+	collector.Watch(h)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector)
+	metricsMux := http.NewServeMux()
+	metricsMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	metricsSrv := &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	logger.Info("serving Prometheus metrics", "addr", "http://"+mln.Addr().String()+"/metrics")
+	go func() { served <- metricsSrv.Serve(mln) }()
+	return metricsSrv, nil
+}
 
+// serveUntilDone serves srv on ln until one of the servers fails, or ctx
+// is done or SIGINT/SIGTERM arrives; then it shuts the metrics server
+// (metricsSrv, nil for none) and srv down gracefully.
+func serveUntilDone(ctx context.Context, cfg config, logger *slog.Logger, srv *http.Server, ln net.Listener,
+	metricsSrv *http.Server, served chan error) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
