@@ -358,21 +358,29 @@ func (h *Handler) statsWith(now time.Time, active int, countErr error) Stats {
 	// The allowances live in the session store.
 	st.RateLimit.Status = st.SessionTracking.Status
 
-	st.Status = StatusHealthy
+	st.Status = overallStatus(st)
+	return st
+}
+
+// overallStatus is st's status from its services' and its error rate:
+// unhealthy when a service is down, degraded when one is degraded or over
+// 5% of the recent requests failed, else healthy.
+func overallStatus(st Stats) string {
+	status := StatusHealthy
 	for _, s := range []string{st.OpenAI.Status, st.RateLimit.Status, st.SessionTracking.Status} {
 		switch s {
 		case ServiceDown:
-			st.Status = StatusUnhealthy
+			status = StatusUnhealthy
 		case ServiceDegraded:
-			if st.Status == StatusHealthy {
-				st.Status = StatusDegraded
+			if status == StatusHealthy {
+				status = StatusDegraded
 			}
 		}
 	}
-	if st.Status == StatusHealthy && st.ErrorRate > 0.05 {
-		st.Status = StatusDegraded
+	if status == StatusHealthy && st.ErrorRate > 0.05 {
+		status = StatusDegraded
 	}
-	return st
+	return status
 }
 
 func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
