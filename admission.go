@@ -36,7 +36,10 @@ var (
 //  3. the Origin is allowed;
 //  4. the authenticator knows the subject;
 //  5. the body is well formed, and WithSessionConfig accepts it;
-//  6. read the clock: k.now decides every step below;
+//  6. read the clock: k.now decides every step below; the upstream budget
+//     has a mint left (a look that takes nothing: while it is empty, a
+//     request costs no store operation, nothing is charged, and the
+//     client is told when to come back);
 //  7. the store opens or refreshes the session, checking the session's own
 //     conditions, then the allowances, then the caps, atomically;
 //  8. the upstream budget has a mint left (or step 7 is undone), decided
@@ -69,6 +72,9 @@ func (h *Handler) admit(k *request, kd *kind) bool {
 		return false
 	}
 	k.now = h.now()
+	if !h.budgetLeft(k) {
+		return false
+	}
 	if kd.call && !h.reserveCall(k) {
 		return false
 	}
@@ -305,6 +311,21 @@ func (h *Handler) allowances(k *request, open bool) []Allowance {
 		a = append(a, Allowance{"s:" + k.subject, c.subjectLimit, c.subjectWindow})
 	}
 	return a
+}
+
+// budgetLeft is step 6's look at the upstream budget: an empty budget is
+// answered upstream_busy before the store is asked, so that a flood while
+// it is empty neither costs a store operation (and its undo and refund)
+// per request nor charges anyone's allowances.
+func (h *Handler) budgetLeft(k *request) bool {
+	if h.upstream == nil {
+		return true
+	}
+	ok, wait := h.upstream.left(k.now)
+	if !ok {
+		h.refuse(k, refUpstreamBusy, max(wait, time.Millisecond))
+	}
+	return ok
 }
 
 // takeBudget takes one mint from the upstream budget (step 8), only now

@@ -35,8 +35,26 @@ func (b *upstreamBudget) take(now time.Time) (bool, time.Duration) {
 	if b.lim.AllowN(now, 1) {
 		return true, 0
 	}
-	wait := time.Duration((1 - b.lim.TokensAt(now)) / float64(b.lim.Limit()) * float64(time.Second))
-	return false, wait
+	return false, b.wait(now)
+}
+
+// left reports whether a mint is left at now (or at the newest time seen,
+// if later), taking none, or else how long until one will be.
+func (b *upstreamBudget) left(now time.Time) (bool, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now.Before(b.seen) {
+		now = b.seen
+	}
+	if b.lim.TokensAt(now) >= 1 {
+		return true, 0
+	}
+	return false, b.wait(now)
+}
+
+// wait is how long from now until the budget holds one mint; b.mu is held.
+func (b *upstreamBudget) wait(now time.Time) time.Duration {
+	return time.Duration((1 - b.lim.TokensAt(now)) / float64(b.lim.Limit()) * float64(time.Second))
 }
 
 // tokensAt returns the mints left at now (or at the newest time seen, if

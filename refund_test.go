@@ -124,3 +124,24 @@ func TestFailedMintRestoresTheEvicted(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyBudgetCostsNoStoreOperation: while the upstream budget is
+// empty, token and refresh requests are answered upstream_busy before the
+// store is asked: no Open, Refresh, Delete or Refund per request, nothing
+// charged, and the Retry-After is the budget's.
+func TestEmptyBudgetCostsNoStoreOperation(t *testing.T) {
+	store := &countingStore{SessionStore: realtimeauth.NewMemoryStore()}
+	r := newRig(t, realtimeauth.WithSessionStore(store), realtimeauth.WithAbuseGuard(nil),
+		realtimeauth.WithUpstreamRate(rate.Every(time.Minute), 1))
+	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
+	before := store.calls.Load()
+	r.clock.Advance(30 * time.Second)
+	for range 100 {
+		assertError(t, serveReq(r.h, req{path: tokenURL, remote: "192.0.2.9:1"}), 503, "upstream_busy", 30)
+		assertError(t, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}), 503, "upstream_busy", 30)
+	}
+	assert.Equal(t, before, store.calls.Load(), "store operations while the budget was empty")
+	assert.Equal(t, 1, r.mint.Calls())
+	r.clock.Advance(30 * time.Second)
+	assert.Equal(t, http.StatusOK, serveReq(r.h, req{path: tokenURL, remote: "192.0.2.9:1"}).Code, "nothing was charged")
+}

@@ -269,7 +269,8 @@ var refusalCases = []refusalCase{
 		prep: failMint(&realtimeauth.UpstreamError{StatusCode: 429, RetryAfter: 1e7 * time.Second})},
 	{name: "upstream 429 without Retry-After", row: "upstream_limited", retry: 1, mints: 1, session: true,
 		prep: failMint(&realtimeauth.UpstreamError{StatusCode: 429})},
-	{name: "upstream budget exhausted", row: "upstream_busy", retry: 1, session: true,
+	// Refused before the store is asked: no session was opened.
+	{name: "upstream budget exhausted", row: "upstream_busy", retry: 1,
 		opts: []realtimeauth.Option{realtimeauth.WithUpstreamRate(1, 1)},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			newSessionAt(t, r, "192.0.2.1:1")
