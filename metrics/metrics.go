@@ -197,15 +197,18 @@ func (c *Collector) Measure(m realtimeauth.Measurement) {
 // services (Handler.Stats, which asks the store within two seconds).
 func (c *Collector) Watch(s Stats) { c.stats.Store(&s) }
 
+// counted lists the metrics the Collector counts itself, as opposed to the
+// gauges it reads from Stats at each scrape: Describe and Collect walk the
+// same list.
+func (c *Collector) counted() []prometheus.Collector {
+	return []prometheus.Collector{c.events, c.requests, c.mints, c.attempts, c.retries, c.storeErrors, c.upstreamBusy}
+}
+
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	c.events.Describe(ch)
-	c.requests.Describe(ch)
-	c.mints.Describe(ch)
-	c.attempts.Describe(ch)
-	c.retries.Describe(ch)
-	c.storeErrors.Describe(ch)
-	c.upstreamBusy.Describe(ch)
+	for _, m := range c.counted() {
+		m.Describe(ch)
+	}
 	ch <- c.activeSessions
 	ch <- c.activeCalls
 	ch <- c.maxSessions
@@ -216,13 +219,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	c.events.Collect(ch)
-	c.requests.Collect(ch)
-	c.mints.Collect(ch)
-	c.attempts.Collect(ch)
-	c.retries.Collect(ch)
-	c.storeErrors.Collect(ch)
-	c.upstreamBusy.Collect(ch)
+	for _, m := range c.counted() {
+		m.Collect(ch)
+	}
 	sp := c.stats.Load()
 	if sp == nil {
 		return
