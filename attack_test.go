@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/calls"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -57,7 +58,7 @@ func TestAttackCallIDEchoesTheKey(t *testing.T) {
 	})
 	m, err := realtimeauth.NewOpenAIMinter(plainKey, realtimeauth.WithBaseURL(u.srv.URL))
 	require.NoError(t, err)
-	a, err := m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s", Offer: "v=0\r\n"})
+	a, err := m.Call(context.Background(), calls.Request{SessionID: "s", Offer: "v=0\r\n"})
 	require.Error(t, err, "an answer holding the key is refused")
 	if err == nil {
 		assert.NotContains(t, a.ID, plainKey, "the API key as the call ID")
@@ -118,7 +119,7 @@ func TestCallAnswerHoldingAnEncodedKey(t *testing.T) {
 				})
 				m, err := realtimeauth.NewOpenAIMinter(plainKey, realtimeauth.WithBaseURL(u.srv.URL), realtimeauth.WithMaxRetries(3))
 				require.NoError(t, err)
-				_, err = m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s", Offer: "v=0\r\n"})
+				_, err = m.Call(context.Background(), calls.Request{SessionID: "s", Offer: "v=0\r\n"})
 				var ue *realtimeauth.UpstreamError
 				require.ErrorAs(t, err, &ue)
 				assert.Equal(t, 1, ue.Attempts, "never retried")

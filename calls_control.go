@@ -9,21 +9,8 @@ import (
 	"time"
 
 	"github.com/rs/cors"
-)
 
-// EndReason says why a relayed call ended (Event.Reason of call_ended).
-type EndReason string
-
-// The reasons a call ends.
-const (
-	// EndClient: the client that made it hung it up (DELETE).
-	EndClient EndReason = "client"
-	// EndMaxDuration: it reached WithMaxCallDuration.
-	EndMaxDuration EndReason = "max_duration"
-	// EndRevoked: its session or subject was revoked.
-	EndRevoked EndReason = "revoked"
-	// EndUpstream: it ended upstream (the CallWatcher said so).
-	EndUpstream EndReason = "upstream"
+	"github.com/realtimeauth/realtimeauth/calls"
 )
 
 // Timing of the background work.
@@ -39,13 +26,13 @@ const (
 
 // callControl is the handler's part that outlives a request: it hangs up
 // calls at their deadline, on revocation and on DELETE, and ends the calls
-// its CallWatcher reports over. Its only goroutines are the sweep (while
+// its calls.Watcher reports over. Its only goroutines are the sweep (while
 // WithMaxCallDuration is set) and the watcher's.
 type callControl struct {
 	h       *Handler
-	reg     CallRegistry
-	minter  CallMinter // nil: the relay is off
-	watcher CallWatcher
+	reg     calls.Registry
+	minter  calls.Upstream // nil: the relay is off
+	watcher calls.Watcher
 	cors    *cors.Cors
 	// hold is how long a reserved slot waits for its call, and lease how
 	// long a claimed due call is left to its claimant: both outlast an
@@ -75,7 +62,7 @@ func newCallControl(h *Handler, origins *originMatcher) *callControl {
 		lease:   c.upstreamTimeout + 5*time.Second,
 		watches: make(map[string]context.CancelFunc),
 	}
-	cc.minter, _ = h.minter.(CallMinter)
+	cc.minter, _ = h.minter.(calls.Upstream)
 	cc.ctx, cc.cancel = context.WithCancel(context.Background())
 	if cc.minter != nil && c.calls.maxDuration > 0 {
 		cc.schedule(callTick)
@@ -139,7 +126,7 @@ func (cc *callControl) sweep() time.Duration {
 	var wg sync.WaitGroup
 	for _, c := range due {
 		wg.Go(func() {
-			if err := cc.end(cc.ctx, c, EndMaxDuration); err != nil && cc.ctx.Err() == nil {
+			if err := cc.end(cc.ctx, c, calls.EndMaxDuration); err != nil && cc.ctx.Err() == nil {
 				// The claim runs out and the next sweep (here or on another
 				// instance) tries again.
 				cc.logCall(c, "realtimeauth: hang-up at the deadline failed", attrErr(err))
@@ -156,7 +143,7 @@ func (cc *callControl) sweep() time.Duration {
 // end hangs c up upstream and removes it from the registry; it emits
 // call_ended unless another instance or request ended it first. A failed
 // hang-up leaves the call counted.
-func (cc *callControl) end(ctx context.Context, c Call, reason EndReason) error {
+func (cc *callControl) end(ctx context.Context, c calls.Call, reason calls.EndReason) error {
 	// Stop the watch first: the sideband closes when the hang-up lands, and
 	// must not report the call as ended upstream.
 	watched := cc.unwatch(c.ID)
@@ -187,12 +174,12 @@ func (cc *callControl) unwatch(id string) bool {
 
 // ended removes call id from the registry and emits call_ended, if it was
 // still there.
-func (cc *callControl) ended(id string, reason EndReason) {
+func (cc *callControl) ended(id string, reason calls.EndReason) {
 	cc.unwatch(id)
 	now := cc.h.now()
 	c, err := cc.reg.End(context.WithoutCancel(cc.ctx), id, now)
 	switch {
-	case errors.Is(err, ErrCallNotFound):
+	case errors.Is(err, calls.ErrNotFound):
 		return
 	case err != nil:
 		cc.h.log.LogAttrs(cc.ctx, slog.LevelWarn, "realtimeauth: call registry failed; the call counts until it expires",
@@ -203,7 +190,7 @@ func (cc *callControl) ended(id string, reason EndReason) {
 }
 
 // started begins watching a call that has just been bound.
-func (cc *callControl) started(c Call) {
+func (cc *callControl) started(c calls.Call) {
 	if cc.watcher == nil {
 		return
 	}
@@ -214,7 +201,7 @@ func (cc *callControl) started(c Call) {
 	}
 	ctx, stop := context.WithCancel(cc.ctx)
 	cc.watches[c.ID] = stop
-	cc.watcher.Watch(ctx, cc.minter.Sideband(c.ID), func() { cc.ended(c.ID, EndUpstream) })
+	cc.watcher.Watch(ctx, cc.minter.Sideband(c.ID), func() { cc.ended(c.ID, calls.EndUpstream) })
 }
 
 // hangupOrphan hangs up a call the upstream placed but the registry could
@@ -231,10 +218,10 @@ func (cc *callControl) hangupOrphan(id string) {
 }
 
 // endAll hangs up calls (a revoked session's or subject's), side by side.
-func (cc *callControl) endAll(ctx context.Context, calls []Call, reason EndReason) error {
-	errs := make([]error, len(calls))
+func (cc *callControl) endAll(ctx context.Context, cs []calls.Call, reason calls.EndReason) error {
+	errs := make([]error, len(cs))
 	var wg sync.WaitGroup
-	for i, c := range calls {
+	for i, c := range cs {
 		wg.Go(func() { errs[i] = cc.end(ctx, c, reason) })
 	}
 	wg.Wait()
@@ -246,11 +233,11 @@ func (cc *callControl) revokeSession(ctx context.Context, id string) error {
 	if cc.minter == nil {
 		return nil
 	}
-	calls, err := cc.reg.SessionCalls(ctx, id, cc.h.now())
+	cs, err := cc.reg.SessionCalls(ctx, id, cc.h.now())
 	if err != nil {
 		return err
 	}
-	return cc.endAll(ctx, calls, EndRevoked)
+	return cc.endAll(ctx, cs, calls.EndRevoked)
 }
 
 // revokeSubject hangs up the live calls of a revoked subject.
@@ -258,16 +245,16 @@ func (cc *callControl) revokeSubject(ctx context.Context, subject string) error 
 	if cc.minter == nil {
 		return nil
 	}
-	calls, err := cc.reg.SubjectCalls(ctx, subject, cc.h.now())
+	cs, err := cc.reg.SubjectCalls(ctx, subject, cc.h.now())
 	if err != nil {
 		return err
 	}
-	return cc.endAll(ctx, calls, EndRevoked)
+	return cc.endAll(ctx, cs, calls.EndRevoked)
 }
 
 // emit emits a call event that no request carries (a deadline, a
 // revocation, the sideband), through the same hook and log.
-func (cc *callControl) emit(c Call, name EventName, reason EndReason, now time.Time) {
+func (cc *callControl) emit(c calls.Call, name EventName, reason calls.EndReason, now time.Time) {
 	k := &request{
 		r:         (&http.Request{Header: http.Header{}}).WithContext(context.WithoutCancel(cc.ctx)),
 		client:    client{ip: c.ClientIP, key: c.Client},
@@ -280,7 +267,7 @@ func (cc *callControl) emit(c Call, name EventName, reason EndReason, now time.T
 	cc.h.emit(k, ev)
 }
 
-func (cc *callControl) logCall(c Call, msg string, attrs ...slog.Attr) {
+func (cc *callControl) logCall(c calls.Call, msg string, attrs ...slog.Attr) {
 	cc.h.log.LogAttrs(cc.ctx, slog.LevelWarn, msg, append(attrs, slog.String("call_id", c.ID), slog.String("client_ip", c.ClientIP))...)
 }
 
@@ -301,9 +288,4 @@ func (cc *callControl) snapshotCount(ctx context.Context, now time.Time) int {
 		return -1
 	}
 	return n
-}
-
-// ActiveCalls returns the number of live relayed calls in the registry.
-func (h *Handler) ActiveCalls(ctx context.Context) (int, error) {
-	return h.calls.reg.Count(ctx, h.now())
 }

@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/rs/cors"
+
+	"github.com/realtimeauth/realtimeauth/calls"
 )
 
 // This file is the relay: POST {base}/calls places a WebRTC call upstream
@@ -21,12 +23,12 @@ import (
 
 // callConfig is the calls' part of the handler's configuration.
 type callConfig struct {
-	registry        CallRegistry
+	registry        calls.Registry
 	maxDuration     time.Duration
 	maxPerClient    int
 	maxPerClientSet bool
 	maxPerSubject   int
-	watcher         CallWatcher
+	watcher         calls.Watcher
 	after           func(d time.Duration, f func()) (stop func() bool)
 }
 
@@ -40,18 +42,18 @@ const (
 	maxCallsCap     = 1000
 )
 
-// WithCallRegistry sets where the live calls are recorded. Default: a
-// MemoryCallRegistry, which serves one process; use a shared one
+// WithCallRegistry sets where the live calls are recorded. Default:
+// calls.NewMemoryRegistry(0), which serves one process; use a shared one
 // (redisstore.NewCallRegistry) behind a load balancer, so that the caps
 // hold across instances and a call whose instance went away is still hung
 // up at its deadline.
-func WithCallRegistry(r CallRegistry) Option {
+func WithCallRegistry(r calls.Registry) Option {
 	return func(c *config) { c.calls.registry = r }
 }
 
 // WithMaxCallDuration hangs every relayed call up d after the upstream
 // answered it: within a second of the deadline, exactly once (across the
-// instances that share a CallRegistry). Default 0, off: a call lasts until
+// instances that share a calls.Registry). Default 0, off: a call lasts until
 // its DELETE, its end, or OpenAI's own 60-minute limit. Valid 10s..60m.
 func WithMaxCallDuration(d time.Duration) Option {
 	return func(c *config) { c.calls.maxDuration = d }
@@ -77,7 +79,7 @@ func WithMaxCallsPerSubject(n int) Option {
 // seconds: the sideband module's Watcher. Default none: a call counts until
 // its deadline (WithMaxCallDuration), its DELETE, or OpenAI's 60-minute
 // limit.
-func WithCallWatcher(w CallWatcher) Option {
+func WithCallWatcher(w calls.Watcher) Option {
 	return func(c *config) { c.calls.watcher = w }
 }
 
@@ -91,7 +93,7 @@ func WithTimer(after func(d time.Duration, f func()) (stop func() bool)) Option 
 func (c *config) resolveCalls(bad func(string, ...any)) {
 	cc := &c.calls
 	if cc.registry == nil {
-		cc.registry, _ = NewMemoryCallRegistry(0)
+		cc.registry, _ = calls.NewMemoryRegistry(0)
 	}
 	if cc.maxDuration != 0 && (cc.maxDuration < minCallDuration || cc.maxDuration > maxCallDuration) {
 		bad("WithMaxCallDuration: %v is outside 10s..60m", cc.maxDuration)
@@ -175,10 +177,10 @@ func (h *Handler) serveCalls(k *request, id string) {
 }
 
 // readOffer reads a call's body: an SDP offer within WithMaxBodyBytes. A
-// Minter that cannot place calls answers 501 here, after the origin and
+// Minter that cannot place calls (no calls.Upstream) answers 501 here, after the origin and
 // the authentication, so that a page can explain it.
 func (h *Handler) readOffer(k *request) (refusal, bool) {
-	if _, ok := h.minter.(CallMinter); !ok {
+	if _, ok := h.minter.(calls.Upstream); !ok {
 		return refRelayUnavailable, false
 	}
 	ref, ok := h.readBody(k, "application/sdp")
@@ -201,7 +203,7 @@ func parseOffer(k *request) (refusal, bool) {
 // reserveCall holds a call slot for k (step 7 of admit, before Open), so
 // that a call over a cap costs nothing and reaches no upstream.
 func (h *Handler) reserveCall(k *request) bool {
-	slot, err := h.calls.reg.Reserve(k.r.Context(), CallReservation{
+	slot, err := h.calls.reg.Reserve(k.r.Context(), calls.Reservation{
 		Now:           k.now,
 		HoldUntil:     k.now.Add(h.calls.hold),
 		ClientIP:      k.client.ip,
@@ -213,10 +215,10 @@ func (h *Handler) reserveCall(k *request) bool {
 		MaxPerSubject: h.cfg.calls.maxPerSubject,
 	})
 	switch {
-	case errors.Is(err, ErrTooManyCalls):
+	case errors.Is(err, calls.ErrTooMany):
 		h.refuse(k, refTooManyCalls, 0)
 		return false
-	case errors.Is(err, ErrStoreFull):
+	case errors.Is(err, calls.ErrFull):
 		h.refuse(k, refStoreFull, 0)
 		return false
 	case err != nil:
@@ -244,10 +246,10 @@ func (h *Handler) relay(k *request) {
 	if !h.admit(k, kindCall) {
 		return
 	}
-	cm := h.minter.(CallMinter) // readOffer checked it
+	cm := h.minter.(calls.Upstream) // readOffer checked it
 	ctx, cancel := context.WithTimeout(k.r.Context(), h.cfg.upstreamTimeout)
 	defer cancel()
-	ans, err := cm.Call(ctx, CallRequest{
+	ans, err := cm.Call(ctx, calls.Request{
 		SessionID: k.sessionID,
 		ClientIP:  k.client.ip,
 		Subject:   k.subject,
@@ -268,7 +270,7 @@ func (h *Handler) relay(k *request) {
 	}
 	h.m.mint(done, latency, true)
 	k.now = done
-	c, err := h.calls.reg.Bind(context.WithoutCancel(k.r.Context()), CallStart{
+	c, err := h.calls.reg.Bind(context.WithoutCancel(k.r.Context()), calls.Start{
 		Slot:      k.callSlot,
 		ID:        ans.ID,
 		SessionID: k.sessionID,
@@ -310,7 +312,7 @@ func (h *Handler) hangUp(k *request, id string) {
 	if !h.checkBlocked(k) || !h.checkOrigin(k) || !h.authenticate(k) {
 		return
 	}
-	if _, ok := h.minter.(CallMinter); !ok {
+	if _, ok := h.minter.(calls.Upstream); !ok {
 		h.refuseNow(k, refRelayUnavailable)
 		return
 	}
@@ -321,7 +323,7 @@ func (h *Handler) hangUp(k *request, id string) {
 	}
 	c, err := h.calls.reg.Get(k.r.Context(), id, k.now)
 	switch {
-	case errors.Is(err, ErrCallNotFound):
+	case errors.Is(err, calls.ErrNotFound):
 		h.refuse(k, refCallNotFound, 0)
 		return
 	case err != nil:
@@ -333,7 +335,7 @@ func (h *Handler) hangUp(k *request, id string) {
 		h.refuse(k, refCallMismatch, 0)
 		return
 	}
-	if err := h.calls.end(k.r.Context(), c, EndClient); err != nil {
+	if err := h.calls.end(k.r.Context(), c, calls.EndClient); err != nil {
 		// The call goes on, and keeps counting: the client may try again.
 		k.now = h.now()
 		ref := refUpstream

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/realtimeauth/realtimeauth/calls"
 )
 
 // EventName names a security event. The names are stable across releases.
@@ -78,7 +80,7 @@ type Event struct {
 	// CallID is the relayed call the event is about (call_started,
 	// call_ended), and Reason why a call ended (call_ended).
 	CallID string
-	Reason EndReason
+	Reason calls.EndReason
 }
 
 // EventHook receives every Event (WithEventHook), including those the log

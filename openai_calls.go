@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/realtimeauth/realtimeauth/calls"
 )
 
 // This file is the OpenAIMinter's side of the relay: POST
@@ -16,7 +18,7 @@ import (
 // hang-up, and the sideband's address. It shares the minter's client,
 // retries and redaction with Mint.
 
-var _ CallMinter = (*OpenAIMinter)(nil)
+var _ calls.Upstream = (*OpenAIMinter)(nil)
 
 // callID is what a call ID from the upstream's Location may look like
 // ("rtc_" and letters today); anything else is refused rather than put in a
@@ -34,7 +36,7 @@ func (m *OpenAIMinter) callSession(per json.RawMessage) ([]byte, error) {
 	if len(per) > 0 {
 		var cfg map[string]json.RawMessage
 		if err := json.Unmarshal(per, &cfg); err != nil || cfg == nil {
-			return nil, errorf("OpenAIMinter: CallRequest.Session is not a JSON object")
+			return nil, errorf("OpenAIMinter: calls.Request.Session is not a JSON object")
 		}
 		for k, v := range cfg {
 			session[k] = v
@@ -46,20 +48,20 @@ func (m *OpenAIMinter) callSession(per json.RawMessage) ([]byte, error) {
 	return json.Marshal(session)
 }
 
-// Call implements CallMinter: it posts multipart/form-data with the fields
+// Call implements calls.Upstream: it posts multipart/form-data with the fields
 // sdp (the offer) and session (the server's session configuration as
 // JSON, with the model) to {baseURL}/realtime/calls, with the API key and
 // OpenAI-Safety-Identifier, retried as Mint is. The upstream answers 201,
 // the SDP answer as the body and Location: /v1/realtime/calls/{call_id}.
 // An answer whose Location or SDP holds the API key (in any form the
 // minter's redaction knows) is refused as a failed call, never retried.
-func (m *OpenAIMinter) Call(ctx context.Context, req CallRequest) (CallAnswer, error) {
+func (m *OpenAIMinter) Call(ctx context.Context, req calls.Request) (calls.Answer, error) {
 	if strings.TrimSpace(req.Offer) == "" {
-		return CallAnswer{}, errorf("OpenAIMinter: empty SDP offer")
+		return calls.Answer{}, errorf("OpenAIMinter: empty SDP offer")
 	}
 	session, err := m.callSession(req.Session)
 	if err != nil {
-		return CallAnswer{}, err
+		return calls.Answer{}, err
 	}
 	var form bytes.Buffer
 	mw := multipart.NewWriter(&form)
@@ -68,14 +70,14 @@ func (m *OpenAIMinter) Call(ctx context.Context, req CallRequest) (CallAnswer, e
 	_ = mw.Close()
 	body, ctype := form.Bytes(), mw.FormDataContentType()
 	sid := m.safetyIdentifier(req.Subject, req.SessionID)
-	var ans CallAnswer
+	var ans calls.Answer
 	_, err = m.retry.run(ctx, func() (Token, *UpstreamError, bool) {
 		a, ue, retry := m.doCall(ctx, body, ctype, sid)
 		ans = a
 		return Token{}, ue, retry
 	})
 	if err != nil {
-		return CallAnswer{}, err
+		return calls.Answer{}, err
 	}
 	return ans, nil
 }
@@ -83,10 +85,10 @@ func (m *OpenAIMinter) Call(ctx context.Context, req CallRequest) (CallAnswer, e
 func (m *OpenAIMinter) callsURL() string { return m.baseURL + "/realtime/calls" }
 
 // doCall makes one attempt at a call, as do does for a mint.
-func (m *OpenAIMinter) doCall(ctx context.Context, body []byte, ctype, sid string) (CallAnswer, *UpstreamError, bool) {
+func (m *OpenAIMinter) doCall(ctx context.Context, body []byte, ctype, sid string) (calls.Answer, *UpstreamError, bool) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, m.callsURL(), bytes.NewReader(body))
 	if err != nil {
-		return CallAnswer{}, &UpstreamError{Err: err}, false
+		return calls.Answer{}, &UpstreamError{Err: err}, false
 	}
 	hreq.Header.Set("Content-Type", ctype)
 	hreq.Header.Set("Accept", "application/sdp")
@@ -96,32 +98,32 @@ func (m *OpenAIMinter) doCall(ctx context.Context, body []byte, ctype, sid strin
 	}
 	raw, ue, retry := m.send(ctx, hreq, callAnswer)
 	if ue != nil {
-		return CallAnswer{}, ue, retry
+		return calls.Answer{}, ue, retry
 	}
 	ue = &UpstreamError{StatusCode: raw.status, RequestID: raw.requestID}
 	if raw.status != http.StatusCreated && raw.status != http.StatusOK {
 		ue.Message = "unexpected status for a call"
-		return CallAnswer{}, ue, false
+		return calls.Answer{}, ue, false
 	}
 	if m.holdsKey(raw.location) || m.holdsKey(string(raw.body)) {
 		// Echoed into the relay's Location, its events and logs, or the
 		// browser's SDP: refused, never retried.
 		ue.Message = "answer holding the API key"
-		return CallAnswer{}, ue, false
+		return calls.Answer{}, ue, false
 	}
 	id, ok := callIDFromLocation(raw.location)
 	if !ok || m.holdsKey(id) {
 		ue.Message = "answer without a usable call ID in Location"
-		return CallAnswer{}, ue, false
+		return calls.Answer{}, ue, false
 	}
 	if !bytes.HasPrefix(bytes.TrimSpace(raw.body), []byte("v=")) {
 		ue.Message = "answer without an SDP body"
-		return CallAnswer{}, ue, false
+		return calls.Answer{}, ue, false
 	}
-	return CallAnswer{ID: id, SDP: string(raw.body)}, nil, false
+	return calls.Answer{ID: id, SDP: string(raw.body)}, nil, false
 }
 
-// Hangup implements CallMinter: POST {baseURL}/realtime/calls/{id}/hangup,
+// Hangup implements calls.Upstream: POST {baseURL}/realtime/calls/{id}/hangup,
 // retried as Mint is. A 404 (the call has ended already) is a success.
 func (m *OpenAIMinter) Hangup(ctx context.Context, id string) error {
 	if !callID.MatchString(id) {
@@ -148,9 +150,9 @@ func (m *OpenAIMinter) Hangup(ctx context.Context, id string) error {
 	return err
 }
 
-// Sideband implements CallMinter: the base URL with ws for http and wss
+// Sideband implements calls.Upstream: the base URL with ws for http and wss
 // for https, path /realtime?call_id={id}, and the key's header.
-func (m *OpenAIMinter) Sideband(id string) Sideband {
+func (m *OpenAIMinter) Sideband(id string) calls.Sideband {
 	u := m.baseURL
 	switch {
 	case strings.HasPrefix(u, "https://"):
@@ -160,7 +162,7 @@ func (m *OpenAIMinter) Sideband(id string) Sideband {
 	}
 	h := make(http.Header, 1)
 	m.authorize(h)
-	return Sideband{CallID: id, URL: u + "/realtime?call_id=" + url.QueryEscape(id), Header: h}
+	return calls.Sideband{CallID: id, URL: u + "/realtime?call_id=" + url.QueryEscape(id), Header: h}
 }
 
 // callAnswer is what a call or a hang-up accepts: any status below 400

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/calls"
 	"github.com/realtimeauth/realtimeauth/realtimeauthtest"
 )
 
@@ -45,14 +46,14 @@ func TestOpenAICallRequestShape(t *testing.T) {
 	m := newCallMinter(t, srv.URL+"/v1",
 		realtimeauth.WithModel("gpt-realtime-mini"),
 		realtimeauth.WithSessionTemplate(json.RawMessage(`{"instructions":"be brief","audio":{"output":{"voice":"ash"}}}`)))
-	ans, err := m.Call(context.Background(), realtimeauth.CallRequest{
+	ans, err := m.Call(context.Background(), calls.Request{
 		SessionID: "s-1", ClientIP: "10.0.0.1", Subject: "alice",
 		Session: json.RawMessage(`{"instructions":"per request"}`), Offer: testOffer,
 	})
 	require.NoError(t, err)
-	calls := u.Calls()
-	require.Len(t, calls, 1)
-	c := calls[0]
+	placed := u.Calls()
+	require.Len(t, placed, 1)
+	c := placed[0]
 	assert.Equal(t, c.ID, ans.ID, "the call ID comes from Location")
 	assert.True(t, strings.HasPrefix(ans.SDP, "v=0\r\n"))
 	assert.Contains(t, ans.SDP, "a=mid:1")
@@ -65,12 +66,12 @@ func TestOpenAICallRequestShape(t *testing.T) {
 	assert.NotContains(t, sid, "alice")
 
 	// Anonymous: the session's hash, another identifier.
-	_, err = m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s-2", Offer: testOffer})
+	_, err = m.Call(context.Background(), calls.Request{SessionID: "s-2", Offer: testOffer})
 	require.NoError(t, err)
 	anon := u.Calls()[1].Header.Get("OpenAI-Safety-Identifier")
 	assert.Len(t, anon, 32)
 	assert.NotEqual(t, sid, anon)
-	_, err = m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s-3", Subject: "alice", Offer: testOffer})
+	_, err = m.Call(context.Background(), calls.Request{SessionID: "s-3", Subject: "alice", Offer: testOffer})
 	require.NoError(t, err)
 	assert.Equal(t, sid, u.Calls()[2].Header.Get("OpenAI-Safety-Identifier"), "one subject, one identifier")
 }
@@ -78,7 +79,7 @@ func TestOpenAICallRequestShape(t *testing.T) {
 func TestOpenAICallAzure(t *testing.T) {
 	u, srv := newCallUpstream(t)
 	m := newCallMinter(t, srv.URL+"/openai/v1", realtimeauth.WithAzure("myres", "my-deployment"))
-	_, err := m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s", Offer: testOffer})
+	_, err := m.Call(context.Background(), calls.Request{SessionID: "s", Offer: testOffer})
 	require.NoError(t, err)
 	c := u.Calls()[0]
 	assert.Equal(t, fakeKey, c.Header.Get("api-key"))
@@ -96,7 +97,7 @@ func TestOpenAISideband(t *testing.T) {
 	m, err := realtimeauth.NewOpenAIMinter(fakeKey)
 	require.NoError(t, err)
 	sb := m.Sideband("rtc_abc")
-	assert.Equal(t, realtimeauth.Sideband{
+	assert.Equal(t, calls.Sideband{
 		CallID: "rtc_abc", URL: "wss://api.openai.com/v1/realtime?call_id=rtc_abc",
 		Header: http.Header{"Authorization": {"Bearer " + fakeKey}},
 	}, sb)
@@ -115,26 +116,26 @@ func TestOpenAICallRetriesAndFailures(t *testing.T) {
 		return 0
 	}
 	m := newCallMinter(t, srv.URL+"/v1")
-	ans, err := m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s", Offer: testOffer})
+	ans, err := m.Call(context.Background(), calls.Request{SessionID: "s", Offer: testOffer})
 	require.NoError(t, err, "two 503s, then the call: the default 2 retries")
 	assert.NotEmpty(t, ans.ID)
 
 	fails.Store(100)
-	_, err = m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s", Offer: testOffer})
+	_, err = m.Call(context.Background(), calls.Request{SessionID: "s", Offer: testOffer})
 	var ue *realtimeauth.UpstreamError
 	require.ErrorAs(t, err, &ue)
 	assert.Equal(t, http.StatusServiceUnavailable, ue.StatusCode)
 	assert.Equal(t, 3, ue.Attempts)
 
 	u.Fail = func(*http.Request) int { return http.StatusBadRequest }
-	_, err = m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s", Offer: testOffer})
+	_, err = m.Call(context.Background(), calls.Request{SessionID: "s", Offer: testOffer})
 	require.ErrorAs(t, err, &ue)
 	assert.Equal(t, 1, ue.Attempts, "a 400 is not retried")
 	assert.NotContains(t, err.Error(), fakeKey)
 
-	_, err = m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s", Offer: " "})
+	_, err = m.Call(context.Background(), calls.Request{SessionID: "s", Offer: " "})
 	assert.Error(t, err, "an empty offer never leaves")
-	_, err = m.Call(context.Background(), realtimeauth.CallRequest{Offer: testOffer, Session: json.RawMessage(`[1]`)})
+	_, err = m.Call(context.Background(), calls.Request{Offer: testOffer, Session: json.RawMessage(`[1]`)})
 	assert.Error(t, err)
 }
 
@@ -176,7 +177,7 @@ func TestOpenAICallBadAnswers(t *testing.T) {
 			m := newCallMinter(t, srv.URL+"/v1", realtimeauth.WithHTTPClient(&http.Client{
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			}))
-			_, err := m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s", Offer: testOffer})
+			_, err := m.Call(context.Background(), calls.Request{SessionID: "s", Offer: testOffer})
 			require.ErrorIs(t, err, realtimeauth.ErrUpstream)
 			assert.Equal(t, int32(1), n.Load())
 		})
@@ -188,7 +189,7 @@ func TestOpenAICallBadAnswers(t *testing.T) {
 		_, _ = w.Write([]byte("v=0\r\n"))
 	}))
 	defer srv.Close()
-	ans, err := newCallMinter(t, srv.URL+"/v1").Call(context.Background(), realtimeauth.CallRequest{Offer: testOffer})
+	ans, err := newCallMinter(t, srv.URL+"/v1").Call(context.Background(), calls.Request{Offer: testOffer})
 	require.NoError(t, err)
 	assert.Equal(t, "rtc_abs", ans.ID)
 }
@@ -196,7 +197,7 @@ func TestOpenAICallBadAnswers(t *testing.T) {
 func TestOpenAIHangup(t *testing.T) {
 	u, srv := newCallUpstream(t)
 	m := newCallMinter(t, srv.URL+"/v1")
-	ans, err := m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s", Offer: testOffer})
+	ans, err := m.Call(context.Background(), calls.Request{SessionID: "s", Offer: testOffer})
 	require.NoError(t, err)
 	require.True(t, u.Live(ans.ID))
 	require.NoError(t, m.Hangup(context.Background(), ans.ID))
@@ -214,7 +215,7 @@ func TestOpenAIHangup(t *testing.T) {
 		}
 		return 0
 	}
-	ans, err = m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s", Offer: testOffer})
+	ans, err = m.Call(context.Background(), calls.Request{SessionID: "s", Offer: testOffer})
 	require.NoError(t, err)
 	fails.Store(1)
 	require.NoError(t, m.Hangup(context.Background(), ans.ID), "a 502 is retried")
@@ -243,7 +244,7 @@ func TestOpenAICallRedactsTheKey(t *testing.T) {
 	}))
 	defer srv.Close()
 	m := newCallMinter(t, srv.URL+"/v1")
-	_, err := m.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s", Offer: testOffer})
+	_, err := m.Call(context.Background(), calls.Request{SessionID: "s", Offer: testOffer})
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), fakeKey)
 	var ue *realtimeauth.UpstreamError

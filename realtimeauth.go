@@ -195,7 +195,7 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 // "draining": true, so that a load balancer stops sending traffic. It stops
 // the background work of the calls (the deadline sweep, the watches) and
 // waits for a sweep in flight; it hangs up no call, so that another
-// instance sharing the CallRegistry takes their deadlines over. Close is
+// instance sharing the calls.Registry takes their deadlines over. Close is
 // idempotent and safe while requests are in flight; it does not close a
 // SessionStore or AbuseGuard passed in by option, which belong to the
 // caller.

@@ -6,17 +6,18 @@ import (
 	"net/http"
 
 	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/calls"
 )
 
-// The fake Minter is a realtimeauth.CallMinter too, so that the relay can
+// The fake Minter is a calls.Upstream too, so that the relay can
 // be tested without an upstream: a call counts as a mint (Calls, SetError,
 // Hold apply to it), answers AnswerSDP of the offer with the call ID
 // "rtc_test_N", and its hang-ups are recorded.
 
-var _ realtimeauth.CallMinter = (*Minter)(nil)
+var _ calls.Upstream = (*Minter)(nil)
 
-// Call implements realtimeauth.CallMinter.
-func (m *Minter) Call(ctx context.Context, req realtimeauth.CallRequest) (realtimeauth.CallAnswer, error) {
+// Call implements calls.Upstream.
+func (m *Minter) Call(ctx context.Context, req calls.Request) (calls.Answer, error) {
 	m.mu.Lock()
 	m.calls++
 	n := m.calls
@@ -27,16 +28,16 @@ func (m *Minter) Call(ctx context.Context, req realtimeauth.CallRequest) (realti
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return realtimeauth.CallAnswer{}, ctx.Err()
+			return calls.Answer{}, ctx.Err()
 		}
 	}
 	if err != nil {
-		return realtimeauth.CallAnswer{}, err
+		return calls.Answer{}, err
 	}
-	return realtimeauth.CallAnswer{ID: fmt.Sprintf("rtc_test_%d", n), SDP: AnswerSDP(req.Offer)}, nil
+	return calls.Answer{ID: fmt.Sprintf("rtc_test_%d", n), SDP: AnswerSDP(req.Offer)}, nil
 }
 
-// Hangup implements realtimeauth.CallMinter; it records id.
+// Hangup implements calls.Upstream; it records id.
 func (m *Minter) Hangup(ctx context.Context, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -44,10 +45,10 @@ func (m *Minter) Hangup(ctx context.Context, id string) error {
 	return ctx.Err()
 }
 
-// Sideband implements realtimeauth.CallMinter, with an address nothing
+// Sideband implements calls.Upstream, with an address nothing
 // answers.
-func (m *Minter) Sideband(id string) realtimeauth.Sideband {
-	return realtimeauth.Sideband{CallID: id, URL: "ws://127.0.0.1:9/v1/realtime?call_id=" + id, Header: http.Header{}}
+func (m *Minter) Sideband(id string) calls.Sideband {
+	return calls.Sideband{CallID: id, URL: "ws://127.0.0.1:9/v1/realtime?call_id=" + id, Header: http.Header{}}
 }
 
 // Hangups returns the call IDs hung up so far, in order.

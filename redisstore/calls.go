@@ -11,10 +11,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/calls"
 )
 
-// CallRegistry is a realtimeauth.CallRegistry in Redis, shared by every
+// CallRegistry is a calls.Registry in Redis, shared by every
 // instance: the caps on live calls hold across instances, and ClaimDue
 // hands each call due for hang-up to exactly one instance at a time, so
 // that a call whose instance has gone away is hung up by another.
@@ -45,7 +45,7 @@ type CallRegistry struct {
 	tag    string
 }
 
-var _ realtimeauth.CallRegistry = (*CallRegistry)(nil)
+var _ calls.Registry = (*CallRegistry)(nil)
 
 // NewCallRegistry returns a CallRegistry. Option: WithPrefix.
 func NewCallRegistry(client redis.UniversalClient, opts ...Option) (*CallRegistry, error) {
@@ -108,8 +108,8 @@ redis.call('ZADD', T .. 'gone', hold, slot)
 return 'ok:' .. slot
 `)
 
-// Reserve implements realtimeauth.CallRegistry.
-func (r *CallRegistry) Reserve(ctx context.Context, req realtimeauth.CallReservation) (string, error) {
+// Reserve implements calls.Registry.
+func (r *CallRegistry) Reserve(ctx context.Context, req calls.Reservation) (string, error) {
 	if !req.HoldUntil.After(req.Now) {
 		return "", errors.New("redisstore: CallRegistry.Reserve: HoldUntil must be after Now")
 	}
@@ -121,7 +121,7 @@ func (r *CallRegistry) Reserve(ctx context.Context, req realtimeauth.CallReserva
 		return "", wrap("reserving a call", err)
 	}
 	if res == "toomany" {
-		return "", realtimeauth.ErrTooManyCalls
+		return "", calls.ErrTooMany
 	}
 	slot, ok := strings.CutPrefix(res, "ok:")
 	if !ok {
@@ -151,24 +151,24 @@ if dl ~= '' then redis.call('ZADD', T .. 'due', dl, slot) end
 return {'ok', call(redis.call('HMGET', k, unpack(FIELDS)))}
 `)
 
-// Bind implements realtimeauth.CallRegistry.
-func (r *CallRegistry) Bind(ctx context.Context, s realtimeauth.CallStart) (realtimeauth.Call, error) {
+// Bind implements calls.Registry.
+func (r *CallRegistry) Bind(ctx context.Context, s calls.Start) (calls.Call, error) {
 	if s.ID == "" {
-		return realtimeauth.Call{}, errors.New("redisstore: CallRegistry.Bind: empty call ID")
+		return calls.Call{}, errors.New("redisstore: CallRegistry.Bind: empty call ID")
 	}
 	if _, err := strconv.ParseUint(s.Slot, 10, 64); err != nil {
-		return realtimeauth.Call{}, realtimeauth.ErrCallNotFound
+		return calls.Call{}, calls.ErrNotFound
 	}
 	v, err := bindScript.Run(ctx, r.client, []string{r.tag + "k:" + s.Slot, r.tag + "i:" + s.ID},
 		r.tag, s.Slot, s.ID, s.SessionID, us(s.StartedAt), us(s.Deadline), us(s.ExpiresAt)).Slice()
 	if err != nil {
-		return realtimeauth.Call{}, wrap("binding a call", err)
+		return calls.Call{}, wrap("binding a call", err)
 	}
 	switch st, _ := v[0].(string); st {
 	case "notfound":
-		return realtimeauth.Call{}, realtimeauth.ErrCallNotFound
+		return calls.Call{}, calls.ErrNotFound
 	case "dup":
-		return realtimeauth.Call{}, fmt.Errorf("redisstore: CallRegistry.Bind: call ID %q is already bound", s.ID)
+		return calls.Call{}, fmt.Errorf("redisstore: CallRegistry.Bind: call ID %q is already bound", s.ID)
 	}
 	return decodeCall(v[1])
 }
@@ -179,7 +179,7 @@ if redis.call('HGET', T .. 'k:' .. ARGV[2], 'id') == '' then remove(ARGV[2]) end
 return 0
 `)
 
-// Release implements realtimeauth.CallRegistry.
+// Release implements calls.Registry.
 func (r *CallRegistry) Release(ctx context.Context, slot string) error {
 	if _, err := strconv.ParseUint(slot, 10, 64); err != nil {
 		return nil
@@ -202,27 +202,27 @@ if ARGV[4] == '1' then remove(slot) end
 return {'ok', call(r)}
 `)
 
-// Get implements realtimeauth.CallRegistry.
-func (r *CallRegistry) Get(ctx context.Context, id string, now time.Time) (realtimeauth.Call, error) {
+// Get implements calls.Registry.
+func (r *CallRegistry) Get(ctx context.Context, id string, now time.Time) (calls.Call, error) {
 	return r.get(ctx, id, now, false)
 }
 
-// End implements realtimeauth.CallRegistry.
-func (r *CallRegistry) End(ctx context.Context, id string, now time.Time) (realtimeauth.Call, error) {
+// End implements calls.Registry.
+func (r *CallRegistry) End(ctx context.Context, id string, now time.Time) (calls.Call, error) {
 	return r.get(ctx, id, now, true)
 }
 
-func (r *CallRegistry) get(ctx context.Context, id string, now time.Time, end bool) (realtimeauth.Call, error) {
+func (r *CallRegistry) get(ctx context.Context, id string, now time.Time, end bool) (calls.Call, error) {
 	flag := "0"
 	if end {
 		flag = "1"
 	}
 	v, err := getScript.Run(ctx, r.client, []string{r.tag + "i:" + id}, r.tag, id, us(now), flag).Slice()
 	if err != nil {
-		return realtimeauth.Call{}, wrap("reading a call", err)
+		return calls.Call{}, wrap("reading a call", err)
 	}
 	if st, _ := v[0].(string); st != "ok" {
-		return realtimeauth.Call{}, realtimeauth.ErrCallNotFound
+		return calls.Call{}, calls.ErrNotFound
 	}
 	return decodeCall(v[1])
 }
@@ -239,23 +239,23 @@ end
 return out
 `)
 
-// SessionCalls implements realtimeauth.CallRegistry.
-func (r *CallRegistry) SessionCalls(ctx context.Context, sessionID string, now time.Time) ([]realtimeauth.Call, error) {
+// SessionCalls implements calls.Registry.
+func (r *CallRegistry) SessionCalls(ctx context.Context, sessionID string, now time.Time) ([]calls.Call, error) {
 	return r.list(ctx, r.tag+"s:"+sessionID, now)
 }
 
-// SubjectCalls implements realtimeauth.CallRegistry.
-func (r *CallRegistry) SubjectCalls(ctx context.Context, subject string, now time.Time) ([]realtimeauth.Call, error) {
+// SubjectCalls implements calls.Registry.
+func (r *CallRegistry) SubjectCalls(ctx context.Context, subject string, now time.Time) ([]calls.Call, error) {
 	return r.list(ctx, r.tag+"u:"+subject, now)
 }
 
-func (r *CallRegistry) list(ctx context.Context, key string, now time.Time) ([]realtimeauth.Call, error) {
+func (r *CallRegistry) list(ctx context.Context, key string, now time.Time) ([]calls.Call, error) {
 	v, err := listScript.Run(ctx, r.client, []string{key}, r.tag, us(now)).Slice()
 	if err != nil {
 		return nil, wrap("listing calls", err)
 	}
 	out, err := decodeCalls(v)
-	slices.SortStableFunc(out, func(a, b realtimeauth.Call) int { return a.StartedAt.Compare(b.StartedAt) })
+	slices.SortStableFunc(out, func(a, b calls.Call) int { return a.StartedAt.Compare(b.StartedAt) })
 	return out, err
 }
 
@@ -277,8 +277,8 @@ end
 return out
 `)
 
-// ClaimDue implements realtimeauth.CallRegistry.
-func (r *CallRegistry) ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]realtimeauth.Call, error) {
+// ClaimDue implements calls.Registry.
+func (r *CallRegistry) ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]calls.Call, error) {
 	if lease <= 0 {
 		return nil, errors.New("redisstore: CallRegistry.ClaimDue: lease must be positive")
 	}
@@ -298,7 +298,7 @@ sweep(ARGV[2])
 return redis.call('ZCOUNT', T .. 'live', '(' .. ARGV[2], INF)
 `)
 
-// Count implements realtimeauth.CallRegistry.
+// Count implements calls.Registry.
 func (r *CallRegistry) Count(ctx context.Context, now time.Time) (int, error) {
 	n, err := callCountScript.Run(ctx, r.client, []string{r.tag + "live"}, r.tag, us(now)).Int()
 	if err != nil {
@@ -326,8 +326,8 @@ func fromUS(s string) (time.Time, error) {
 	return time.UnixMicro(n).UTC(), nil
 }
 
-func decodeCalls(v []any) ([]realtimeauth.Call, error) {
-	out := make([]realtimeauth.Call, 0, len(v))
+func decodeCalls(v []any) ([]calls.Call, error) {
+	out := make([]calls.Call, 0, len(v))
 	for _, e := range v {
 		c, err := decodeCall(e)
 		if err != nil {
@@ -338,16 +338,16 @@ func decodeCalls(v []any) ([]realtimeauth.Call, error) {
 	return out, nil
 }
 
-func decodeCall(v any) (realtimeauth.Call, error) {
+func decodeCall(v any) (calls.Call, error) {
 	f, ok := v.([]any)
 	if !ok || len(f) != 8 {
-		return realtimeauth.Call{}, errors.New("redisstore: malformed call in redis")
+		return calls.Call{}, errors.New("redisstore: malformed call in redis")
 	}
 	s := make([]string, 8)
 	for i, x := range f {
 		s[i], _ = x.(string)
 	}
-	c := realtimeauth.Call{ID: s[0], SessionID: s[1], ClientIP: s[2], Client: s[3], Subject: s[4]}
+	c := calls.Call{ID: s[0], SessionID: s[1], ClientIP: s[2], Client: s[3], Subject: s[4]}
 	var errs [3]error
 	c.StartedAt, errs[0] = fromUS(s[5])
 	c.Deadline, errs[1] = fromUS(s[6])

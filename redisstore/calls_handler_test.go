@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/calls"
 	"github.com/realtimeauth/realtimeauth/realtimeauthtest"
 	"github.com/realtimeauth/realtimeauth/redisstore"
 )
@@ -39,9 +40,9 @@ func TestCallsTwoInstances(t *testing.T) {
 	instance := func() *realtimeauth.Handler {
 		store, err := redisstore.NewSessionStore(ctx, rdb)
 		require.NoError(t, err)
-		calls, err := redisstore.NewCallRegistry(rdb)
+		reg, err := redisstore.NewCallRegistry(rdb)
 		require.NoError(t, err)
-		h, err := realtimeauth.New(minter, realtimeauth.WithSessionStore(store), realtimeauth.WithCallRegistry(calls),
+		h, err := realtimeauth.New(minter, realtimeauth.WithSessionStore(store), realtimeauth.WithCallRegistry(reg),
 			realtimeauth.WithMaxCallDuration(time.Minute), realtimeauth.WithClock(clock.Now), realtimeauth.WithTimer(clock.AfterFunc),
 			realtimeauth.WithEventHook(events.Hook), realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))
 		require.NoError(t, err)
@@ -70,9 +71,7 @@ func TestCallsTwoInstances(t *testing.T) {
 	assert.Contains(t, w.Body.String(), "too_many_calls")
 	assert.Len(t, up.Calls(), 2)
 	for _, h := range []*realtimeauth.Handler{a, b} {
-		n, err := h.ActiveCalls(ctx)
-		require.NoError(t, err)
-		assert.Equal(t, 2, n)
+		assert.Equal(t, 2, h.Stats().ActiveCalls)
 	}
 
 	// A hang-up through the other instance: same client IP, so allowed.
@@ -91,14 +90,12 @@ func TestCallsTwoInstances(t *testing.T) {
 	assert.Equal(t, []string{second, first}, up.Hangups(), "b hangs a's call up at its deadline")
 	clock.Advance(10 * time.Minute)
 	assert.Equal(t, []string{second, first}, up.Hangups(), "once")
-	n, err := b.ActiveCalls(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, 0, n)
-	var reasons []realtimeauth.EndReason
+	assert.Equal(t, 0, b.Stats().ActiveCalls)
+	var reasons []calls.EndReason
 	for _, ev := range events.Named(realtimeauth.EventCallEnded) {
 		reasons = append(reasons, ev.Reason)
 	}
-	assert.Equal(t, []realtimeauth.EndReason{realtimeauth.EndClient, realtimeauth.EndMaxDuration}, reasons)
+	assert.Equal(t, []calls.EndReason{calls.EndClient, calls.EndMaxDuration}, reasons)
 }
 
 // TestCallsDeadlineOnceAcrossLiveInstances: with three live instances
@@ -113,9 +110,9 @@ func TestCallsDeadlineOnceAcrossLiveInstances(t *testing.T) {
 	clock := realtimeauthtest.NewTimerClock(realtimeauthtest.NewClock(time.Unix(1_800_000_000, 0)))
 	var hs []*realtimeauth.Handler
 	for range 3 {
-		calls, err := redisstore.NewCallRegistry(rdb)
+		reg, err := redisstore.NewCallRegistry(rdb)
 		require.NoError(t, err)
-		h, err := realtimeauth.New(minter, realtimeauth.WithCallRegistry(calls), realtimeauth.WithMaxCallDuration(10*time.Second),
+		h, err := realtimeauth.New(minter, realtimeauth.WithCallRegistry(reg), realtimeauth.WithMaxCallDuration(10*time.Second),
 			realtimeauth.WithMaxCallsPerClient(100), realtimeauth.WithRateLimit(100, time.Minute), realtimeauth.WithMintLimit(100, time.Minute),
 			realtimeauth.WithClock(clock.Now), realtimeauth.WithTimer(clock.AfterFunc), realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))
 		require.NoError(t, err)
@@ -154,10 +151,10 @@ func TestCallRoundTrips(t *testing.T) {
 	require.NoError(t, err)
 	guard, err := redisstore.NewAbuseGuard(ctx, rdb, 10, time.Minute, time.Minute)
 	require.NoError(t, err)
-	calls, err := redisstore.NewCallRegistry(rdb)
+	reg, err := redisstore.NewCallRegistry(rdb)
 	require.NoError(t, err)
 	h, err := realtimeauth.New(minter, realtimeauth.WithSessionStore(store), realtimeauth.WithAbuseGuard(guard),
-		realtimeauth.WithCallRegistry(calls), realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))
+		realtimeauth.WithCallRegistry(reg), realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = h.Close() })
 	// Warm the script cache: a script's first call may cost a NOSCRIPT round trip.

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/calls"
 	"github.com/realtimeauth/realtimeauth/realtimeauthtest"
 	"github.com/realtimeauth/realtimeauth/redisstore"
 	"github.com/realtimeauth/realtimeauth/redisstore/redistest"
@@ -19,7 +19,7 @@ import (
 func TestCallRegistry(t *testing.T) {
 	eachTopology(t, func(t *testing.T, rdb redis.UniversalClient) {
 		n := 0
-		realtimeauthtest.TestCallRegistry(t, func(t *testing.T) realtimeauth.CallRegistry {
+		realtimeauthtest.TestCallRegistry(t, func(t *testing.T) calls.Registry {
 			n++ // a prefix per subtest: each starts empty
 			r, err := redisstore.NewCallRegistry(rdb, redisstore.WithPrefix(fmt.Sprintf("calls%d", n)))
 			require.NoError(t, err)
@@ -37,14 +37,14 @@ func TestCallRegistryKeysFollowLiveCalls(t *testing.T) {
 	r, err := redisstore.NewCallRegistry(rdb)
 	require.NoError(t, err)
 	for i, id := range []string{"rtc_a", "rtc_b", "rtc_c"} {
-		slot, err := r.Reserve(ctx, realtimeauth.CallReservation{
+		slot, err := r.Reserve(ctx, calls.Reservation{
 			Now: t0, HoldUntil: t0.Add(time.Minute), ClientIP: "10.0.0.1", Client: "10.0.0.1", Subject: "alice",
 		})
 		require.NoError(t, err)
 		if i == 2 {
 			continue // never bound: its hold runs out
 		}
-		_, err = r.Bind(ctx, realtimeauth.CallStart{Slot: slot, ID: id, SessionID: "s", StartedAt: t0, Deadline: t0.Add(time.Second), ExpiresAt: t0.Add(time.Hour)})
+		_, err = r.Bind(ctx, calls.Start{Slot: slot, ID: id, SessionID: "s", StartedAt: t0, Deadline: t0.Add(time.Second), ExpiresAt: t0.Add(time.Hour)})
 		require.NoError(t, err)
 	}
 	_, err = r.End(ctx, "rtc_a", t0)
@@ -64,15 +64,15 @@ func TestCallRegistryRedisDown(t *testing.T) {
 	require.NoError(t, err)
 	srv.Stop()
 	ctx := context.Background()
-	_, err = r.Reserve(ctx, realtimeauth.CallReservation{Now: t0, HoldUntil: t0.Add(time.Second), Client: "c"})
+	_, err = r.Reserve(ctx, calls.Reservation{Now: t0, HoldUntil: t0.Add(time.Second), Client: "c"})
 	assert.Error(t, err)
-	assert.NotErrorIs(t, err, realtimeauth.ErrTooManyCalls)
-	_, err = r.Bind(ctx, realtimeauth.CallStart{Slot: "1", ID: "rtc", StartedAt: t0})
+	assert.NotErrorIs(t, err, calls.ErrTooMany)
+	_, err = r.Bind(ctx, calls.Start{Slot: "1", ID: "rtc", StartedAt: t0})
 	assert.Error(t, err)
-	assert.NotErrorIs(t, err, realtimeauth.ErrCallNotFound)
+	assert.NotErrorIs(t, err, calls.ErrNotFound)
 	assert.Error(t, r.Release(ctx, "1"))
 	_, err = r.Get(ctx, "rtc", t0)
-	assert.NotErrorIs(t, err, realtimeauth.ErrCallNotFound)
+	assert.NotErrorIs(t, err, calls.ErrNotFound)
 	assert.Error(t, err)
 	_, err = r.SessionCalls(ctx, "s", t0)
 	assert.Error(t, err)

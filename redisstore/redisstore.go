@@ -10,7 +10,8 @@
 // and hand them to the handler (realtimeauth.WithSessionStore,
 // realtimeauth.WithAbuseGuard). Limiter is a standalone
 // realtimeauth.Limiter by the same rule as the store's allowances, and
-// CallRegistry keeps calls (see its doc). The README sizes Redis for the
+// CallRegistry keeps the relayed calls, a calls.Registry (see its doc;
+// realtimeauth.WithCallRegistry). The README sizes Redis for the
 // caps and has the figures.
 //
 // # Round trips

@@ -1,7 +1,6 @@
 package sideband_test
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/calls"
 	"github.com/realtimeauth/realtimeauth/realtimeauthtest"
 	"github.com/realtimeauth/realtimeauth/sideband"
 )
@@ -49,10 +49,8 @@ func TestHandlerEndsCallsTheSidebandReports(t *testing.T) {
 
 	f.up.End(id) // the user closed the tab
 	waitUntil(t, func() bool { return events.Count(realtimeauth.EventCallEnded) == 1 }, "no call_ended")
-	assert.Equal(t, realtimeauth.EndUpstream, events.Named(realtimeauth.EventCallEnded)[0].Reason)
-	n, err := h.ActiveCalls(context.Background())
-	require.NoError(t, err)
-	assert.Equal(t, 0, n)
+	assert.Equal(t, calls.EndUpstream, events.Named(realtimeauth.EventCallEnded)[0].Reason)
+	assert.Equal(t, 0, h.Stats().ActiveCalls)
 
 	rec = post()
 	require.Equal(t, http.StatusCreated, rec.Code, "the ended call's place is free")
@@ -64,6 +62,6 @@ func TestHandlerEndsCallsTheSidebandReports(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, rec.Code)
 	ended := events.Named(realtimeauth.EventCallEnded)
 	require.Len(t, ended, 2)
-	assert.Equal(t, realtimeauth.EndClient, ended[1].Reason)
+	assert.Equal(t, calls.EndClient, ended[1].Reason)
 	assert.Equal(t, 2, events.Count(realtimeauth.EventCallEnded))
 }

@@ -38,10 +38,11 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/calls"
 )
 
-// Watcher is a realtimeauth.CallWatcher over the calls' sideband
-// WebSockets. It is safe for concurrent use.
+// Watcher is a calls.Watcher over the calls' sideband WebSockets. It is
+// safe for concurrent use.
 type Watcher struct {
 	client           *http.Client
 	initial, maxWait time.Duration
@@ -56,7 +57,7 @@ type Watcher struct {
 	ctx    context.Context
 }
 
-var _ realtimeauth.CallWatcher = (*Watcher)(nil)
+var _ calls.Watcher = (*Watcher)(nil)
 
 // Option configures a Watcher.
 type Option func(*Watcher)
@@ -141,10 +142,10 @@ func New(opts ...Option) (*Watcher, error) {
 	return w, nil
 }
 
-// Watch implements realtimeauth.CallWatcher. It returns at once; the watch
-// runs until the call ends (then ended is called, once), ctx ends, or the
+// Watch implements calls.Watcher. It returns at once; the watch runs
+// until the call ends (then ended is called, once), ctx ends, or the
 // Watcher is closed.
-func (w *Watcher) Watch(ctx context.Context, s realtimeauth.Sideband, ended func()) {
+func (w *Watcher) Watch(ctx context.Context, s calls.Sideband, ended func()) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
@@ -175,7 +176,7 @@ func (w *Watcher) Close() error {
 }
 
 // watch reports whether the call ended (false: ctx ended first).
-func (w *Watcher) watch(ctx context.Context, s realtimeauth.Sideband) bool {
+func (w *Watcher) watch(ctx context.Context, s calls.Sideband) bool {
 	for fails := 0; ; {
 		gone, status, err := w.session(ctx, s)
 		switch {
@@ -200,7 +201,7 @@ func (w *Watcher) watch(ctx context.Context, s realtimeauth.Sideband) bool {
 // session dials once and reads until the connection ends. It reports
 // whether the call has ended, and the failed dial's status (0 without an
 // answer) and error (nil once connected).
-func (w *Watcher) session(ctx context.Context, s realtimeauth.Sideband) (gone bool, status int, dialErr error) {
+func (w *Watcher) session(ctx context.Context, s calls.Sideband) (gone bool, status int, dialErr error) {
 	dctx, cancel := context.WithTimeout(ctx, w.dialTimeout)
 	conn, resp, err := websocket.Dial(dctx, s.URL, &websocket.DialOptions{HTTPClient: w.client, HTTPHeader: s.Header})
 	cancel()

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/calls"
 	"github.com/realtimeauth/realtimeauth/realtimeauthtest"
 	"github.com/realtimeauth/realtimeauth/sideband"
 	"github.com/realtimeauth/realtimeauth/sideband/sidebandtest"
@@ -48,7 +49,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) call(t *testing.T) string {
 	t.Helper()
-	ans, err := f.minter.Call(context.Background(), realtimeauth.CallRequest{SessionID: "s", Offer: "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"})
+	ans, err := f.minter.Call(context.Background(), calls.Request{SessionID: "s", Offer: "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"})
 	require.NoError(t, err)
 	return ans.ID
 }
