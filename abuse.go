@@ -23,12 +23,8 @@ type AbuseGuard interface {
 	Strike(ctx context.Context, key string, now time.Time) (blockFor time.Duration, started bool, err error)
 }
 
-// MemoryAbuseGuard is an in-process AbuseGuard: strikes strikes within
-// window block a key for blockFor. The strike window is fixed, starting at
-// a key's first strike after its last window or block ended. Keys with
-// neither a live window nor a block are dropped lazily (each shard sweeps at
-// most once per window), and tracked keys are capped by WithMemoryMaxKeys.
-type MemoryAbuseGuard struct {
+// memoryAbuseGuard is NewMemoryAbuseGuard's AbuseGuard.
+type memoryAbuseGuard struct {
 	strikes     int
 	window      time.Duration
 	blockFor    time.Duration
@@ -37,7 +33,7 @@ type MemoryAbuseGuard struct {
 	shards      [abuseShards]abuseShard
 }
 
-var _ AbuseGuard = (*MemoryAbuseGuard)(nil)
+var _ AbuseGuard = (*memoryAbuseGuard)(nil)
 
 const abuseShards = 64
 
@@ -53,21 +49,33 @@ type abuseEntry struct {
 	count        int32
 }
 
-// NewMemoryAbuseGuard returns a MemoryAbuseGuard. strikes must be at least
-// 1 and window and blockFor positive; it panics otherwise, as the handler
-// validates them first (use WithAbuseGuard there). The guard reads the time
-// it is given; WithMemoryMaxKeys applies.
-func NewMemoryAbuseGuard(strikes int, window, blockFor time.Duration, opts ...MemoryOption) *MemoryAbuseGuard {
+// NewMemoryAbuseGuard returns an in-process AbuseGuard: strikes strikes
+// within window block a key for blockFor. The strike window is fixed,
+// starting at a key's first strike after its last window or block ended.
+// Keys with neither a live window nor a block are dropped lazily (each shard
+// sweeps at most once per window), and tracked keys are capped at 1,000,000
+// (held per shard, as NewMemoryLimiter's cap is: a full shard drops its
+// lapsed keys, then forgets an arbitrary one). The guard reads the time it
+// is given and never returns an error.
+//
+// strikes must be at least 1 and window and blockFor positive; it panics
+// otherwise, as the handler validates them first (use WithAbuseGuard there).
+func NewMemoryAbuseGuard(strikes int, window, blockFor time.Duration) AbuseGuard {
+	return newMemoryAbuseGuard(strikes, window, blockFor, memoryMaxKeys)
+}
+
+// newMemoryAbuseGuard is NewMemoryAbuseGuard with a cap of about maxKeys
+// tracked keys (at least one per shard).
+func newMemoryAbuseGuard(strikes int, window, blockFor time.Duration, maxKeys int) *memoryAbuseGuard {
 	if err := checkAbuse(strikes, window, blockFor); err != nil {
 		panic(err)
 	}
-	c := newMemoryConfig(opts)
-	g := &MemoryAbuseGuard{
+	g := &memoryAbuseGuard{
 		strikes:     strikes,
 		window:      window,
 		blockFor:    blockFor,
 		seed:        maphash.MakeSeed(),
-		maxPerShard: max(1, (c.maxKeys+abuseShards-1)/abuseShards),
+		maxPerShard: max(1, (maxKeys+abuseShards-1)/abuseShards),
 	}
 	for i := range g.shards {
 		g.shards[i].m = make(map[string]abuseEntry)
@@ -85,12 +93,12 @@ func checkAbuse(strikes int, window, blockFor time.Duration) error {
 	return nil
 }
 
-func (g *MemoryAbuseGuard) shard(key string) *abuseShard {
+func (g *memoryAbuseGuard) shard(key string) *abuseShard {
 	return &g.shards[maphash.String(g.seed, key)&(abuseShards-1)]
 }
 
 // Blocked implements AbuseGuard.
-func (g *MemoryAbuseGuard) Blocked(_ context.Context, key string, now time.Time) (time.Duration, error) {
+func (g *memoryAbuseGuard) Blocked(_ context.Context, key string, now time.Time) (time.Duration, error) {
 	sh := g.shard(key)
 	sh.mu.Lock()
 	e, ok := sh.m[key]
@@ -102,7 +110,7 @@ func (g *MemoryAbuseGuard) Blocked(_ context.Context, key string, now time.Time)
 }
 
 // Strike implements AbuseGuard.
-func (g *MemoryAbuseGuard) Strike(_ context.Context, key string, now time.Time) (time.Duration, bool, error) {
+func (g *memoryAbuseGuard) Strike(_ context.Context, key string, now time.Time) (time.Duration, bool, error) {
 	t := now.UnixNano()
 	sh := g.shard(key)
 	sh.mu.Lock()
@@ -152,7 +160,7 @@ func (sh *abuseShard) sweep(t, window int64) {
 }
 
 // Len returns the number of keys tracked.
-func (g *MemoryAbuseGuard) Len() int {
+func (g *memoryAbuseGuard) Len() int {
 	n := 0
 	for i := range g.shards {
 		sh := &g.shards[i]

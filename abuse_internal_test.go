@@ -11,7 +11,7 @@ import (
 )
 
 // sameShardKeys returns n keys that land in one shard of g.
-func sameShardKeys(t *testing.T, g *MemoryAbuseGuard, n int) []string {
+func sameShardKeys(t *testing.T, g *memoryAbuseGuard, n int) []string {
 	t.Helper()
 	byShard := map[*abuseShard][]string{}
 	for i := 0; ; i++ {
@@ -32,7 +32,7 @@ func TestAbuseGuardFullShardDropsLapsedFirst(t *testing.T) {
 	const window = 10 * time.Minute
 	t0 := time.Unix(1_800_000_000, 0)
 	for range 20 {
-		g := NewMemoryAbuseGuard(3, window, time.Hour, WithMemoryMaxKeys(2*abuseShards))
+		g := newMemoryAbuseGuard(3, window, time.Hour, 2*abuseShards)
 		require.Equal(t, 2, g.maxPerShard)
 		k := sameShardKeys(t, g, 3)
 		live, lapsing, newcomer := k[0], k[1], k[2]

@@ -162,19 +162,19 @@ func TestMemoryAbuseGuardSweepAndCap(t *testing.T) {
 		_, _, err := g.Strike(ctx, fmt.Sprintf("old-%d", i), t0)
 		require.NoError(t, err)
 	}
-	require.Equal(t, 1000, g.Len())
+	require.Equal(t, 1000, realtimeauth.MemoryLen(g))
 	// A window later, 5,000 new keys touch all 64 shards, each of which
 	// sweeps the idle old keys.
 	for i := range 5000 {
 		_, _, _ = g.Strike(ctx, fmt.Sprintf("new-%d", i), t0.Add(time.Minute))
 	}
-	assert.Equal(t, 5000, g.Len())
+	assert.Equal(t, 5000, realtimeauth.MemoryLen(g))
 
-	capped := realtimeauth.NewMemoryAbuseGuard(10, time.Minute, time.Minute, realtimeauth.WithMemoryMaxKeys(128))
+	capped := realtimeauth.NewMemoryAbuseGuardCap(10, time.Minute, time.Minute, 128)
 	for i := range 5000 {
 		_, _, _ = capped.Strike(ctx, fmt.Sprintf("k-%d", i), t0)
 	}
-	assert.LessOrEqual(t, capped.Len(), 128)
+	assert.LessOrEqual(t, realtimeauth.MemoryLen(capped), 128)
 }
 
 // failingGuard is an AbuseGuard whose backend is down.

@@ -74,7 +74,7 @@ func BenchmarkMemoryLimiter(b *testing.B) {
 	ctx := context.Background()
 	for _, c := range limiterCases {
 		keys := benchKeys(c.keys)
-		warm := func() *realtimeauth.MemoryLimiter {
+		warm := func() realtimeauth.Limiter {
 			l := mustLimiter(c.limit, c.window)
 			for _, k := range keys {
 				_, _ = l.Allow(ctx, k, benchT0)

@@ -1,5 +1,7 @@
 package realtimeauth
 
+import "time"
+
 // ErrorRow is a row of the error table, for the black-box tests.
 type ErrorRow struct {
 	Status   int
@@ -37,4 +39,25 @@ func ErrorTable() map[string]ErrorRow {
 		out[name] = ErrorRow{e.status, e.code, e.msg, e.event, e.sev, e.strike}
 	}
 	return out
+}
+
+// MemoryLen returns how many keys an in-memory limiter or abuse guard
+// tracks, or how many sessions a memory store holds (revoked ones included,
+// expired ones not yet dropped).
+func MemoryLen(x any) int { return x.(interface{ Len() int }).Len() }
+
+// NewMemoryLimiterCap is NewMemoryLimiter with a cap of about maxKeys
+// tracked keys instead of 1,000,000.
+func NewMemoryLimiterCap(limit int, window time.Duration, maxKeys int) (Limiter, error) {
+	l, err := newMemoryLimiter(limit, window, maxKeys)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// NewMemoryAbuseGuardCap is NewMemoryAbuseGuard with a cap of about
+// maxKeys tracked keys instead of 1,000,000.
+func NewMemoryAbuseGuardCap(strikes int, window, blockFor time.Duration, maxKeys int) AbuseGuard {
+	return newMemoryAbuseGuard(strikes, window, blockFor, maxKeys)
 }

@@ -25,7 +25,7 @@ import (
 type hostileRig struct {
 	srv     *httptest.Server
 	minter  *realtimeauthtest.Minter
-	store   *realtimeauth.MemoryStore
+	store   realtimeauth.SessionStore
 	session string
 }
 
@@ -95,7 +95,7 @@ func (rig *hostileRig) state(t *testing.T) string {
 	})
 	require.ErrorIs(t, err, realtimeauth.ErrRefreshTooSoon)
 	return fmt.Sprintf("sessions=%d mints=%d refreshes=%d lastIssued=%v",
-		rig.store.Len(), rig.minter.Calls(), s.Refreshes, s.LastIssuedAt)
+		realtimeauth.MemoryLen(rig.store), rig.minter.Calls(), s.Refreshes, s.LastIssuedAt)
 }
 
 func request(method, path string, headers []string, body string) string {

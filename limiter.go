@@ -31,39 +31,10 @@ type Decision struct {
 	RetryAfter time.Duration
 }
 
-// MemoryOption configures the in-memory implementations: MemoryLimiter,
-// MemoryStore and MemoryAbuseGuard.
-type MemoryOption func(*memoryConfig)
-
-type memoryConfig struct {
-	maxKeys int
-}
-
-// WithMemoryMaxKeys caps how many keys (clients) MemoryLimiter and
-// MemoryAbuseGuard track at once, which bounds their memory. Default
-// 1,000,000; valid range 1 and up (values below 1 keep the default).
-//
-// They hold the cap per shard (the cap divided by their shard count,
-// rounded up), so they may start evicting a little before the total is
-// reached. A full shard first drops the keys that have gone idle and then
-// forgets an arbitrary tracked key, so memory stays bounded under a flood of
-// distinct clients at the price of forgetting one client's count. The
-// MemoryStore's sessions are capped by OpenRequest.MaxSessions instead.
-func WithMemoryMaxKeys(n int) MemoryOption {
-	return func(c *memoryConfig) {
-		if n >= 1 {
-			c.maxKeys = n
-		}
-	}
-}
-
-func newMemoryConfig(opts []MemoryOption) memoryConfig {
-	c := memoryConfig{maxKeys: 1_000_000}
-	for _, o := range opts {
-		o(&c)
-	}
-	return c
-}
+// memoryMaxKeys caps how many keys the in-memory limiter and abuse guard
+// track at once, and the memory store's allowance keys per window length:
+// it bounds their memory (see NewMemoryLimiter).
+const memoryMaxKeys = 1_000_000
 
 // maxLimit is the largest limit the sub-window counter holds: its counts
 // are 10 bits each.
@@ -71,8 +42,29 @@ const maxLimit = 1<<countBits - 1
 
 const limiterShards = 256
 
-// MemoryLimiter is an in-process Limiter: limit events per window for each
-// key, counted in sub-windows.
+// memoryLimiter is NewMemoryLimiter's Limiter.
+type memoryLimiter struct {
+	rule        windowRule
+	seed        maphash.Seed
+	maxPerShard int
+	shards      [limiterShards]limiterShard
+}
+
+var _ Limiter = (*memoryLimiter)(nil)
+
+type limiterShard struct {
+	mu sync.Mutex
+	t  counterTable
+	// Keep shards on separate pairs of cache lines (the adjacent-line
+	// prefetcher pulls lines in pairs), so that two cores deciding for
+	// different shards do not contend.
+	_ [128 - unsafe.Sizeof(sync.Mutex{}) - unsafe.Sizeof(counterTable{})]byte
+}
+
+// NewMemoryLimiter returns an in-process Limiter that admits limit events
+// per window for each key, counted in sub-windows. limit must be in 1..1023
+// and window a positive multiple of 4ns (any whole number of milliseconds
+// is); it returns an error otherwise.
 //
 // The window W is cut into 4 sub-windows of W/4, aligned on the Unix epoch
 // (so that every instance and the Redis store cut time alike). A key keeps
@@ -98,41 +90,34 @@ const limiterShards = 256
 // Idle keys (no event for 5 sub-windows, so their state equals a new key's)
 // are dropped lazily: a shard sweeps itself at most once per sub-window, when
 // it is next used, so there is no background goroutine. Tracked keys are
-// capped by WithMemoryMaxKeys.
+// capped at 1,000,000, which bounds the memory (about 34 bytes a key). The
+// cap is held per shard (the cap divided by the shard count, rounded up), so
+// eviction may start a little before the total is reached: a full shard
+// first drops the keys that have gone idle and then forgets an arbitrary
+// tracked key, so memory stays bounded under a flood of distinct clients at
+// the price of forgetting one client's count.
 //
 // Time is what the caller passes: a time earlier than one the key's shard
-// has already seen counts as that later sub-window.
-type MemoryLimiter struct {
-	rule        windowRule
-	seed        maphash.Seed
-	maxPerShard int
-	shards      [limiterShards]limiterShard
+// has already seen counts as that later sub-window. Allow never returns an
+// error.
+func NewMemoryLimiter(limit int, window time.Duration) (Limiter, error) {
+	l, err := newMemoryLimiter(limit, window, memoryMaxKeys)
+	if err != nil {
+		return nil, err // not a nil *memoryLimiter in a non-nil Limiter
+	}
+	return l, nil
 }
 
-var _ Limiter = (*MemoryLimiter)(nil)
-
-type limiterShard struct {
-	mu sync.Mutex
-	t  counterTable
-	// Keep shards on separate pairs of cache lines (the adjacent-line
-	// prefetcher pulls lines in pairs), so that two cores deciding for
-	// different shards do not contend.
-	_ [128 - unsafe.Sizeof(sync.Mutex{}) - unsafe.Sizeof(counterTable{})]byte
-}
-
-// NewMemoryLimiter returns a MemoryLimiter that admits limit events per
-// window for each key, by the rule in MemoryLimiter's doc. limit must be in
-// 1..1023 and window a positive multiple of 4ns (any whole number of
-// milliseconds is); it returns an error otherwise.
-func NewMemoryLimiter(limit int, window time.Duration, opts ...MemoryOption) (*MemoryLimiter, error) {
+// newMemoryLimiter is NewMemoryLimiter with a cap of about maxKeys tracked
+// keys (at least one per shard).
+func newMemoryLimiter(limit int, window time.Duration, maxKeys int) (*memoryLimiter, error) {
 	if err := checkLimit("NewMemoryLimiter", limit, window); err != nil {
 		return nil, err
 	}
-	c := newMemoryConfig(opts)
-	l := &MemoryLimiter{
+	l := &memoryLimiter{
 		rule:        newWindowRule(limit, window),
 		seed:        maphash.MakeSeed(),
-		maxPerShard: max(1, (c.maxKeys+limiterShards-1)/limiterShards),
+		maxPerShard: max(1, (maxKeys+limiterShards-1)/limiterShards),
 	}
 	return l, nil
 }
@@ -149,7 +134,7 @@ func checkLimit(name string, limit int, window time.Duration) error {
 
 // Allow reports whether key may proceed at now, and counts the event if so.
 // It never returns an error.
-func (l *MemoryLimiter) Allow(_ context.Context, key string, now time.Time) (Decision, error) {
+func (l *memoryLimiter) Allow(_ context.Context, key string, now time.Time) (Decision, error) {
 	hk := maphash.String(l.seed, key)
 	sh := &l.shards[hk&(limiterShards-1)]
 	sh.mu.Lock()
@@ -159,7 +144,7 @@ func (l *MemoryLimiter) Allow(_ context.Context, key string, now time.Time) (Dec
 }
 
 // Len returns the number of keys currently tracked.
-func (l *MemoryLimiter) Len() int {
+func (l *memoryLimiter) Len() int {
 	n := 0
 	for i := range l.shards {
 		sh := &l.shards[i]

@@ -2,8 +2,8 @@ package realtimeauth
 
 import "time"
 
-// The sub-window counter of MemoryLimiter's doc, shared by MemoryLimiter and
-// the MemoryStore's allowances. A key's state is one uint64:
+// The sub-window counter of NewMemoryLimiter's doc, shared by memoryLimiter and
+// the memory store's allowances. A key's state is one uint64:
 //
 //	bits 50..63  the index of its newest sub-window, modulo 2^14
 //	bits 40..49  b[m-4]

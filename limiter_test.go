@@ -19,7 +19,7 @@ func allowAt(t *testing.T, l realtimeauth.Limiter, key string, now time.Time) re
 	return d
 }
 
-// TestLimiterMatchesReference compares MemoryLimiter with the rule of its
+// TestLimiterMatchesReference compares the memory limiter with the rule of its
 // doc evaluated naively (every admitted event's time kept), over
 // pseudo-random histories: the same decisions and the same RetryAfter.
 func TestLimiterMatchesReference(t *testing.T) {
@@ -81,25 +81,25 @@ func TestLimiterSweepsIdleKeys(t *testing.T) {
 	for i := range 1000 {
 		allowAt(t, l, fmt.Sprintf("old-%d", i), t0)
 	}
-	require.Equal(t, 1000, l.Len())
+	require.Equal(t, 1000, realtimeauth.MemoryLen(l))
 	allowAt(t, l, "old-0", t0.Add(time.Minute)) // counted again: kept
 	// 10,000 new keys touch every one of the 256 shards.
 	for i := range 10000 {
 		allowAt(t, l, fmt.Sprintf("new-%d", i), t0.Add(75*time.Second))
 	}
-	assert.Equal(t, 10001, l.Len(), "the new keys and old-0")
+	assert.Equal(t, 10001, realtimeauth.MemoryLen(l), "the new keys and old-0")
 }
 
 func TestLimiterMaxKeys(t *testing.T) {
-	l := mustLimiter(5, time.Minute, realtimeauth.WithMemoryMaxKeys(512))
+	l := mustLimiterCap(5, time.Minute, 512)
 	for i := range 20000 {
 		require.True(t, allowAt(t, l, fmt.Sprintf("k-%d", i), t0).Allowed)
 		if i%1000 == 0 {
-			require.LessOrEqual(t, l.Len(), 512)
+			require.LessOrEqual(t, realtimeauth.MemoryLen(l), 512)
 		}
 	}
-	assert.LessOrEqual(t, l.Len(), 512)
-	assert.Greater(t, l.Len(), 256)
+	assert.LessOrEqual(t, realtimeauth.MemoryLen(l), 512)
+	assert.Greater(t, realtimeauth.MemoryLen(l), 256)
 }
 
 // TestLimiterTimeGoingBack: an earlier time than the shard has seen counts

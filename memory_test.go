@@ -51,16 +51,16 @@ func heapNow() uint64 {
 // clientState is the per-client state of a handler with the default
 // in-memory parts: the limiter and the abuse guard.
 type clientState struct {
-	lim   *realtimeauth.MemoryLimiter
-	guard *realtimeauth.MemoryAbuseGuard
+	lim   realtimeauth.Limiter
+	guard realtimeauth.AbuseGuard
 	t0    time.Time
 }
 
 func newClientState(maxKeys int) *clientState {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	return &clientState{
-		lim:   mustLimiter(10, time.Minute, realtimeauth.WithMemoryMaxKeys(maxKeys)),
-		guard: realtimeauth.NewMemoryAbuseGuard(10, 10*time.Minute, 15*time.Minute, realtimeauth.WithMemoryMaxKeys(maxKeys)),
+		lim:   mustLimiterCap(10, time.Minute, maxKeys),
+		guard: realtimeauth.NewMemoryAbuseGuardCap(10, 10*time.Minute, 15*time.Minute, maxKeys),
 		t0:    t0,
 	}
 }
@@ -90,15 +90,14 @@ func (c *clientState) feed(from, to int) (peak uint64) {
 }
 
 // TestMemoryMillionClients sends 1,000,000 distinct client IPs through the
-// in-memory limiter and abuse guard at their default cap (WithMemoryMaxKeys,
-// 1,000,000): neither tracks more than the cap, and a tracked client costs
+// in-memory limiter and abuse guard at their default cap (1,000,000): neither tracks more than the cap, and a tracked client costs
 // less than the documented ceiling.
 func TestMemoryMillionClients(t *testing.T) {
 	base := heapAfterGC()
 	c := newClientState(million)
 	peak := c.feed(0, million) - base
 	held := heapAfterGC() - base
-	lim, guard := c.lim.Len(), c.guard.Len()
+	lim, guard := realtimeauth.MemoryLen(c.lim), realtimeauth.MemoryLen(c.guard)
 	assert.LessOrEqual(t, lim, million, "limiter keys")
 	assert.LessOrEqual(t, guard, million, "guard keys")
 	// The cap is split over the shards: a shard that fills before the
@@ -116,12 +115,12 @@ func TestMemoryMillionClients(t *testing.T) {
 	runtime.KeepAlive(c)
 }
 
-// limiterBytesCeiling is what one tracked key may cost MemoryLimiter: the
+// limiterBytesCeiling is what one tracked key may cost the memory limiter: the
 // figure the limiter had before its sub-window counter (issue 14 keeps it
 // as the ceiling).
 const limiterBytesCeiling = 37.8
 
-// TestMemoryLimiterBytesPerKey fills a MemoryLimiter alone with 1,000,000
+// TestMemoryLimiterBytesPerKey fills a memory limiter alone with 1,000,000
 // keys (built in a reused buffer, so that only the limiter holds heap) and
 // checks what each tracked key costs.
 func TestMemoryLimiterBytesPerKey(t *testing.T) {
@@ -136,9 +135,9 @@ func TestMemoryLimiterBytesPerKey(t *testing.T) {
 		_, _ = lim.Allow(context.Background(), clientKey(buf, i), now)
 	}
 	held := heapAfterGC() - base
-	perKey := float64(held) / float64(lim.Len())
-	t.Logf("%d keys tracked, %.1f bytes per key", lim.Len(), perKey)
-	assert.Greater(t, lim.Len(), million*98/100)
+	perKey := float64(held) / float64(realtimeauth.MemoryLen(lim))
+	t.Logf("%d keys tracked, %.1f bytes per key", realtimeauth.MemoryLen(lim), perKey)
+	assert.Greater(t, realtimeauth.MemoryLen(lim), million*98/100)
 	assert.LessOrEqual(t, perKey, limiterBytesCeiling)
 	runtime.KeepAlive(lim)
 }
@@ -153,11 +152,11 @@ func TestMemoryCapEvicts(t *testing.T) {
 	held := heapAfterGC() - base
 	// Each shard's share of the cap is rounded up: 256 shards for the
 	// limiter, 64 for the guard.
-	assert.LessOrEqual(t, c.lim.Len(), maxKeys+255, "limiter keys")
-	assert.LessOrEqual(t, c.guard.Len(), maxKeys+63, "guard keys")
-	assert.Greater(t, c.lim.Len(), maxKeys*9/10)
+	assert.LessOrEqual(t, realtimeauth.MemoryLen(c.lim), maxKeys+255, "limiter keys")
+	assert.LessOrEqual(t, realtimeauth.MemoryLen(c.guard), maxKeys+63, "guard keys")
+	assert.Greater(t, realtimeauth.MemoryLen(c.lim), maxKeys*9/10)
 	t.Logf("%d clients, cap %d: limiter tracks %d, guard %d; heap held %.1f MB, peak growth %.1f MB",
-		clients, maxKeys, c.lim.Len(), c.guard.Len(), float64(held)/1e6, float64(peak)/1e6)
+		clients, maxKeys, realtimeauth.MemoryLen(c.lim), realtimeauth.MemoryLen(c.guard), float64(held)/1e6, float64(peak)/1e6)
 	assert.Less(t, held, uint64(maxKeys*clientBytesCeiling)+1<<20, "heap held")
 	assert.Less(t, peak, uint64(2*maxKeys*clientBytesCeiling)+4<<20, "peak heap")
 	runtime.KeepAlive(c)
@@ -183,7 +182,7 @@ func BenchmarkMemoryPerClient(b *testing.B) {
 					}
 				}
 				held := heapAfterGC() - base
-				n := max(c.lim.Len(), c.guard.Len())
+				n := max(realtimeauth.MemoryLen(c.lim), realtimeauth.MemoryLen(c.guard))
 				b.ReportMetric(float64(held)/float64(n), "bytes/client")
 				b.ReportMetric(float64(n), "clients")
 				runtime.KeepAlive(c)
@@ -206,8 +205,8 @@ func TestMemoryIdleKeysAreSwept(t *testing.T) {
 		_, _ = lim.Allow(ctx, k, clock.Now())
 		_, _, _ = guard.Strike(ctx, k, clock.Now())
 	}
-	require.Equal(t, 50_000, lim.Len())
-	require.Equal(t, 50_000, guard.Len())
+	require.Equal(t, 50_000, realtimeauth.MemoryLen(lim))
+	require.Equal(t, 50_000, realtimeauth.MemoryLen(guard))
 	clock.Advance(2*time.Minute + time.Second)
 	// 5,000 new clients touch every shard, which sweeps it.
 	for i := 50_000; i < 55_000; i++ {
@@ -215,8 +214,8 @@ func TestMemoryIdleKeysAreSwept(t *testing.T) {
 		_, _ = lim.Allow(ctx, k, clock.Now())
 		_, _, _ = guard.Strike(ctx, k, clock.Now())
 	}
-	assert.Equal(t, 5_000, lim.Len(), "limiter keys after two idle windows")
-	assert.Equal(t, 5_000, guard.Len(), "guard keys after the strike window")
+	assert.Equal(t, 5_000, realtimeauth.MemoryLen(lim), "limiter keys after two idle windows")
+	assert.Equal(t, 5_000, realtimeauth.MemoryLen(guard), "guard keys after the strike window")
 }
 
 // TestSessionsSweptAfterExpiry opens sessions through the handler and
@@ -234,19 +233,28 @@ func TestSessionsSweptAfterExpiry(t *testing.T) {
 		w := serveToken(h, "192.0.2."+strconv.Itoa(i%200)+":1000")
 		require.Equal(t, 200, w, "token %d", i)
 	}
-	require.Equal(t, sessions, store.Len())
+	require.Equal(t, sessions, realtimeauth.MemoryLen(store))
 	assert.Equal(t, sessions, h.Stats().ActiveSessions)
 
 	clock.Advance(10*time.Minute - time.Second)
 	assert.Equal(t, sessions, h.Stats().ActiveSessions, "not yet expired")
 	clock.Advance(time.Second)
 	assert.Equal(t, 0, h.Stats().ActiveSessions, "expired at the session TTL")
-	assert.Equal(t, 0, store.Len(), "and no longer stored")
+	assert.Equal(t, 0, realtimeauth.MemoryLen(store), "and no longer stored")
 }
 
-// mustLimiter returns a MemoryLimiter or panics.
-func mustLimiter(limit int, window time.Duration, opts ...realtimeauth.MemoryOption) *realtimeauth.MemoryLimiter {
-	l, err := realtimeauth.NewMemoryLimiter(limit, window, opts...)
+// mustLimiter returns NewMemoryLimiter's Limiter or panics.
+func mustLimiter(limit int, window time.Duration) realtimeauth.Limiter {
+	return limiterOrPanic(realtimeauth.NewMemoryLimiter(limit, window))
+}
+
+// mustLimiterCap returns a memory limiter capped at about maxKeys keys, or
+// panics.
+func mustLimiterCap(limit int, window time.Duration, maxKeys int) realtimeauth.Limiter {
+	return limiterOrPanic(realtimeauth.NewMemoryLimiterCap(limit, window, maxKeys))
+}
+
+func limiterOrPanic(l realtimeauth.Limiter, err error) realtimeauth.Limiter {
 	if err != nil {
 		panic(err)
 	}

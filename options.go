@@ -88,7 +88,7 @@ const (
 )
 
 // WithSessionStore sets where sessions, and the allowances they are charged
-// against, are kept. Default: a MemoryStore, which serves one process; use
+// against, are kept. Default: NewMemoryStore(), which serves one process; use
 // a shared store (redisstore) behind a load balancer.
 func WithSessionStore(s SessionStore) Option {
 	return func(c *config) { c.store = s }
@@ -108,7 +108,7 @@ func WithAbuseGuard(g AbuseGuard) Option {
 // WithRateLimit sets how many new sessions (token requests) a client may
 // open: n per window. A client is an IPv4 address or an IPv6 /64. Default
 // 10 per minute; n in 1..1023, window a positive multiple of 4ns. Any interval of one
-// window's length admits at most max(n+1, 5n/4) (see MemoryLimiter); a
+// window's length admits at most max(n+1, 5n/4) (see NewMemoryLimiter); a
 // refused request does not count.
 func WithRateLimit(n int, window time.Duration) Option {
 	return func(c *config) { c.rateLimit, c.rateWindow, c.rateSet = n, window, true }

@@ -31,7 +31,7 @@ type Session struct {
 }
 
 // Allowance is one per-window limit that an admission is charged against:
-// at most Limit admissions per Window for Key, by the rule MemoryLimiter
+// at most Limit admissions per Window for Key, by the rule NewMemoryLimiter
 // documents. Keys are built by the handler with a prefix naming the kind
 // ("n:" new sessions per client, "m:" mints per client, "p:" mints per IPv6
 // /48, "s:" mints per subject), so they never collide.

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// The MemoryStore's allowances: per window length, allowShards
+// The memory store's allowances: per window length, allowShards
 // counterTables keyed by the allowance key's hash, under the store's lock.
 // The tables are split only so that each sweeps itself (at most once per
 // sub-window, when next used) in a 64th of the time: one table of a
@@ -27,7 +27,7 @@ type undoEntry struct {
 // charge checks and counts every allowance, or none: on a refusal it rolls
 // back what it counted and returns a *LimitError. What it counted stays
 // recorded for rollback until the next charge.
-func (m *MemoryStore) charge(as []Allowance, now time.Time) error {
+func (m *memoryStore) charge(as []Allowance, now time.Time) error {
 	m.undo = m.undo[:0]
 	for _, a := range as {
 		if a.Limit < 1 || a.Limit > maxLimit || a.Window <= 0 || a.Window%4 != 0 {
@@ -52,7 +52,7 @@ func (m *MemoryStore) charge(as []Allowance, now time.Time) error {
 }
 
 // rollback undoes the last charge.
-func (m *MemoryStore) rollback() {
+func (m *memoryStore) rollback() {
 	for i := len(m.undo) - 1; i >= 0; i-- {
 		u := m.undo[i]
 		if u.had {
@@ -65,7 +65,7 @@ func (m *MemoryStore) rollback() {
 }
 
 // Refund implements SessionStore.
-func (m *MemoryStore) Refund(_ context.Context, req RefundRequest) error {
+func (m *memoryStore) Refund(_ context.Context, req RefundRequest) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, a := range req.Allowances {

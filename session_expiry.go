@@ -2,7 +2,7 @@ package realtimeauth
 
 import "time"
 
-// expiryIndex finds the MemoryStore's sessions in order of expiry. Sessions
+// expiryIndex finds the memory store's sessions in order of expiry. Sessions
 // are linked, by slot, into buckets of one second of ExpiresAt, each kept
 // sorted; a typed min-heap of the buckets' seconds gives the earliest. A
 // session arriving later in its second than the others (the usual case: one

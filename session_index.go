@@ -2,7 +2,7 @@ package realtimeauth
 
 import "net/netip"
 
-// The MemoryStore's indexes. Sessions live in a slab of entries that hold
+// The memory store's indexes. Sessions live in a slab of entries that hold
 // no pointers, found through a map from the 16 bytes of their ID to their
 // slot, so that the garbage collector never scans them (see
 // BenchmarkMemoryStoreGC and TestMemoryStoreEntriesHoldNoPointers); the

@@ -37,7 +37,7 @@ func hasPointers(t reflect.Type) bool {
 // (the ID map, the slab, the expiry index) is invisible to the collector;
 // only the per-client and per-subject side tables hold strings.
 func TestMemoryStoreEntriesHoldNoPointers(t *testing.T) {
-	m := NewMemoryStore()
+	m := newMemoryStore(memoryMaxKeys)
 	for _, v := range []any{m.sessions, m.entries, m.free, m.expiry.buckets, m.expiry.seconds, m.cinfo, m.sinfo, m.heavy.heads} {
 		typ := reflect.TypeOf(v)
 		switch typ.Kind() {
@@ -51,7 +51,7 @@ func TestMemoryStoreEntriesHoldNoPointers(t *testing.T) {
 }
 
 // check verifies every index of the store against its entries.
-func (m *MemoryStore) check(t *testing.T) {
+func (m *memoryStore) check(t *testing.T) {
 	t.Helper()
 	live, clientRefs, subjectRefs, subjectLive := 0, map[int32]int32{}, map[int32]int32{}, map[int32]int32{}
 	for id, slot := range m.sessions {
@@ -152,7 +152,7 @@ func (m *MemoryStore) check(t *testing.T) {
 func TestMemoryStoreIndexes(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(5, 8))
-	m := NewMemoryStore()
+	m := newMemoryStore(memoryMaxKeys)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var opened []Session
 	pick := func() Session {

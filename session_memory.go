@@ -10,13 +10,13 @@ import (
 	"github.com/google/uuid"
 )
 
-// MemoryStore is an in-process SessionStore, and the allowances its
-// operations are charged against (counted by MemoryLimiter's rule). Every
-// operation holds one mutex and costs O(1) (amortised) but for Open's and
-// Refresh's walk to a session's place by recency, which is short. Sessions
-// are forgotten at their ExpiresAt: every call that is given a time first
-// drops the sessions that have expired, in order of expiry (see
-// expiryIndex), so there is no background goroutine. It returns times in
+// NewMemoryStore returns an empty in-process SessionStore, which also keeps
+// the allowances its operations are charged against (counted by
+// NewMemoryLimiter's rule). Every operation holds one mutex and costs O(1)
+// (amortised) but for Open's and Refresh's walk to a session's place by
+// recency, which is short. Sessions are forgotten at their ExpiresAt: every
+// call that is given a time first drops the sessions that have expired, in
+// order of expiry, so there is no background goroutine. It returns times in
 // UTC.
 //
 // Its sessions hold no pointers, so that a million of them cost the garbage
@@ -25,9 +25,13 @@ import (
 //
 // Allowance limits must be in 1..1023 and windows positive multiples of 4ns;
 // Open and Refresh return an error (none of the sentinels) otherwise.
-// Allowance keys are tracked by hash, at most about WithMemoryMaxKeys per
-// window length (a new key in a full table forgets an arbitrary one).
-type MemoryStore struct {
+// Allowance keys are tracked by hash, at most about 1,000,000 per window
+// length (a new key in a full table forgets an arbitrary one). Sessions are
+// capped by OpenRequest.MaxSessions instead.
+func NewMemoryStore() SessionStore { return newMemoryStore(memoryMaxKeys) }
+
+// memoryStore is NewMemoryStore's SessionStore.
+type memoryStore struct {
 	mu       sync.Mutex
 	sessions map[[16]byte]int32 // ID → slot in entries
 	entries  []entry
@@ -47,24 +51,24 @@ type MemoryStore struct {
 	undo    []undoEntry
 }
 
-var _ SessionStore = (*MemoryStore)(nil)
+var _ SessionStore = (*memoryStore)(nil)
 
-// NewMemoryStore returns an empty MemoryStore.
-func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
-	c := newMemoryConfig(opts)
-	return &MemoryStore{
+// newMemoryStore is NewMemoryStore with about maxKeys allowance keys per
+// window length.
+func newMemoryStore(maxKeys int) *memoryStore {
+	return &memoryStore{
 		sessions: make(map[[16]byte]int32),
 		clients:  newInterned(),
 		subjects: newInterned(),
 		ips:      newInterned(),
 		seed:     maphash.MakeSeed(),
-		maxKeys:  c.maxKeys,
+		maxKeys:  maxKeys,
 		allow:    make(map[time.Duration]*allowTables),
 	}
 }
 
 // Open implements SessionStore.
-func (m *MemoryStore) Open(_ context.Context, req OpenRequest) (Session, []Session, error) {
+func (m *memoryStore) Open(_ context.Context, req OpenRequest) (Session, []Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(req.Now)
@@ -124,7 +128,7 @@ func (m *MemoryStore) Open(_ context.Context, req OpenRequest) (Session, []Sessi
 }
 
 // Refresh implements SessionStore.
-func (m *MemoryStore) Refresh(_ context.Context, req RefreshRequest) (Session, error) {
+func (m *memoryStore) Refresh(_ context.Context, req RefreshRequest) (Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(req.Now)
@@ -152,7 +156,7 @@ func (m *MemoryStore) Refresh(_ context.Context, req RefreshRequest) (Session, e
 }
 
 // GiveBack implements SessionStore.
-func (m *MemoryStore) GiveBack(_ context.Context, id string, issuedAt, restore time.Time) error {
+func (m *memoryStore) GiveBack(_ context.Context, id string, issuedAt, restore time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	slot, ok := m.lookup(id)
@@ -169,7 +173,7 @@ func (m *MemoryStore) GiveBack(_ context.Context, id string, issuedAt, restore t
 }
 
 // Revoke implements SessionStore.
-func (m *MemoryStore) Revoke(_ context.Context, id string, now time.Time) (Session, error) {
+func (m *memoryStore) Revoke(_ context.Context, id string, now time.Time) (Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(now)
@@ -182,7 +186,7 @@ func (m *MemoryStore) Revoke(_ context.Context, id string, now time.Time) (Sessi
 }
 
 // RevokeSubject implements SessionStore.
-func (m *MemoryStore) RevokeSubject(_ context.Context, subject string, now time.Time) ([]Session, error) {
+func (m *memoryStore) RevokeSubject(_ context.Context, subject string, now time.Time) ([]Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(now)
@@ -201,7 +205,7 @@ func (m *MemoryStore) RevokeSubject(_ context.Context, subject string, now time.
 }
 
 // Delete implements SessionStore.
-func (m *MemoryStore) Delete(_ context.Context, id string) error {
+func (m *memoryStore) Delete(_ context.Context, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if slot, ok := m.lookup(id); ok {
@@ -211,7 +215,7 @@ func (m *MemoryStore) Delete(_ context.Context, id string) error {
 }
 
 // Restore implements SessionStore.
-func (m *MemoryStore) Restore(_ context.Context, sessions []Session, now time.Time) error {
+func (m *memoryStore) Restore(_ context.Context, sessions []Session, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(now)
@@ -239,7 +243,7 @@ func (m *MemoryStore) Restore(_ context.Context, sessions []Session, now time.Ti
 }
 
 // Count implements SessionStore.
-func (m *MemoryStore) Count(_ context.Context, now time.Time) (int, error) {
+func (m *memoryStore) Count(_ context.Context, now time.Time) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expire(now)
@@ -248,13 +252,13 @@ func (m *MemoryStore) Count(_ context.Context, now time.Time) (int, error) {
 
 // Len returns the number of stored sessions, revoked ones included, without
 // dropping expired ones first.
-func (m *MemoryStore) Len() int {
+func (m *memoryStore) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.sessions)
 }
 
-func (m *MemoryStore) lookup(id string) (int32, bool) {
+func (m *memoryStore) lookup(id string) (int32, bool) {
 	key, ok := parseID(id)
 	if !ok {
 		return none, false
@@ -265,7 +269,7 @@ func (m *MemoryStore) lookup(id string) (int32, bool) {
 
 // session returns the Session in slot; id and ip, when the caller has them,
 // save formatting them again.
-func (m *MemoryStore) session(slot int32, id, ip string) Session {
+func (m *memoryStore) session(slot int32, id, ip string) Session {
 	e := &m.entries[slot]
 	if id == "" {
 		id = uuid.UUID(e.id).String()
@@ -290,14 +294,14 @@ func (m *MemoryStore) session(slot int32, id, ip string) Session {
 	}
 }
 
-func (m *MemoryStore) subjectOf(e *entry) string {
+func (m *memoryStore) subjectOf(e *entry) string {
 	if e.subject == none {
 		return ""
 	}
 	return m.subjects.keys[e.subject]
 }
 
-func (m *MemoryStore) sameIP(e *entry, ip string) bool {
+func (m *memoryStore) sameIP(e *entry, ip string) bool {
 	if b, kind, ok := encodeIP(ip); ok {
 		return e.ipKind == kind && e.ip == b
 	}
@@ -305,7 +309,7 @@ func (m *MemoryStore) sameIP(e *entry, ip string) bool {
 	return ok && e.ipKind == ipInterned && internIndex(e.ip) == i
 }
 
-func (m *MemoryStore) acquireClient(client string) int32 {
+func (m *memoryStore) acquireClient(client string) int32 {
 	ci, fresh := m.clients.acquire(client)
 	if fresh {
 		c := clientInfo{head: none, tail: none, bprev: none, bnext: none}
@@ -319,7 +323,7 @@ func (m *MemoryStore) acquireClient(client string) int32 {
 }
 
 // setLive moves client ci to n live sessions.
-func (m *MemoryStore) setLive(ci, n int32) {
+func (m *memoryStore) setLive(ci, n int32) {
 	if m.cinfo[ci].detached { // Open places it when done
 		m.cinfo[ci].live = n
 		return
@@ -329,7 +333,7 @@ func (m *MemoryStore) setLive(ci, n int32) {
 	m.heavy.link(m.cinfo, ci, n)
 }
 
-func (m *MemoryStore) insert(id [16]byte, req OpenRequest, ci int32) int32 {
+func (m *memoryStore) insert(id [16]byte, req OpenRequest, ci int32) int32 {
 	e := entry{
 		id: id, client: ci, subject: none,
 		created: req.Now.UnixNano(), expires: req.ExpiresAt.UnixNano(), lastIssued: req.Now.UnixNano(),
@@ -377,7 +381,7 @@ func (m *MemoryStore) insert(id [16]byte, req OpenRequest, ci int32) int32 {
 // linkLRU places a live session in its client's list by LastIssuedAt,
 // walking back from the most recent (times arrive nearly in order), after
 // the sessions issued at the same time.
-func (m *MemoryStore) linkLRU(ci, slot int32) {
+func (m *memoryStore) linkLRU(ci, slot int32) {
 	c, es := &m.cinfo[ci], m.entries
 	p := c.tail
 	for p != none && es[p].lastIssued > es[slot].lastIssued {
@@ -396,7 +400,7 @@ func (m *MemoryStore) linkLRU(ci, slot int32) {
 	}
 }
 
-func (m *MemoryStore) unlinkLRU(ci, slot int32) {
+func (m *memoryStore) unlinkLRU(ci, slot int32) {
 	c, es := &m.cinfo[ci], m.entries
 	if p := es[slot].prev; p != none {
 		es[p].next = es[slot].next
@@ -412,14 +416,14 @@ func (m *MemoryStore) unlinkLRU(ci, slot int32) {
 }
 
 // reissue moves a live session's LastIssuedAt, and its place by recency.
-func (m *MemoryStore) reissue(slot int32, at int64) {
+func (m *memoryStore) reissue(slot int32, at int64) {
 	e := &m.entries[slot]
 	m.unlinkLRU(e.client, slot)
 	e.lastIssued = at
 	m.linkLRU(e.client, slot)
 }
 
-func (m *MemoryStore) revoke(slot int32) {
+func (m *memoryStore) revoke(slot int32) {
 	e := &m.entries[slot]
 	if e.revoked {
 		return
@@ -434,13 +438,13 @@ func (m *MemoryStore) revoke(slot int32) {
 }
 
 // evict removes a live session and returns it as it was.
-func (m *MemoryStore) evict(slot int32) Session {
+func (m *memoryStore) evict(slot int32) Session {
 	s := m.session(slot, "", "")
 	m.remove(slot)
 	return s
 }
 
-func (m *MemoryStore) remove(slot int32) {
+func (m *memoryStore) remove(slot int32) {
 	m.revoke(slot)
 	e := &m.entries[slot]
 	if e.subject != none {
@@ -466,7 +470,7 @@ func (m *MemoryStore) remove(slot int32) {
 }
 
 // expire drops every session whose ExpiresAt is not after now.
-func (m *MemoryStore) expire(now time.Time) {
+func (m *memoryStore) expire(now time.Time) {
 	t := now.UnixNano()
 	for slot := m.expiry.next(m.entries, t); slot != none; slot = m.expiry.next(m.entries, t) {
 		m.remove(slot)

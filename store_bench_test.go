@@ -1,6 +1,6 @@
 package realtimeauth_test
 
-// Benchmarks of the MemoryStore at a busy server's size (issue 14):
+// Benchmarks of the memory store at a busy server's size (issue 14):
 //
 //	go test -run '^$' -bench 'MemoryStore' -benchmem -count 5 .
 
@@ -16,11 +16,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// storeLoad fills a MemoryStore the way the handler does: clients at their
+// storeLoad fills a memory store the way the handler does: clients at their
 // cap of 10 live sessions, each open charged two allowances (new sessions
 // and mints per client), the clock moving on a millisecond per open.
 type storeLoad struct {
-	st      *realtimeauth.MemoryStore
+	st      realtimeauth.SessionStore
 	clients []string
 	allow   [][]realtimeauth.Allowance // by client, built before the clock starts
 	now     time.Time

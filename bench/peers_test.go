@@ -27,7 +27,7 @@ func keys(n int) []string {
 // workload is one limiter workload. "admit" never reaches its limit during
 // a run (for one key the window is short, 1,023 per 8µs, so that a hundred
 // million decisions a second stay under it); "reject" is over its limit
-// once warm. 1,023 is the most realtimeauth.MemoryLimiter holds.
+// once warm. 1,023 is the most realtimeauth.NewMemoryLimiter holds.
 type workload struct {
 	name   string
 	keys   int

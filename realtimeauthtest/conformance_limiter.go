@@ -13,7 +13,7 @@ import (
 )
 
 // TestLimiter runs the Limiter contract, and the rule every limiter of this
-// library keeps (MemoryLimiter's doc), against the limiters newLimiter
+// library keeps (NewMemoryLimiter's doc), against the limiters newLimiter
 // returns: limit events per window per key, limit in 1..1023 and window a
 // whole number of milliseconds divisible by 4.
 func TestLimiter(t *testing.T, newLimiter func(t *testing.T, limit int, window time.Duration) realtimeauth.Limiter) {

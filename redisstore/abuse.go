@@ -12,7 +12,7 @@ import (
 
 // AbuseGuard is a realtimeauth.AbuseGuard kept in Redis, so that a client
 // blocked by one instance is blocked by all. Its rule is
-// realtimeauth.MemoryAbuseGuard's: strikes strikes within a fixed window,
+// realtimeauth.NewMemoryAbuseGuard's: strikes strikes within a fixed window,
 // starting at a client's first strike after its last window or block ended,
 // block it for blockFor; strikes against a blocked client are not counted,
 // and exactly one strike, across every instance, starts a given block.

@@ -12,7 +12,7 @@ import (
 )
 
 // t0 is a whole number of minutes (and seconds) since the Unix epoch, so
-// that a MemoryLimiter created at t0 and a Limiter whose windows start at
+// that a memory limiter created at t0 and a Limiter whose windows start at
 // the epoch cut time alike.
 var t0 = time.Unix(1_800_000_000, 0)
 

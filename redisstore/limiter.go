@@ -12,7 +12,7 @@ import (
 )
 
 // maxLimit is the largest limit the sub-window counts hold, as in
-// realtimeauth.MemoryLimiter.
+// realtimeauth.NewMemoryLimiter's limiter.
 const maxLimit = 1023
 
 // allowanceGrace is how long Redis keeps an allowance's counts past the
@@ -47,11 +47,11 @@ func floorDiv(a, b int64) int64 {
 }
 
 // allowanceLua decides and charges allowances by the rule of
-// realtimeauth.MemoryLimiter. A key's state is 14 bytes: its newest
+// realtimeauth.NewMemoryLimiter. A key's state is 14 bytes: its newest
 // sub-window's index modulo 2^32 and the counts of it and the 4 sub-windows
 // before it. A time whose sub-window is older than the stored one (a caller
 // whose clock is behind) counts as the stored sub-window, with RetryAfter
-// capped at the window, as MemoryLimiter does (which keeps the newest
+// capped at the window, as the memory limiter does (which keeps the newest
 // sub-window per shard, where Redis keeps it per key).
 const allowanceLua = `
 local FMT, WRAP = '<I4I2I2I2I2I2', 4294967296
@@ -124,7 +124,7 @@ end
 
 // Limiter is a realtimeauth.Limiter kept in Redis, shared by every instance
 // that uses the same Redis and prefix. It applies exactly the rule of
-// realtimeauth.MemoryLimiter (4 sub-windows per window, aligned on the Unix
+// realtimeauth.NewMemoryLimiter (4 sub-windows per window, aligned on the Unix
 // epoch), deciding with the time the caller passes, so that memory and
 // Redis agree, in one Lua script: one round trip per decision, atomic
 // across instances. A key's bucket is the hash of its client address (see

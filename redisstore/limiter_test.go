@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestLimiterMatchesMemoryLimiter runs a MemoryLimiter and a Limiter
+// TestLimiterMatchesMemoryLimiter runs a memory limiter and a Limiter
 // through the same calls at the same times and requires the same
 // decisions, RetryAfter to the nanosecond included.
 func TestLimiterMatchesMemoryLimiter(t *testing.T) { eachTopology(t, testLimiterMatches) }

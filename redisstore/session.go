@@ -16,7 +16,7 @@ import (
 // SessionStore is a realtimeauth.SessionStore kept in Redis, so that a
 // session opened on one instance refreshes on another and every cap and
 // allowance holds across instances. It decides with the times the caller
-// passes (never Redis's clock), exactly as realtimeauth.MemoryStore does
+// passes (never Redis's clock), exactly as realtimeauth.NewMemoryStore's does
 // with the same times, with two documented differences that come from
 // spreading the keys over buckets (see Keys in the package doc):
 //
@@ -230,8 +230,8 @@ func (o *opening) refusal(req realtimeauth.OpenRequest, v []any) error {
 	case res == "ok":
 		return nil
 	case res == "limit":
-		// The first refusing allowance in the request's order, as
-		// MemoryStore reports it: the client's, or the subject's before it.
+		// The first refusing allowance in the request's order, as the
+		// memory store reports it: the client's, or the subject's before it.
 		i, wait := o.clientPos[toInt(v[1])-1], toInt64(v[2])
 		if si, swait, ok := subjectLimit(o.verdict); ok && si < i {
 			i, wait = si, swait

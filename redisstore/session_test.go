@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// twin runs a MemoryStore and a SessionStore side by side. Sessions are
+// twin runs a memory store and a SessionStore side by side. Sessions are
 // known by the index of the Open that made them, since each store assigns
 // its own IDs.
 type twin struct {
@@ -203,7 +203,7 @@ func allowances(ip, sub string, open bool) []realtimeauth.Allowance {
 	return a
 }
 
-// TestSessionStoreMatchesMemoryStore drives a MemoryStore and a SessionStore
+// TestSessionStoreMatchesMemoryStore drives a memory store and a SessionStore
 // through the same random operations (every one of them, over clients,
 // IPv6 prefixes and subjects, with allowances and caps) and requires the
 // same answers, times to the nanosecond included.
@@ -224,7 +224,7 @@ func testTwin(t *testing.T, rdb redis.UniversalClient, buckets int) {
 	w := &twin{t: t, mem: realtimeauth.NewMemoryStore(), red: red, seen: map[string]int{}}
 	rng := rand.New(rand.NewPCG(7, uint64(buckets)))
 	now := t0
-	// MemoryStore picks among equally heavy clients at random, so the total
+	// The memory store picks among equally heavy clients at random, so the total
 	// cap is compared in TestStoreFull instead.
 	maxSessions := 0
 	ops := 0

@@ -22,7 +22,7 @@ func openReq(ip, sub string, now time.Time) realtimeauth.OpenRequest {
 	return realtimeauth.OpenRequest{Now: now, ExpiresAt: now.Add(time.Hour), ClientIP: ip, Client: clientOf(ip), Subject: sub}
 }
 
-// TestStoreFull: with one bucket the total cap is MemoryStore's exactly: a
+// TestStoreFull: with one bucket the total cap is the memory store's exactly: a
 // full store evicts the heaviest client's least recently used session for
 // a lighter client and refuses a client that is itself the heaviest.
 func TestStoreFull(t *testing.T) {
