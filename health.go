@@ -10,22 +10,22 @@ import (
 
 // Statuses reported by Stats and the health endpoint.
 const (
-	StatusHealthy   = "healthy"
-	StatusDegraded  = "degraded"
-	StatusUnhealthy = "unhealthy"
+	statusHealthy   = "healthy"
+	statusDegraded  = "degraded"
+	statusUnhealthy = "unhealthy"
 
-	ServiceOperational = "operational"
-	ServiceDegraded    = "degraded"
-	ServiceDown        = "down"
+	serviceOperational = "operational"
+	serviceDegraded    = "degraded"
+	serviceDown        = "down"
 )
 
 // Stats are the numbers the health endpoint reports. Windowed figures cover
-// the last five minutes (MetricsWindow).
+// the last five minutes.
 type Stats struct {
-	// Status is the worst of the services: StatusUnhealthy when one is
-	// down, StatusDegraded when one is degraded, when more than 5% of the
-	// window's requests failed with a 5xx or when the store holds more than
-	// 90% of its capacity, StatusHealthy otherwise.
+	// Status is the worst of the services: "unhealthy" when one is down,
+	// "degraded" when one is degraded, when more than 5% of the window's
+	// requests failed with a 5xx or when the store holds more than 90% of
+	// its capacity, "healthy" otherwise.
 	Status string
 	Time   time.Time
 	Uptime time.Duration
@@ -67,6 +67,10 @@ type Stats struct {
 // ServiceHealth is one dependency's state, judged from the handler's own
 // recent calls to it (no probe, so no paid upstream call).
 type ServiceHealth struct {
+	// Status is "operational", "degraded" (a recent failure, or for OpenAI
+	// more than 20% of the window's mints failed or their mean latency is
+	// over 3s; for the session store, more than 90% full) or "down" (3
+	// failures in a row, or the store could not count).
 	Status string
 	// Latency is the mean latency of the window's calls (upstream only).
 	Latency time.Duration
@@ -108,12 +112,12 @@ func WithMeasurementHook(f MeasurementHook) Option {
 	return func(c *config) { c.measurementHook = f }
 }
 
-// MetricsWindow is the span of the windowed health figures.
-const MetricsWindow = 5 * time.Minute
+// metricsWindow is the span of the windowed health figures.
+const metricsWindow = 5 * time.Minute
 
 const (
 	bucketSpan = 10 * time.Second
-	numBuckets = int(MetricsWindow / bucketSpan)
+	numBuckets = int(metricsWindow / bucketSpan)
 	// downAfter consecutive failures mark a dependency down.
 	downAfter = 3
 	// slowUpstream mean mint latency marks OpenAI degraded.
@@ -205,11 +209,11 @@ func (m *metrics) storeResult(t time.Time, ok bool) {
 func depStatus(d dependency, windowFailures int64) string {
 	switch {
 	case d.consecutive >= downAfter:
-		return ServiceDown
+		return serviceDown
 	case d.consecutive > 0 || windowFailures > 0:
-		return ServiceDegraded
+		return serviceDegraded
 	}
-	return ServiceOperational
+	return serviceOperational
 }
 
 // statsTimeout bounds the session store's Count in Stats and health.
@@ -342,18 +346,18 @@ func (h *Handler) statsWith(now time.Time, active int, countErr error) Stats {
 	st.OpenAI.Status = depStatus(upstream, 0)
 	if sum.mints > 0 {
 		st.OpenAI.Latency = sum.mintLatency / time.Duration(sum.mints)
-		if st.OpenAI.Status == ServiceOperational &&
+		if st.OpenAI.Status == serviceOperational &&
 			(float64(sum.mintFailures) > 0.2*float64(sum.mints) || st.OpenAI.Latency > slowUpstream) {
-			st.OpenAI.Status = ServiceDegraded
+			st.OpenAI.Status = serviceDegraded
 		}
 	}
 	st.SessionTracking.Status = depStatus(store, sum.storeErrs)
 	st.ActiveSessions = active
 	if countErr != nil {
-		st.SessionTracking.Status = ServiceDown
+		st.SessionTracking.Status = serviceDown
 		st.ActiveSessions = -1
-	} else if st.MaxSessions > 0 && active*10 > st.MaxSessions*9 && st.SessionTracking.Status == ServiceOperational {
-		st.SessionTracking.Status = ServiceDegraded // over 90% full
+	} else if st.MaxSessions > 0 && active*10 > st.MaxSessions*9 && st.SessionTracking.Status == serviceOperational {
+		st.SessionTracking.Status = serviceDegraded // over 90% full
 	}
 	// The allowances live in the session store.
 	st.RateLimit.Status = st.SessionTracking.Status
@@ -366,19 +370,19 @@ func (h *Handler) statsWith(now time.Time, active int, countErr error) Stats {
 // unhealthy when a service is down, degraded when one is degraded or over
 // 5% of the recent requests failed, else healthy.
 func overallStatus(st Stats) string {
-	status := StatusHealthy
+	status := statusHealthy
 	for _, s := range []string{st.OpenAI.Status, st.RateLimit.Status, st.SessionTracking.Status} {
 		switch s {
-		case ServiceDown:
-			status = StatusUnhealthy
-		case ServiceDegraded:
-			if status == StatusHealthy {
-				status = StatusDegraded
+		case serviceDown:
+			status = statusUnhealthy
+		case serviceDegraded:
+			if status == statusHealthy {
+				status = statusDegraded
 			}
 		}
 	}
-	if status == StatusHealthy && st.ErrorRate > 0.05 {
-		status = StatusDegraded
+	if status == statusHealthy && st.ErrorRate > 0.05 {
+		status = statusDegraded
 	}
 	return status
 }
@@ -395,7 +399,7 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 	body := healthBody(st)
 	setSecurityHeaders(w.Header(), tls)
 	status := http.StatusOK
-	if st.Status == StatusUnhealthy || st.Draining {
+	if st.Status == statusUnhealthy || st.Draining {
 		status = http.StatusServiceUnavailable
 	}
 	w.WriteHeader(status)

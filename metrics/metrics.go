@@ -62,7 +62,7 @@ var (
 		realtimeauth.CodeRelayUnavailable,
 	)
 	services = []string{"openaiApi", "rateLimit", "sessionTracking"}
-	states   = []string{realtimeauth.ServiceOperational, realtimeauth.ServiceDegraded, realtimeauth.ServiceDown}
+	states   = []string{"operational", "degraded", "down"}
 )
 
 func set[T ~string](vals ...T) map[string]bool {
