@@ -371,7 +371,8 @@ func TestCallRevoke(t *testing.T) {
 
 	r.up.Fail = func(*http.Request) int { return http.StatusInternalServerError }
 	_, err = r.h.RevokeSubject(context.Background(), "bob")
-	assert.ErrorIs(t, err, realtimeauth.ErrUpstream, "a failed hang-up is reported")
+	var ue *realtimeauth.UpstreamError
+	assert.ErrorAs(t, err, &ue, "a failed hang-up is reported")
 	assert.Equal(t, 1, activeCalls(t, r.h))
 }
 

@@ -3,6 +3,7 @@ package realtimeauth_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"testing"
 	"time"
@@ -38,11 +39,13 @@ func TestDevMinter(t *testing.T) {
 
 func TestUpstreamErrorWraps(t *testing.T) {
 	e := &realtimeauth.UpstreamError{StatusCode: 503, Message: "overloaded", Err: context.DeadlineExceeded}
-	assert.ErrorIs(t, e, realtimeauth.ErrUpstream)
 	assert.ErrorIs(t, e, context.DeadlineExceeded)
+	assert.Equal(t, context.DeadlineExceeded, e.Unwrap())
 	assert.Equal(t, "realtimeauth: upstream error: status 503: overloaded: context deadline exceeded", e.Error())
 	plain := &realtimeauth.UpstreamError{}
-	assert.ErrorIs(t, plain, realtimeauth.ErrUpstream)
+	assert.NoError(t, plain.Unwrap())
 	assert.False(t, errors.Is(plain, context.DeadlineExceeded))
+	var ue *realtimeauth.UpstreamError
+	assert.ErrorAs(t, fmt.Errorf("minting: %w", plain), &ue)
 	assert.Equal(t, "realtimeauth: upstream error", plain.Error())
 }

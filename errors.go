@@ -8,7 +8,9 @@ import (
 
 // Errors returned by the stores, the limiters and the minters. Compare with
 // errors.Is; implementations of the interfaces in this package return (or
-// wrap) these so that the handler maps them to the right HTTP answer.
+// wrap) these so that the handler maps them to the right HTTP answer. An
+// allowance's refusal is a *LimitError and an upstream's failure an
+// *UpstreamError: find them with errors.As.
 var (
 	// ErrSessionNotFound: no session has that ID, or it has expired.
 	ErrSessionNotFound = errors.New("realtimeauth: session not found")
@@ -28,17 +30,13 @@ var (
 	// client is among the heaviest (it holds as many live sessions as any
 	// client), so Open evicts nobody else to make room for it.
 	ErrStoreFull = errors.New("realtimeauth: store full")
-	// ErrRateLimited: an allowance is used up; *LimitError wraps it.
-	ErrRateLimited = errors.New("realtimeauth: rate limited")
-	// ErrUpstream: the minter's upstream (OpenAI) failed or answered
-	// something unusable. *UpstreamError wraps it with the details.
-	ErrUpstream = errors.New("realtimeauth: upstream error")
 	// ErrForbidden can be wrapped by a WithSessionConfig hook to refuse a
 	// request with 403 instead of 400.
 	ErrForbidden = errors.New("realtimeauth: forbidden")
 )
 
-// LimitError is a refusal by an allowance (see Allowance).
+// LimitError is a refusal by an allowance (see Allowance): an allowance is
+// used up. Find it with errors.As.
 type LimitError struct {
 	// Key is the refusing Allowance's Key.
 	Key string
@@ -51,10 +49,8 @@ func (e *LimitError) Error() string {
 	return fmt.Sprintf("realtimeauth: rate limited: %s for %v", e.Key, e.RetryAfter)
 }
 
-// Unwrap lets errors.Is match ErrRateLimited.
-func (e *LimitError) Unwrap() error { return ErrRateLimited }
-
-// UpstreamError describes a failed call to the token issuer. Its Message is
+// UpstreamError describes a failed call to the token issuer (OpenAI): it
+// failed or answered something unusable. Find it with errors.As. Its Message is
 // the upstream's own text, kept for logs: the handler never sends it to a
 // client, since it can carry account details.
 type UpstreamError struct {
@@ -87,14 +83,9 @@ func (e *UpstreamError) Error() string {
 	return s
 }
 
-// Unwrap lets errors.Is match ErrUpstream and the cause (for example
+// Unwrap returns the cause, Err, so that errors.Is matches it (for example
 // context.DeadlineExceeded).
-func (e *UpstreamError) Unwrap() []error {
-	if e.Err == nil {
-		return []error{ErrUpstream}
-	}
-	return []error{ErrUpstream, e.Err}
-}
+func (e *UpstreamError) Unwrap() error { return e.Err }
 
 // Code is the stable "code" field of every error answer. Clients branch on
 // it, never on the human-readable "error" text.

@@ -178,7 +178,8 @@ func TestOpenAICallBadAnswers(t *testing.T) {
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			}))
 			_, err := m.Call(context.Background(), calls.Request{SessionID: "s", Offer: testOffer})
-			require.ErrorIs(t, err, realtimeauth.ErrUpstream)
+			var ue *realtimeauth.UpstreamError
+			require.ErrorAs(t, err, &ue)
 			assert.Equal(t, int32(1), n.Load())
 		})
 	}

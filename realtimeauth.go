@@ -62,9 +62,9 @@ import (
 )
 
 // Minter issues ephemeral tokens. Implementations must be safe for
-// concurrent use and honour ctx's deadline. An error that wraps
-// ErrUpstream (see UpstreamError) is mapped by its status; a deadline
-// exceeded is a 504; anything else is a 502.
+// concurrent use and honour ctx's deadline. An error that is (or wraps) an
+// *UpstreamError is mapped by its status; a deadline exceeded is a 504;
+// anything else is a 502.
 //
 // The handler bounds each Mint with WithUpstreamTimeout, unless the Minter
 // has a method Local() bool that reports true: one that mints in-process
