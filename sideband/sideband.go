@@ -33,11 +33,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/realtimeauth/realtimeauth/internal/redact"
 	"github.com/realtimeauth/realtimeauth/internal/redirect"
 
 	"github.com/coder/websocket"
 
-	"github.com/realtimeauth/realtimeauth"
 	"github.com/realtimeauth/realtimeauth/calls"
 )
 
@@ -102,7 +102,8 @@ func WithTimer(after func(d time.Duration, f func()) (stop func() bool)) Option 
 // WithLogger sets where failed dials and drops are logged: the handshake's
 // status and the error, cut short, with every secret of the sideband's
 // headers (the API key) redacted from it as the minter redacts its key
-// (realtimeauth.Redact); never the headers. Default slog.Default().
+// (raw, JSON-, backslash- or URL-escaped, or any mix); never the headers.
+// Default slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(w *Watcher) { w.log = l } }
 
 // New returns a Watcher.
@@ -270,9 +271,9 @@ func causeText(err error, h http.Header) string {
 			// The header's value ("Bearer sk-…", or Azure's bare key),
 			// and its credential after the scheme.
 			if i := strings.LastIndexByte(v, ' '); i >= 0 {
-				msg = realtimeauth.Redact(msg, v[i+1:])
+				msg = redact.String(msg, v[i+1:])
 			}
-			msg = realtimeauth.Redact(msg, v)
+			msg = redact.String(msg, v)
 		}
 	}
 	if len(msg) > maxCause {
