@@ -109,6 +109,9 @@ func (h *Handler) refuse(k *request, ref refusal, retry time.Duration, extra ...
 	if e.event != "" {
 		ev := h.newEvent(k, e.event, e.sev)
 		ev.Status, ev.Code, ev.RetryAfter, ev.Detail = e.status, e.code, retry, e.msg
+		if e.event == EventUpstreamError {
+			ev.Latency = k.latency // 0 for a hang-up, which is no mint
+		}
 		h.emit(k, ev, extra...)
 	}
 	writeError(k.w, k.client.tls, e, retry)

@@ -257,7 +257,7 @@ func (h *Handler) relay(k *request) {
 		Offer:     string(k.body),
 	})
 	done := h.now()
-	latency := done.Sub(k.now)
+	k.latency = done.Sub(k.now)
 	if err == nil && (!callID.MatchString(ans.ID) || ans.SDP == "") {
 		err = &UpstreamError{Message: "the minter returned a call without a usable ID or answer"}
 	}
@@ -265,10 +265,10 @@ func (h *Handler) relay(k *request) {
 		h.undo(k, kindCall, k.r.Context().Err() == nil)
 		h.releaseCall(k)
 		k.now = done
-		h.refuseUpstream(k, err, latency)
+		h.refuseUpstream(k, err)
 		return
 	}
-	h.m.mint(done, latency, true)
+	h.m.mint(done, k.latency, true)
 	k.now = done
 	c, err := h.calls.reg.Bind(context.WithoutCancel(k.r.Context()), calls.Start{
 		Slot:      k.callSlot,
@@ -296,7 +296,7 @@ func (h *Handler) relay(k *request) {
 	_, _ = io.WriteString(k.w, ans.SDP)
 	k.status = http.StatusCreated
 	ev := h.newEvent(k, EventCallStarted, SeverityInfo)
-	ev.CallID = c.ID
+	ev.CallID, ev.Latency = c.ID, k.latency
 	h.emit(k, ev)
 }
 

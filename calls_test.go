@@ -240,6 +240,28 @@ func TestCallUpstreamFailure(t *testing.T) {
 	assert.Equal(t, 3, r.events.Count(realtimeauth.EventUpstreamError))
 }
 
+// TestCallEventLatency: call_started and a failed call's upstream_error
+// carry how long the upstream call took on the handler's clock; a failed
+// hang-up, which is no mint, carries none.
+func TestCallEventLatency(t *testing.T) {
+	r := newCallRig(t)
+	status := 0
+	r.up.Fail = func(*http.Request) int { r.clock.Advance(250 * time.Millisecond); return status }
+	id := placeCall(t, r.h, "", nil)
+	status = http.StatusInternalServerError
+	assertError(t, hangUp(r.h, id, "", nil), http.StatusBadGateway, realtimeauth.CodeUpstreamError, 0)
+	status = http.StatusBadRequest
+	assertError(t, call(r.h, "", nil), http.StatusBadGateway, realtimeauth.CodeUpstreamError, 0)
+	started := r.events.Named(realtimeauth.EventCallStarted)
+	require.Len(t, started, 1)
+	assert.Equal(t, 250*time.Millisecond, started[0].Latency)
+	var lat []time.Duration
+	for _, e := range r.events.Named(realtimeauth.EventUpstreamError) {
+		lat = append(lat, e.Latency)
+	}
+	assert.Equal(t, []time.Duration{0, 250 * time.Millisecond}, lat, "the hang-up's, then the call's")
+}
+
 func TestCallRelayUnavailable(t *testing.T) {
 	h, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithAllowedOrigins(origin), realtimeauth.WithLogger(quietLogger()))
 	require.NoError(t, err)

@@ -81,6 +81,12 @@ type Event struct {
 	// call_ended), and Reason why a call ended (call_ended).
 	CallID string
 	Reason calls.EndReason
+	// Latency is how long the Minter's Mint (or, for a relayed call, its
+	// Call) took, retries included, on the handler's clock: set on
+	// token_issued, token_refreshed, call_started and on the upstream_error
+	// of a failed mint or call; 0 on every other event, a failed hang-up's
+	// upstream_error included.
+	Latency time.Duration
 }
 
 // EventHook receives every Event (WithEventHook), including those the log

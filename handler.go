@@ -32,6 +32,7 @@ type request struct {
 	idHeader   [1]string       // X-Request-Id's value, kept with the request
 	cors       *cors.Cors      // nil: h.cors (the calls have their own)
 	callSlot   string          // the call registry slot reserved (calls.go)
+	latency    time.Duration   // how long the Minter's Mint or Call took (Event.Latency)
 }
 
 // ServeHTTP routes the request to the token, refresh, health or script
@@ -97,7 +98,9 @@ func (h *Handler) issue(k *request, kd *kind) {
 	writeToken(k, tok, now)
 	k.status = http.StatusOK
 	k.now = now
-	h.emit(k, h.newEvent(k, kd.issued, SeverityInfo))
+	ev := h.newEvent(k, kd.issued, SeverityInfo)
+	ev.Latency = k.latency
+	h.emit(k, ev)
 }
 
 // preflight answers a CORS preflight, or a plain OPTIONS. A preflight from

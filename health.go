@@ -76,42 +76,6 @@ type ServiceHealth struct {
 	Latency time.Duration
 }
 
-// MeasurementKind says what a Measurement timed.
-type MeasurementKind uint8
-
-// Measurement kinds.
-const (
-	// MeasureRequest is a token or refresh request, from its arrival to
-	// its answer.
-	MeasureRequest MeasurementKind = iota + 1
-	// MeasureMint is one call to the Minter, retries included.
-	MeasureMint
-)
-
-// Measurement is one timing the handler took (WithMeasurementHook). It
-// carries no client-controlled value.
-type Measurement struct {
-	Kind MeasurementKind
-	// Status is the HTTP status of the answer (MeasureRequest).
-	Status int
-	// OK reports whether a mint returned a usable token (MeasureMint).
-	OK bool
-	// Duration is the request's handling time or the mint's latency, on
-	// the handler's clock.
-	Duration time.Duration
-}
-
-// MeasurementHook receives every Measurement (WithMeasurementHook). It runs
-// on the request's goroutine: keep it fast (a histogram's Observe is).
-type MeasurementHook func(Measurement)
-
-// WithMeasurementHook receives the latency of every token and refresh
-// request and of every mint, for a metrics collector (the metrics module's
-// Prometheus collector uses it beside WithEventHook). Default none.
-func WithMeasurementHook(f MeasurementHook) Option {
-	return func(c *config) { c.measurementHook = f }
-}
-
 // metricsWindow is the span of the windowed health figures.
 const metricsWindow = 5 * time.Minute
 
@@ -144,7 +108,6 @@ func (d *dependency) record(ok bool) {
 }
 
 type metrics struct {
-	hook           MeasurementHook // set by New, then read-only
 	mu             sync.Mutex
 	buckets        [numBuckets]bucket
 	totalRequests  int64
@@ -177,9 +140,6 @@ func (m *metrics) request(t time.Time, status int, d time.Duration, refreshed bo
 		m.totalRefreshes++
 	}
 	m.mu.Unlock()
-	if m.hook != nil {
-		m.hook(Measurement{Kind: MeasureRequest, Status: status, Duration: d})
-	}
 }
 
 func (m *metrics) mint(t time.Time, d time.Duration, ok bool) {
@@ -192,9 +152,6 @@ func (m *metrics) mint(t time.Time, d time.Duration, ok bool) {
 	}
 	m.upstream.record(ok)
 	m.mu.Unlock()
-	if m.hook != nil {
-		m.hook(Measurement{Kind: MeasureMint, OK: ok, Duration: d})
-	}
 }
 
 func (m *metrics) storeResult(t time.Time, ok bool) {

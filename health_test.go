@@ -324,27 +324,36 @@ func TestReadEndpointsCORS(t *testing.T) {
 	issueToken(t, r.h, defaultRemote) // one strike would have blocked it
 }
 
-// TestMeasurementHook: every token and refresh request and every mint is
-// measured on the handler's clock; health and refused preflights are not.
-func TestMeasurementHook(t *testing.T) {
-	var mu sync.Mutex
-	var got []realtimeauth.Measurement
-	hook := func(m realtimeauth.Measurement) { mu.Lock(); got = append(got, m); mu.Unlock() }
-	r := newRig(t, realtimeauth.WithMeasurementHook(hook), realtimeauth.WithRefreshPolicy(10, 0))
+// TestEventLatency: token_issued, token_refreshed and a failed mint's
+// upstream_error carry how long the Minter took, on the handler's clock;
+// the other events carry none.
+func TestEventLatency(t *testing.T) {
+	ev := &events{}
+	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithRefreshPolicy(10, 0))
+	fail := false
 	r.mint.Func = func(_ context.Context, q realtimeauth.MintRequest) (realtimeauth.Token, error) {
 		r.clock.Advance(300 * time.Millisecond)
+		if fail {
+			r.clock.Advance(200 * time.Millisecond)
+			return realtimeauth.Token{}, &realtimeauth.UpstreamError{StatusCode: 500}
+		}
 		return realtimeauth.Token{Value: "ek_x", ExpiresAt: r.clock.Now().Add(q.TTL)}, nil
 	}
 	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 	require.Equal(t, 200, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}).Code)
 	serveReq(r.h, req{path: refrURL, body: "{}"})
-	serveReq(r.h, req{method: http.MethodGet, path: healthU})
-	mu.Lock()
-	defer mu.Unlock()
-	mint := realtimeauth.Measurement{Kind: realtimeauth.MeasureMint, OK: true, Duration: 300 * time.Millisecond}
-	ok := realtimeauth.Measurement{Kind: realtimeauth.MeasureRequest, Status: 200, Duration: 300 * time.Millisecond}
-	assert.Equal(t, []realtimeauth.Measurement{mint, ok, mint, ok,
-		{Kind: realtimeauth.MeasureRequest, Status: 400}}, got)
+	fail = true
+	require.Equal(t, 502, serveReq(r.h, req{path: tokenURL}).Code)
+	got := map[realtimeauth.EventName]time.Duration{}
+	for _, e := range ev.All() {
+		got[e.Name] = e.Latency
+	}
+	assert.Equal(t, map[realtimeauth.EventName]time.Duration{
+		realtimeauth.EventTokenIssued:    300 * time.Millisecond,
+		realtimeauth.EventTokenRefreshed: 300 * time.Millisecond,
+		realtimeauth.EventInvalidRequest: 0,
+		realtimeauth.EventUpstreamError:  500 * time.Millisecond,
+	}, got)
 }
 
 // blockStore's Count waits for release.

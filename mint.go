@@ -28,30 +28,30 @@ func (h *Handler) mint(k *request, kd *kind) (Token, time.Time, bool) {
 		Session:   k.config,
 	})
 	done := h.now()
-	latency := done.Sub(k.now)
+	k.latency = done.Sub(k.now)
 	if err == nil && (tok.Value == "" || !tok.ExpiresAt.After(done)) {
 		err = &UpstreamError{Message: "the minter returned an empty or already expired token"}
 	}
 	if err == nil {
-		h.m.mint(done, latency, true)
+		h.m.mint(done, k.latency, true)
 		return tok, done, true
 	}
 	h.undo(k, kd, k.r.Context().Err() == nil)
 	k.now = done
-	h.refuseUpstream(k, err, latency)
+	h.refuseUpstream(k, err)
 	return Token{}, done, false
 }
 
-// refuseUpstream answers a failed upstream call (a mint, a relayed call, a
-// hang-up) by the error table: the client's own departure, a timeout, the
+// refuseUpstream answers a failed mint or relayed call, which took
+// k.latency, by the error table: the client's own departure, a timeout, the
 // upstream's 429, anything else.
-func (h *Handler) refuseUpstream(k *request, err error, latency time.Duration) {
+func (h *Handler) refuseUpstream(k *request, err error) {
 	if k.r.Context().Err() != nil {
 		// The client went away; that says nothing about the upstream.
 		h.refuse(k, refClientGone, 0)
 		return
 	}
-	h.m.mint(k.now, latency, false)
+	h.m.mint(k.now, k.latency, false)
 	ref, retry := refUpstream, time.Duration(0)
 	ue, _ := errors.AsType[*UpstreamError](err)
 	switch {
@@ -60,7 +60,7 @@ func (h *Handler) refuseUpstream(k *request, err error, latency time.Duration) {
 	case ue != nil && ue.StatusCode == http.StatusTooManyRequests:
 		ref, retry = refUpstreamLimited, min(max(ue.RetryAfter, time.Second), maxUpstreamRetryAfter)
 	}
-	h.refuse(k, ref, retry, mintFailure(err, ue, latency)...)
+	h.refuse(k, ref, retry, mintFailure(err, ue, k.latency)...)
 }
 
 // maxUpstreamRetryAfter caps the Retry-After passed on from the upstream's

@@ -62,7 +62,6 @@ type config struct {
 	upstreamRateSet             bool
 	sessionConfig               SessionConfigFunc
 	eventHook                   EventHook
-	measurementHook             MeasurementHook
 	maxPerClientSet, maxSessSet bool
 	prefixShareSet              bool
 	calls                       callConfig // calls.go

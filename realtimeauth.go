@@ -182,7 +182,6 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 		})
 	}
 	h.cors, h.readCORS = corsFor(http.MethodPost), corsFor(http.MethodGet, http.MethodHead)
-	h.m.hook = c.measurementHook
 	if c.upstreamRateSet {
 		h.upstream = newUpstreamBudget(c.upstreamRate, c.upstreamBurst)
 	}

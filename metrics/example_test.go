@@ -13,13 +13,12 @@ import (
 	"github.com/realtimeauth/realtimeauth/metrics"
 )
 
-// Example feeds a collector from a handler's hooks and reads one series back
-// from a registry, as a scrape would.
+// Example feeds a collector from a handler's event hook and its own
+// middleware, and reads series back from a registry, as a scrape would.
 func Example() {
 	c := metrics.New()
 	h, err := realtimeauth.New(&realtimeauth.DevMinter{},
 		realtimeauth.WithEventHook(c.Event),
-		realtimeauth.WithMeasurementHook(c.Measure),
 		realtimeauth.WithLogger(slog.New(slog.DiscardHandler)),
 	)
 	if err != nil {
@@ -27,9 +26,10 @@ func Example() {
 	}
 	defer h.Close()
 	c.Watch(h)
+	srv := c.Middleware(h) // times the token, refresh and call requests
 
 	for range 3 {
-		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/api/voice-agent/token", nil))
+		srv.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/api/voice-agent/token", nil))
 	}
 
 	reg := prometheus.NewRegistry()
@@ -46,9 +46,15 @@ func Example() {
 			}
 		case "realtimeauth_active_sessions":
 			fmt.Println(f.GetName(), f.GetMetric()[0].GetGauge().GetValue())
+		case "realtimeauth_request_duration_seconds", "realtimeauth_mint_duration_seconds":
+			for _, m := range f.GetMetric() {
+				fmt.Println(f.GetName(), m.GetLabel()[0].GetValue(), m.GetHistogram().GetSampleCount())
+			}
 		}
 	}
 	// Output:
 	// realtimeauth_active_sessions 3
 	// realtimeauth_events_total token_issued 3
+	// realtimeauth_mint_duration_seconds ok 3
+	// realtimeauth_request_duration_seconds 2xx 3
 }

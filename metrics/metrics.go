@@ -7,13 +7,12 @@
 //	c := metrics.New()
 //	minter, err := realtimeauth.NewOpenAIMinter(key,
 //		realtimeauth.WithHTTPClient(&http.Client{Transport: c.Transport(realtimeauth.NewUpstreamTransport())}))
-//	h, err := realtimeauth.New(minter,
-//		realtimeauth.WithEventHook(c.Event),
-//		realtimeauth.WithMeasurementHook(c.Measure))
+//	h, err := realtimeauth.New(minter, realtimeauth.WithEventHook(c.Event))
 //	c.Watch(h)
+//	http.Handle("/api/voice-agent/", c.Middleware(h))
 //	reg := prometheus.NewRegistry()
 //	reg.MustRegister(c)
-//	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+//	go http.ListenAndServe("127.0.0.1:9090", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 //
 // No label takes a value a client controls: event names and codes outside
 // the handler's own fixed sets are counted as "other", and nothing about
@@ -24,8 +23,10 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/realtimeauth/realtimeauth"
@@ -112,6 +113,7 @@ type Collector struct {
 	service        *prometheus.Desc
 
 	stats atomic.Pointer[Stats]
+	now   func() time.Time // the Middleware's clock: time.Now (export_test.go sets it)
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -120,6 +122,7 @@ var _ prometheus.Collector = (*Collector)(nil)
 func New() *Collector {
 	name := func(n string) string { return prometheus.BuildFQName(Namespace, "", n) }
 	return &Collector{
+		now: time.Now,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: name("events_total"),
 			Help: "Security events by event name and answer code (code empty for successes).",
@@ -167,7 +170,10 @@ func New() *Collector {
 }
 
 // Event counts ev; pass it to realtimeauth.WithEventHook (or call it from
-// your own hook).
+// your own hook). It also observes the mint latency events carry
+// (Event.Latency): token_issued, token_refreshed and call_started as "ok",
+// the upstream_error of a failed mint or call as "error" (a failed
+// hang-up's carries no latency and is no mint).
 func (c *Collector) Event(ev realtimeauth.Event) {
 	name := known(eventNames, string(ev.Name))
 	c.events.WithLabelValues(name, known(codes, string(ev.Code))).Inc()
@@ -176,21 +182,76 @@ func (c *Collector) Event(ev realtimeauth.Event) {
 		c.storeErrors.Inc()
 	case realtimeauth.EventUpstreamBusy:
 		c.upstreamBusy.Inc()
+	case realtimeauth.EventTokenIssued, realtimeauth.EventTokenRefreshed, realtimeauth.EventCallStarted:
+		c.mints.WithLabelValues("ok").Observe(ev.Latency.Seconds())
+	case realtimeauth.EventUpstreamError:
+		if ev.Latency > 0 {
+			c.mints.WithLabelValues("error").Observe(ev.Latency.Seconds())
+		}
 	}
 }
 
-// Measure observes m; pass it to realtimeauth.WithMeasurementHook.
-func (c *Collector) Measure(m realtimeauth.Measurement) {
-	switch m.Kind {
-	case realtimeauth.MeasureRequest:
-		c.requests.WithLabelValues(statusClass(m.Status)).Observe(m.Duration.Seconds())
-	case realtimeauth.MeasureMint:
-		outcome := "error"
-		if m.OK {
-			outcome = "ok"
+// Middleware wraps next, the Handler, to observe the handling time of its
+// token, refresh and call requests (request_duration_seconds) by the class
+// of the status answered: POST to a path ending in /token, /refresh-token
+// or /calls, and DELETE of /calls/{id}. Preflights, health, the scripts and
+// refused methods are not observed. Mount the wrapped handler where the
+// Handler would be.
+func (c *Collector) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !measured(r) {
+			next.ServeHTTP(w, r)
+			return
 		}
-		c.mints.WithLabelValues(outcome).Observe(m.Duration.Seconds())
+		start := c.now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		c.requests.WithLabelValues(statusClass(sw.code())).Observe(c.now().Sub(start).Seconds())
+	})
+}
+
+// measured reports whether r is a token, refresh or call request.
+func measured(r *http.Request) bool {
+	p := r.URL.Path
+	switch r.Method {
+	case http.MethodPost:
+		return strings.HasSuffix(p, "/token") || strings.HasSuffix(p, "/refresh-token") || strings.HasSuffix(p, "/calls")
+	case http.MethodDelete:
+		i := strings.LastIndexByte(p, '/')
+		return i >= 0 && i < len(p)-1 && strings.HasSuffix(p[:i], "/calls")
 	}
+	return false
+}
+
+// statusWriter records the status a handler answers.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 { // not an informational 1xx
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the ResponseWriter.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// code is the status answered: 200 when the handler wrote none.
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
 }
 
 // Watch makes each scrape report s's active sessions, capacity and

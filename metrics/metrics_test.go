@@ -31,6 +31,7 @@ const (
 
 type rig struct {
 	h     *realtimeauth.Handler
+	srv   http.Handler // h in the Collector's Middleware
 	c     *metrics.Collector
 	reg   *prometheus.Registry
 	clock *realtimeauthtest.Clock
@@ -42,19 +43,19 @@ func newRig(t *testing.T, opts ...realtimeauth.Option) *rig {
 	clock := realtimeauthtest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	m := &realtimeauthtest.Minter{Now: clock.Now}
 	c := metrics.New()
+	metrics.SetClock(c, clock.Now)
 	h, err := realtimeauth.New(m, append([]realtimeauth.Option{
 		realtimeauth.WithClock(clock.Now),
 		realtimeauth.WithAllowedOrigins(origin),
 		realtimeauth.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		realtimeauth.WithEventHook(c.Event),
-		realtimeauth.WithMeasurementHook(c.Measure),
 	}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = h.Close() })
 	c.Watch(h)
 	reg := prometheus.NewPedanticRegistry()
 	require.NoError(t, reg.Register(c))
-	return &rig{h: h, c: c, reg: reg, clock: clock, mint: m}
+	return &rig{h: h, srv: c.Middleware(h), c: c, reg: reg, clock: clock, mint: m}
 }
 
 func (r *rig) do(method, path, body string, hdr map[string]string) *httptest.ResponseRecorder {
@@ -71,7 +72,7 @@ func (r *rig) do(method, path, body string, hdr map[string]string) *httptest.Res
 		req.Header.Set(k, v)
 	}
 	w := httptest.NewRecorder()
-	r.h.ServeHTTP(w, req)
+	r.srv.ServeHTTP(w, req)
 	return w
 }
 
@@ -176,11 +177,12 @@ func TestNoClientControlledLabel(t *testing.T) {
 			r.do(q.method, q.path, q.body, q.hdr)
 		}
 	}
-	// A hook can be handed anything.
+	// A hook can be handed anything, and the Middleware can wrap anything.
 	r.c.Event(realtimeauth.Event{Name: evil, Code: evil, ClientIP: evil, UserAgent: evil, Subject: evil, SessionID: evil, Detail: evil})
 	r.c.Event(realtimeauth.Event{Name: realtimeauth.EventTokenIssued, Code: evil})
-	r.c.Measure(realtimeauth.Measurement{Kind: realtimeauth.MeasureRequest, Status: 999})
-	r.c.Measure(realtimeauth.Measurement{Kind: 42, Status: 200})
+	r.c.Event(realtimeauth.Event{Name: realtimeauth.EventUpstreamError, Code: evil, Latency: -time.Second})
+	odd := r.c.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(999) }))
+	odd.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/"+url.PathEscape(evil)+"/token", nil))
 
 	allowed := map[string]map[string]bool{
 		"event":   {"other": true},
@@ -246,7 +248,7 @@ func TestTransportCountsRetries(t *testing.T) {
 		realtimeauth.WithHTTPClient(&http.Client{Transport: c.Transport(nil)}),
 		realtimeauth.WithMinterLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)
-	h, err := realtimeauth.New(m, realtimeauth.WithEventHook(c.Event), realtimeauth.WithMeasurementHook(c.Measure),
+	h, err := realtimeauth.New(m, realtimeauth.WithEventHook(c.Event),
 		realtimeauth.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)
 	reg := prometheus.NewPedanticRegistry()
@@ -369,4 +371,54 @@ func TestCollectorActiveCalls(t *testing.T) {
 	assert.Equal(t, 3.0, fams["realtimeauth_active_calls"].Metric[0].Gauge.GetValue())
 	c.Watch(fixedStats{ActiveCalls: -1, ActiveSessions: 5})
 	assert.NotContains(t, gather(t, reg), "realtimeauth_active_calls")
+}
+
+// TestMiddlewareObserves: the token, refresh and call requests are timed by
+// the status the wrapped handler answered (200 when it wrote none);
+// preflights, health, the scripts and other methods are not.
+func TestMiddlewareObserves(t *testing.T) {
+	c := metrics.New()
+	reg := registry(t, c)
+	status := map[string]int{"/token": 201, "/refresh-token": 429, "/calls": 502}
+	srv := c.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if st, ok := status[strings.TrimPrefix(r.URL.Path, base)]; ok {
+			w.WriteHeader(st)
+			w.WriteHeader(500) // a superfluous second call changes nothing
+			return
+		}
+		if r.Method == http.MethodDelete {
+			_, _ = io.WriteString(w, "body without a header")
+		}
+	}))
+	for _, q := range []struct{ method, path string }{
+		{"POST", base + "/token"}, {"POST", base + "/refresh-token"}, {"POST", base + "/calls"},
+		{"DELETE", base + "/calls/rtc_1"},
+		{"OPTIONS", base + "/token"}, {"GET", base + "/token"}, {"GET", base + "/health"}, {"GET", base + "/client.js"},
+		{"DELETE", base + "/calls"}, {"DELETE", base + "/calls/"}, {"POST", base + "/calls/rtc_1"}, {"POST", base + "/compatibility"},
+	} {
+		srv.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(q.method, q.path, nil))
+	}
+	got := map[string]uint64{}
+	for class, h := range histograms(gather(t, reg)["realtimeauth_request_duration_seconds"]) {
+		got[class] = h.GetSampleCount()
+	}
+	assert.Equal(t, map[string]uint64{"2xx": 2, "4xx": 1, "5xx": 1}, got)
+}
+
+// TestMintErrors: a failed mint is observed as an "error" with the latency
+// its upstream_error carries; a failed hang-up's, which carries none, is
+// not a mint.
+func TestMintErrors(t *testing.T) {
+	r := newRig(t)
+	r.mint.Func = func(context.Context, realtimeauth.MintRequest) (realtimeauth.Token, error) {
+		r.clock.Advance(2 * time.Second)
+		return realtimeauth.Token{}, &realtimeauth.UpstreamError{StatusCode: 500}
+	}
+	require.Equal(t, 502, r.do(http.MethodPost, base+"/token", "", nil).Code)
+	r.c.Event(realtimeauth.Event{Name: realtimeauth.EventUpstreamError, Code: realtimeauth.CodeUpstreamError})
+	mint := histograms(gather(t, r.reg)["realtimeauth_mint_duration_seconds"])
+	assert.NotContains(t, mint, "ok")
+	require.Contains(t, mint, "error")
+	assert.Equal(t, uint64(1), mint["error"].GetSampleCount())
+	assert.InDelta(t, 2.0, mint["error"].GetSampleSum(), 1e-9)
 }

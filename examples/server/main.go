@@ -104,7 +104,11 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 	defer closeHandler()
 
 	mux := http.NewServeMux()
-	mux.Handle("/api/voice-agent/", h)
+	var api http.Handler = h
+	if collector != nil {
+		api = collector.Middleware(h) // request latency
+	}
+	mux.Handle("/api/voice-agent/", api)
 	registerDemo(mux, logger, h, cfg.AllowedOrigins)
 	srv := newServer(cfg, mux, logger)
 	logListening(cfg, ln, logger)
@@ -150,7 +154,7 @@ func newHandler(ctx context.Context, cfg config, logger *slog.Logger, collector 
 	minter realtimeauth.Minter) (*realtimeauth.Handler, func(), error) {
 	opts := append(cfg.handlerOptions(), realtimeauth.WithLogger(logger))
 	if collector != nil {
-		opts = append(opts, realtimeauth.WithEventHook(collector.Event), realtimeauth.WithMeasurementHook(collector.Measure))
+		opts = append(opts, realtimeauth.WithEventHook(collector.Event))
 	}
 	callOpts, closeCalls, err := cfg.Calls.handlerOptions(cfg.DevMode(), logger)
 	if err != nil {
