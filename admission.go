@@ -200,14 +200,14 @@ func (h *Handler) open(k *request) bool {
 	charged := h.allowances(k, true)
 	s, evicted, err := h.store.Open(k.r.Context(), OpenRequest{
 		Now:           k.now,
-		ExpiresAt:     k.now.Add(h.cfg.sessionTTL),
+		ExpiresAt:     k.now.Add(h.cfg.lim.SessionTTL),
 		ClientIP:      k.client.ip,
 		Client:        k.client.key,
 		Subject:       k.subject,
 		Allowances:    charged,
-		MaxPerClient:  h.cfg.maxPerClient,
-		MaxPerSubject: h.cfg.maxPerSubject,
-		MaxSessions:   h.cfg.maxSessions,
+		MaxPerClient:  h.cfg.lim.MaxSessionsPerClient,
+		MaxPerSubject: h.cfg.lim.MaxSessionsPerSubject,
+		MaxSessions:   h.cfg.lim.MaxSessions,
 	})
 	if !h.storeAnswered(k, err) {
 		return false
@@ -239,13 +239,13 @@ func (h *Handler) refresh(k *request) bool {
 		ID:           k.sessionID,
 		ClientIP:     k.client.ip,
 		Subject:      k.subject,
-		MaxRefreshes: h.cfg.maxRefreshes,
-		MinInterval:  h.cfg.minRefreshInterval,
+		MaxRefreshes: h.cfg.lim.MaxRefreshes,
+		MinInterval:  h.cfg.lim.MinRefreshInterval,
 		Allowances:   charged,
 	})
 	if errors.Is(err, ErrRefreshTooSoon) {
 		h.m.storeResult(k.now, true)
-		h.refuse(k, refRefreshTooSoon, max(s.LastIssuedAt.Add(h.cfg.minRefreshInterval).Sub(k.now), time.Millisecond))
+		h.refuse(k, refRefreshTooSoon, max(s.LastIssuedAt.Add(h.cfg.lim.MinRefreshInterval).Sub(k.now), time.Millisecond))
 		return false
 	}
 	if !h.storeAnswered(k, err) {
@@ -293,25 +293,25 @@ func (h *Handler) storeAnswered(k *request, err error) bool {
 	return false
 }
 
-// allowances lists what the request is charged against (see WithRateLimit,
-// WithMintLimit, WithPrefixShare, WithSubjectRateLimit): every mint counts
+// allowances lists what the request is charged against (see Limits: Sessions,
+// Mints, PrefixShare, SubjectMints): every mint counts
 // against the client's (and its /48's) mint allowance and the subject's;
 // a new session also against the client's (and its /48's) new sessions.
 func (h *Handler) allowances(k *request, open bool) []Allowance {
 	c := &h.cfg
 	a := k.allowances[:0]
 	if open {
-		a = append(a, Allowance{"n:" + k.client.key, c.rateLimit, c.rateWindow})
+		a = append(a, Allowance{"n:" + k.client.key, c.lim.Sessions.N, c.lim.Sessions.Per})
 	}
-	a = append(a, Allowance{"m:" + k.client.key, c.mintLimit, c.mintWindow})
+	a = append(a, Allowance{"m:" + k.client.key, c.lim.Mints.N, c.lim.Mints.Per})
 	if k.client.prefix != "" {
 		if open {
-			a = append(a, Allowance{"np:" + k.client.prefix, c.prefixRateLimit, c.rateWindow})
+			a = append(a, Allowance{"np:" + k.client.prefix, c.prefixRateLimit, c.lim.Sessions.Per})
 		}
-		a = append(a, Allowance{"mp:" + k.client.prefix, c.prefixMintLimit, c.mintWindow})
+		a = append(a, Allowance{"mp:" + k.client.prefix, c.prefixMintLimit, c.lim.Mints.Per})
 	}
-	if k.subject != "" && c.subjectLimit > 0 {
-		a = append(a, Allowance{"s:" + k.subject, c.subjectLimit, c.subjectWindow})
+	if k.subject != "" && c.lim.SubjectMints.N > 0 {
+		a = append(a, Allowance{"s:" + k.subject, c.lim.SubjectMints.N, c.lim.SubjectMints.Per})
 	}
 	return a
 }
@@ -365,7 +365,7 @@ func (h *Handler) undo(k *request, kd *kind, refund bool) {
 	if kd.open {
 		err = h.store.Delete(ctx, k.session.ID)
 	} else {
-		err = h.store.GiveBack(ctx, k.session.ID, k.now, k.now.Add(-h.cfg.minRefreshInterval))
+		err = h.store.GiveBack(ctx, k.session.ID, k.now, k.now.Add(-h.cfg.lim.MinRefreshInterval))
 	}
 	if err != nil {
 		h.logf(k, slog.LevelWarn, "realtimeauth: could not undo a session operation whose mint failed", attrErr(err))

@@ -13,17 +13,17 @@ import (
 )
 
 // TestAnswerModeAndModel: token and refresh answers say "mode" (the
-// minter's, "realtime" by default, "demo" from DevMinter) and "model" (the
+// minter's, "realtime" by default, "demo" from NewDevMinter) and "model" (the
 // model the token was minted for, when the minter names one).
 func TestAnswerModeAndModel(t *testing.T) {
 	clock := realtimeauthtest.NewClock(t0)
-	dev, err := realtimeauth.New(&realtimeauth.DevMinter{Now: clock.Now}, realtimeauth.WithClock(clock.Now), realtimeauth.WithLogger(quietLogger()))
+	dev, err := realtimeauth.New(realtimeauth.NewDevMinter(clock.Now), realtimeauth.WithClock(clock.Now), realtimeauth.WithLogger(quietLogger()))
 	require.NoError(t, err)
 	m := issueToken(t, dev, defaultRemote)
 	assert.Equal(t, "demo", m["mode"])
 	assert.NotContains(t, m, "model")
 
-	r := newRig(t, realtimeauth.WithRefreshPolicy(5, 0))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxRefreshes: 5, MinRefreshInterval: -1}))
 	r.mint.Func = func(_ context.Context, q realtimeauth.MintRequest) (realtimeauth.Token, error) {
 		return realtimeauth.Token{Value: "ek_m", ExpiresAt: r.clock.Now().Add(q.TTL), Model: "gpt-realtime"}, nil
 	}
@@ -50,16 +50,16 @@ func (m *localMinter) Mint(ctx context.Context, q realtimeauth.MintRequest) (rea
 	return m.Minter.Mint(ctx, q)
 }
 
-// TestDeadlineOnlyWhereNeeded: a Minter gets WithUpstreamTimeout's
+// TestDeadlineOnlyWhereNeeded: a Minter gets Limits.UpstreamTimeout's
 // deadline unless it reports Local() true (an in-process minter, which
 // would only pay a timer for it).
 func TestDeadlineOnlyWhereNeeded(t *testing.T) {
 	for _, local := range []bool{false, true} {
 		m := &localMinter{local: local}
-		h, err := realtimeauth.New(m, realtimeauth.WithLogger(quietLogger()), realtimeauth.WithUpstreamTimeout(time.Second))
+		h, err := realtimeauth.New(m, realtimeauth.WithLogger(quietLogger()), realtimeauth.WithLimits(realtimeauth.Limits{UpstreamTimeout: time.Second}))
 		require.NoError(t, err)
 		issueToken(t, h, defaultRemote)
 		assert.Equal(t, !local, m.hadDeadline, "local %v", local)
 	}
-	assert.True(t, (&realtimeauth.DevMinter{}).Local())
+	assert.True(t, realtimeauth.NewDevMinter(nil).(interface{ Local() bool }).Local())
 }

@@ -21,23 +21,26 @@ import (
 // TestAttackEvictedSessionsBlockASharedAddress: a session closed by the
 // per-client cap answers 404 session_not_found on its next refresh, and
 // that 404 is a strike. Eleven users behind one NAT address (one more than
-// WithMaxSessionsPerClient's 10) each keep one tab open, refresh it every
+// Limits.MaxSessionsPerClient's 10) each keep one tab open, refresh it every
 // 30 s, and ask for a new token when their session is gone, as the
 // browser client does. Their own evictions strike their address, and after
 // ten the whole office is blocked for 15 minutes. Nobody misbehaved:
 // a 122-bit session ID cannot be guessed, so a 404 is no sign of abuse,
 // and an evicted session should not earn a strike.
 //
-// The office's new sessions are given room (WithRateLimit 60 a minute):
+// The office's new sessions are given room (Limits.Sessions 60 a minute):
 // eleven tabs round-robin over a cap of ten evict each other on every
 // round, 22 new sessions a minute, and under the default 10 a minute their
 // rate_limited refusals, which are strikes, block the address on their own
-// (a separate question: see the cap and WithRateLimit in docs/limits.md).
+// (a separate question: see the cap and Limits.Sessions in docs/limits.md).
 func TestAttackEvictedSessionsBlockASharedAddress(t *testing.T) {
 	ev := &events{}
 	// The default abuse guard: 10 strikes in 10 minutes block for 15.
-	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithRefreshPolicy(1000, 10*time.Second),
-		realtimeauth.WithRateLimit(60, time.Minute))
+	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLimits(realtimeauth.Limits{
+		MaxRefreshes:       1000,
+		MinRefreshInterval: 10 * time.Second,
+		Sessions:           realtimeauth.Rate{N: 60, Per: time.Minute},
+	}))
 	const nat = "198.51.100.7:1"
 	tabs := make([]string, 11)
 	for i := range tabs {
@@ -101,11 +104,14 @@ func (s *openGate) Open(ctx context.Context, q realtimeauth.OpenRequest) (realti
 // time read before the store operation. A request whose store operation
 // takes Δ hands x/time/rate a time Δ in the past; when it is admitted, the
 // limiter's last time goes back by Δ, and the next request refills Δ of
-// budget a second time. Under WithUpstreamRate(1/min, burst 2), in the two
+// budget a second time. Under an upstream budget of 1/min, burst 2, in the two
 // minutes from t0 at most 2 + 2 = 4 mints can be paid for; here 6 are.
 func TestAttackSlowStoreRefillsTheBudget(t *testing.T) {
 	store := &openGate{SessionStore: realtimeauth.NewMemoryStore()}
-	r := newRig(t, realtimeauth.WithUpstreamRate(rate.Every(time.Minute), 2), realtimeauth.WithSessionStore(store),
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+		UpstreamRate:  rate.Every(time.Minute),
+		UpstreamBurst: 2,
+	}), realtimeauth.WithSessionStore(store),
 		realtimeauth.WithAbuseGuard(nil))
 	ip := func(i int) string { return fmt.Sprintf("192.0.2.%d:1", i) }
 	// Half the burst, at t0: one mint is left, so that the next request
@@ -145,7 +151,10 @@ func TestAttackSlowStoreRefillsTheBudget(t *testing.T) {
 // strike).
 func TestAttackDrainedBudgetStrikesOutTheVictim(t *testing.T) {
 	ev := &events{}
-	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithUpstreamRate(rate.Every(time.Second), 1))
+	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLimits(realtimeauth.Limits{
+		UpstreamRate:  rate.Every(time.Second),
+		UpstreamBurst: 1,
+	}))
 	const victim = "203.0.113.50:1"
 	attacker := 0
 	next := time.Duration(0)

@@ -31,7 +31,7 @@ func TestAttackTokenValueEchoesTheKey(t *testing.T) {
 		v := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 		jsonAnswer(200, fmt.Sprintf(`{"value":"ek_%s","expires_at":%d}`, v, time.Now().Add(time.Minute).Unix()))(w, r)
 	})
-	m, err := realtimeauth.NewOpenAIMinter(plainKey, realtimeauth.WithBaseURL(u.srv.URL))
+	m, err := realtimeauth.NewOpenAIMinter(plainKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL})
 	require.NoError(t, err)
 	h, err := realtimeauth.New(m, realtimeauth.WithLogger(quietLogger()))
 	require.NoError(t, err)
@@ -56,9 +56,9 @@ func TestAttackCallIDEchoesTheKey(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, "v=0\r\ns=%s\r\n", v)
 	})
-	m, err := realtimeauth.NewOpenAIMinter(plainKey, realtimeauth.WithBaseURL(u.srv.URL))
+	m, err := realtimeauth.NewOpenAIMinter(plainKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL})
 	require.NoError(t, err)
-	a, err := m.Call(context.Background(), calls.Request{SessionID: "s", Offer: "v=0\r\n"})
+	a, err := m.(calls.Upstream).Call(context.Background(), calls.Request{SessionID: "s", Offer: "v=0\r\n"})
 	require.Error(t, err, "an answer holding the key is refused")
 	if err == nil {
 		assert.NotContains(t, a.ID, plainKey, "the API key as the call ID")
@@ -79,7 +79,7 @@ func TestAttackRelayLocationEchoesTheKey(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprint(w, "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n")
 	})
-	m, err := realtimeauth.NewOpenAIMinter(plainKey, realtimeauth.WithBaseURL(u.srv.URL))
+	m, err := realtimeauth.NewOpenAIMinter(plainKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL})
 	require.NoError(t, err)
 	ev := &events{}
 	h, err := realtimeauth.New(m, realtimeauth.WithLogger(quietLogger()), realtimeauth.WithEventHook(ev.Hook))
@@ -117,9 +117,12 @@ func TestCallAnswerHoldingAnEncodedKey(t *testing.T) {
 					w.WriteHeader(http.StatusCreated)
 					fmt.Fprint(w, sdp)
 				})
-				m, err := realtimeauth.NewOpenAIMinter(plainKey, realtimeauth.WithBaseURL(u.srv.URL), realtimeauth.WithMaxRetries(3))
+				m, err := realtimeauth.NewOpenAIMinter(plainKey, realtimeauth.OpenAIConfig{
+					BaseURL:    u.srv.URL,
+					MaxRetries: 3,
+				})
 				require.NoError(t, err)
-				_, err = m.Call(context.Background(), calls.Request{SessionID: "s", Offer: "v=0\r\n"})
+				_, err = m.(calls.Upstream).Call(context.Background(), calls.Request{SessionID: "s", Offer: "v=0\r\n"})
 				var ue *realtimeauth.UpstreamError
 				require.ErrorAs(t, err, &ue)
 				assert.Equal(t, 1, ue.Attempts, "never retried")
@@ -131,7 +134,7 @@ func TestCallAnswerHoldingAnEncodedKey(t *testing.T) {
 }
 
 // TestAttackOneSlash48HoldsManyCalls: the allowances count one IPv6 /48 as
-// at most 16 clients, but the cap on live calls (WithMaxCallsPerClient,
+// at most 16 clients, but the cap on live calls (Limits.MaxCallsPerClient,
 // default 2) is per /64 only. A call lasts up to an hour, and every live
 // call is paid for by the minute: one /48 that places calls from its /64s
 // holds 160 live calls after one minute (its new-session allowance), and
@@ -155,9 +158,12 @@ func TestAttackOneSlash48HoldsManyCalls(t *testing.T) {
 }
 
 // TestCallPrefixCapFollowsThePrefixShare: the /48's cap on live calls is
-// WithPrefixShare times WithMaxCallsPerClient.
+// Limits.PrefixShare times MaxCallsPerClient.
 func TestCallPrefixCapFollowsThePrefixShare(t *testing.T) {
-	r := newCallRig(t, realtimeauth.WithAbuseGuard(nil), realtimeauth.WithPrefixShare(2), realtimeauth.WithMaxCallsPerClient(3))
+	r := newCallRig(t, realtimeauth.WithAbuseGuard(nil), realtimeauth.WithLimits(realtimeauth.Limits{
+		PrefixShare:       2,
+		MaxCallsPerClient: 3,
+	}))
 	placed := 0
 	for i := range 10 {
 		if call(r.h, fmt.Sprintf("[2001:db8:7:%x::1]:443", i), nil).Code == http.StatusCreated {

@@ -63,7 +63,10 @@ func serveSlow(r *rig, q req, d time.Duration) *httptest.ResponseRecorder {
 // the request began.
 func TestSlowBodyDecidesAfterTheBody(t *testing.T) {
 	t.Run("upstream budget", func(t *testing.T) {
-		r := newRig(t, realtimeauth.WithUpstreamRate(rate.Every(time.Minute), 1))
+		r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+			UpstreamRate:  rate.Every(time.Minute),
+			UpstreamBurst: 1,
+		}))
 		issueToken(t, r.h, "192.0.2.1:1") // the budget's one mint
 		r.clock.Advance(30 * time.Second)
 		// Decided when the body has arrived, a minute after the first mint:
@@ -74,7 +77,7 @@ func TestSlowBodyDecidesAfterTheBody(t *testing.T) {
 		assert.Equal(t, 2, r.mint.Calls())
 	})
 	t.Run("allowance", func(t *testing.T) {
-		r := newRig(t, realtimeauth.WithRateLimit(1, time.Minute))
+		r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 1, Per: time.Minute}}))
 		issueToken(t, r.h, defaultRemote)
 		r.clock.Advance(50 * time.Second)
 		w := serveSlow(r, req{path: tokenURL, body: `{"a":"bcdefgh"}`}, 10*time.Second)
@@ -219,7 +222,10 @@ func TestRefreshLoopIsCharged(t *testing.T) {
 // legitimate client.
 func TestRefreshTooSoonKeepsTheBudget(t *testing.T) {
 	store := &gatedStore{SessionStore: realtimeauth.NewMemoryStore()}
-	r := newRig(t, realtimeauth.WithUpstreamRate(rate.Every(time.Second), 1), realtimeauth.WithSessionStore(store))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+		UpstreamRate:  rate.Every(time.Second),
+		UpstreamBurst: 1,
+	}), realtimeauth.WithSessionStore(store))
 	attacker := "198.51.100.66:1"
 	id := newSessionAt(t, r, attacker)
 	r.clock.Advance(time.Second)
@@ -286,7 +292,10 @@ func (s *gatedStore) Refresh(ctx context.Context, q realtimeauth.RefreshRequest)
 // then 404 session_not_found, while the ones it uses keep working.
 func TestManySessionsFromOneAddress(t *testing.T) {
 	ev := &events{}
-	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithRefreshPolicy(120, 0), realtimeauth.WithAbuseGuard(nil))
+	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLimits(realtimeauth.Limits{
+		MaxRefreshes:       120,
+		MinRefreshInterval: -1,
+	}), realtimeauth.WithAbuseGuard(nil))
 	var ids []string
 	for batch, n := range []int{10, 10, 9} {
 		for range n {
@@ -326,7 +335,7 @@ func TestManySessionsFromOneAddress(t *testing.T) {
 // more than its cap.
 func TestFullStoreStaysFair(t *testing.T) {
 	const capacity = 100
-	r := newRig(t, realtimeauth.WithMaxSessions(capacity))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxSessions: capacity}))
 	codes := map[int]int{}
 	for x := 1; x <= 30; x++ {
 		for range 10 {

@@ -51,7 +51,7 @@ func TestBackendFailures(t *testing.T) {
 		assert.Equal(t, 1, r.mint.Calls())
 	})
 	t.Run("store full", func(t *testing.T) {
-		r := newRig(t, realtimeauth.WithMaxSessions(1))
+		r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxSessions: 1}))
 		issueToken(t, r.h, defaultRemote)
 		// The heaviest client is refused; another client evicts its session.
 		assertError(t, serveReq(r.h, req{path: tokenURL}), 429, "too_many_sessions", 0)
@@ -63,7 +63,7 @@ func TestBackendFailures(t *testing.T) {
 // TestRefreshNeedsTheSameSessionID: a refresh for one session never
 // touches another.
 func TestRefreshNeedsTheSameSessionID(t *testing.T) {
-	r := newRig(t, realtimeauth.WithRefreshPolicy(1, 0))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxRefreshes: 1, MinRefreshInterval: -1}))
 	a := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 	b := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 	require.Equal(t, 200, serveReq(r.h, req{path: refrURL, body: refreshBody(a)}).Code)

@@ -249,12 +249,14 @@ func benchHandler(b *testing.B, opts ...realtimeauth.Option) *realtimeauth.Handl
 	all := append([]realtimeauth.Option{
 		realtimeauth.WithLogger(discardLogger),
 		realtimeauth.WithAllowedOrigins(benchOrigin),
-		realtimeauth.WithRateLimit(1023, time.Minute),
-		realtimeauth.WithMintLimit(1023, time.Minute),
+		realtimeauth.WithLimits(realtimeauth.Limits{
+			Sessions: realtimeauth.Rate{N: 1023, Per: time.Minute},
+			Mints:    realtimeauth.Rate{N: 1023, Per: time.Minute},
+		}),
 		// Every clock read moves 100ms on, so that one client stays under
 		// its rate limit however fast the loop runs.
 		realtimeauth.WithClock(steppingClock()),
-		realtimeauth.WithRefreshPolicy(1_000_000, 0),
+		realtimeauth.WithLimits(realtimeauth.Limits{MaxRefreshes: 1_000_000, MinRefreshInterval: -1}),
 	}, opts...)
 	h, err := realtimeauth.New(zeroMinter{}, all...)
 	if err != nil {
@@ -366,7 +368,7 @@ func BenchmarkHandler(b *testing.B) {
 		}
 	})
 	b.Run("429", func(b *testing.B) {
-		h := benchHandler(b, realtimeauth.WithRateLimit(1, 10_000*time.Hour), realtimeauth.WithAbuseGuard(nil))
+		h := benchHandler(b, realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 1, Per: 10_000 * time.Hour}}), realtimeauth.WithAbuseGuard(nil))
 		r, rb := postRequest("/api/voice-agent/token", "")
 		serveBench(b, h, r, http.StatusOK)
 		b.ReportAllocs()

@@ -10,7 +10,7 @@ import (
 	"unicode/utf8"
 )
 
-// readBody reads the request body within WithMaxBodyBytes into k.body; a
+// readBody reads the request body within Limits.MaxBodyBytes into k.body; a
 // body that is not empty must be of mediaType. A declared length is judged
 // before reading; a chunked body is judged by what it holds, so an empty
 // one needs no media type.
@@ -19,14 +19,14 @@ func (h *Handler) readBody(k *request, mediaType string) (refusal, bool) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return 0, true
 	}
-	if r.ContentLength > h.cfg.maxBodyBytes {
+	if r.ContentLength > h.cfg.lim.MaxBodyBytes {
 		return refTooLarge, false
 	}
 	typeOK := isMediaType(r.Header.Get("Content-Type"), mediaType)
 	if r.ContentLength > 0 && !typeOK {
 		return refMediaType, false
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(k.w, r.Body, h.cfg.maxBodyBytes))
+	b, err := io.ReadAll(http.MaxBytesReader(k.w, r.Body, h.cfg.lim.MaxBodyBytes))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return refTooLarge, false

@@ -7,11 +7,12 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// upstreamBudget is WithUpstreamRate's token bucket, fed only times that
-// never go back. x/time/rate takes a time earlier than its last as its new
-// last, so the next call refills the difference a second time: a request
-// whose clock reading is older than another's (it read the clock, then
-// waited on a store round trip) would hand the budget mints it never had.
+// upstreamBudget is the token bucket of Limits.UpstreamRate and
+// UpstreamBurst, fed only times that never go back. x/time/rate takes a
+// time earlier than its last as its new last, so the next call refills the
+// difference a second time: a request whose clock reading is older than
+// another's (it read the clock, then waited on a store round trip) would
+// hand the budget mints it never had.
 // The budget therefore decides with the newest time it has seen.
 type upstreamBudget struct {
 	mu   sync.Mutex

@@ -27,7 +27,7 @@ const (
 // callControl is the handler's part that outlives a request: it hangs up
 // calls at their deadline, on revocation and on DELETE, and ends the calls
 // its calls.Watcher reports over. Its only goroutines are the sweep (while
-// WithMaxCallDuration is set) and the watcher's.
+// Limits.MaxCallDuration is set) and the watcher's.
 type callControl struct {
 	h       *Handler
 	reg     calls.Registry
@@ -58,13 +58,13 @@ func newCallControl(h *Handler, origins *originMatcher) *callControl {
 		reg:     c.calls.registry,
 		watcher: c.calls.watcher,
 		cors:    callCORS(origins, c),
-		hold:    c.upstreamTimeout + 5*time.Second,
-		lease:   c.upstreamTimeout + 5*time.Second,
+		hold:    c.lim.UpstreamTimeout + 5*time.Second,
+		lease:   c.lim.UpstreamTimeout + 5*time.Second,
 		watches: make(map[string]context.CancelFunc),
 	}
 	cc.minter, _ = h.minter.(calls.Upstream)
 	cc.ctx, cc.cancel = context.WithCancel(context.Background())
-	if cc.minter != nil && c.calls.maxDuration > 0 {
+	if cc.minter != nil && c.lim.MaxCallDuration > 0 {
 		cc.schedule(callTick)
 	}
 	return cc
@@ -72,7 +72,7 @@ func newCallControl(h *Handler, origins *originMatcher) *callControl {
 
 // deadline is when a call that started at start is hung up (zero: never).
 func (cc *callControl) deadline(start time.Time) time.Time {
-	if d := cc.h.cfg.calls.maxDuration; d > 0 {
+	if d := cc.h.cfg.lim.MaxCallDuration; d > 0 {
 		return start.Add(d)
 	}
 	return time.Time{}
@@ -147,7 +147,7 @@ func (cc *callControl) end(ctx context.Context, c calls.Call, reason calls.EndRe
 	// Stop the watch first: the sideband closes when the hang-up lands, and
 	// must not report the call as ended upstream.
 	watched := cc.unwatch(c.ID)
-	hctx, cancel := context.WithTimeout(ctx, cc.h.cfg.upstreamTimeout)
+	hctx, cancel := context.WithTimeout(ctx, cc.h.cfg.lim.UpstreamTimeout)
 	err := cc.minter.Hangup(hctx, c.ID)
 	cancel()
 	if err != nil {
@@ -208,7 +208,7 @@ func (cc *callControl) started(c calls.Call) {
 // not record, in the background, within the upstream timeout.
 func (cc *callControl) hangupOrphan(id string) {
 	go func() {
-		ctx, cancel := context.WithTimeout(cc.ctx, cc.h.cfg.upstreamTimeout)
+		ctx, cancel := context.WithTimeout(cc.ctx, cc.h.cfg.lim.UpstreamTimeout)
 		defer cancel()
 		if err := cc.minter.Hangup(ctx, id); err != nil {
 			cc.h.log.LogAttrs(ctx, slog.LevelWarn, "realtimeauth: could not hang up an unrecorded call",

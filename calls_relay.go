@@ -22,25 +22,12 @@ import (
 // are in calls_control.go.
 
 // callConfig is the calls' part of the handler's configuration.
+// Its limits are in Limits.
 type callConfig struct {
-	registry        calls.Registry
-	maxDuration     time.Duration
-	maxPerClient    int
-	maxPerClientSet bool
-	maxPerSubject   int
-	watcher         calls.Watcher
-	after           func(d time.Duration, f func()) (stop func() bool)
+	registry calls.Registry
+	watcher  calls.Watcher
+	after    func(d time.Duration, f func()) (stop func() bool)
 }
-
-// Defaults and bounds of the call options.
-const (
-	defaultMaxCallsPerClient = 2
-	minCallDuration          = 10 * time.Second
-	// maxCallDuration is OpenAI's own limit on a Realtime call, after
-	// which the registry forgets a call that nobody ended.
-	maxCallDuration = 60 * time.Minute
-	maxCallsCap     = 1000
-)
 
 // WithCallRegistry sets where the live calls are recorded. Default:
 // calls.NewMemoryRegistry(0), which serves one process; use a shared one
@@ -51,33 +38,10 @@ func WithCallRegistry(r calls.Registry) Option {
 	return func(c *config) { c.calls.registry = r }
 }
 
-// WithMaxCallDuration hangs every relayed call up d after the upstream
-// answered it: within a second of the deadline, exactly once (across the
-// instances that share a calls.Registry). Default 0, off: a call lasts until
-// its DELETE, its end, or OpenAI's own 60-minute limit. Valid 10s..60m.
-func WithMaxCallDuration(d time.Duration) Option {
-	return func(c *config) { c.calls.maxDuration = d }
-}
-
-// WithMaxCallsPerClient caps a client's live calls: one more is refused
-// with 429 too_many_calls before any upstream call. An IPv6 /48 holds at
-// most WithPrefixShare times as many (its /64s together), as it counts for
-// at most that many clients in the allowances. Default 2; valid 1..1000.
-func WithMaxCallsPerClient(n int) Option {
-	return func(c *config) { c.calls.maxPerClient, c.calls.maxPerClientSet = n, true }
-}
-
-// WithMaxCallsPerSubject caps a user's live calls, across clients, as
-// WithMaxCallsPerClient does a client's. It needs WithAuthenticator.
-// Default 0, off; valid 1..1000.
-func WithMaxCallsPerSubject(n int) Option {
-	return func(c *config) { c.calls.maxPerSubject = n }
-}
-
 // WithCallWatcher sets what tells the handler that a call has ended
 // upstream (the user closed the tab), so that it stops counting within
 // seconds: the sideband module's Watcher. Default none: a call counts until
-// its deadline (WithMaxCallDuration), its DELETE, or OpenAI's 60-minute
+// its deadline (Limits.MaxCallDuration), its DELETE, or OpenAI's 60-minute
 // limit.
 func WithCallWatcher(w calls.Watcher) Option {
 	return func(c *config) { c.calls.watcher = w }
@@ -94,21 +58,6 @@ func (c *config) resolveCalls(bad func(string, ...any)) {
 	cc := &c.calls
 	if cc.registry == nil {
 		cc.registry, _ = calls.NewMemoryRegistry(0)
-	}
-	if cc.maxDuration != 0 && (cc.maxDuration < minCallDuration || cc.maxDuration > maxCallDuration) {
-		bad("WithMaxCallDuration: %v is outside 10s..60m", cc.maxDuration)
-	}
-	if !cc.maxPerClientSet {
-		cc.maxPerClient = defaultMaxCallsPerClient
-	}
-	if cc.maxPerClient < 1 || cc.maxPerClient > maxCallsCap {
-		bad("WithMaxCallsPerClient: %d is outside 1..1000", cc.maxPerClient)
-	}
-	if cc.maxPerSubject < 0 || cc.maxPerSubject > maxCallsCap {
-		bad("WithMaxCallsPerSubject: %d is outside 1..1000", cc.maxPerSubject)
-	}
-	if cc.maxPerSubject != 0 && c.authenticator == nil {
-		bad("WithMaxCallsPerSubject needs WithAuthenticator: without it there is no subject")
 	}
 	if cc.after == nil {
 		cc.after = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
@@ -176,7 +125,7 @@ func (h *Handler) serveCalls(k *request, id string) {
 	h.m.request(k.start, k.status, h.now().Sub(k.start), false)
 }
 
-// readOffer reads a call's body: an SDP offer within WithMaxBodyBytes. A
+// readOffer reads a call's body: an SDP offer within Limits.MaxBodyBytes. A
 // Minter that cannot place calls (no calls.Upstream) answers 501 here, after the origin and
 // the authentication, so that a page can explain it.
 func (h *Handler) readOffer(k *request) (refusal, bool) {
@@ -210,9 +159,9 @@ func (h *Handler) reserveCall(k *request) bool {
 		Client:        k.client.key,
 		Subject:       k.subject,
 		Prefix:        k.client.prefix,
-		MaxPerClient:  h.cfg.calls.maxPerClient,
-		MaxPerPrefix:  h.cfg.calls.maxPerClient * h.cfg.prefixShare,
-		MaxPerSubject: h.cfg.calls.maxPerSubject,
+		MaxPerClient:  h.cfg.lim.MaxCallsPerClient,
+		MaxPerPrefix:  h.cfg.lim.MaxCallsPerClient * h.cfg.lim.PrefixShare,
+		MaxPerSubject: h.cfg.lim.MaxCallsPerSubject,
 	})
 	switch {
 	case errors.Is(err, calls.ErrTooMany):
@@ -247,7 +196,7 @@ func (h *Handler) relay(k *request) {
 		return
 	}
 	cm := h.minter.(calls.Upstream) // readOffer checked it
-	ctx, cancel := context.WithTimeout(k.r.Context(), h.cfg.upstreamTimeout)
+	ctx, cancel := context.WithTimeout(k.r.Context(), h.cfg.lim.UpstreamTimeout)
 	defer cancel()
 	ans, err := cm.Call(ctx, calls.Request{
 		SessionID: k.sessionID,

@@ -29,7 +29,7 @@ type callRig struct {
 	up     *realtimeauthtest.Upstream
 	clock  *realtimeauthtest.TimerClock
 	events *realtimeauthtest.Events
-	minter *realtimeauth.OpenAIMinter
+	minter callMinter
 }
 
 func newCallRig(t *testing.T, opts ...realtimeauth.Option) *callRig {
@@ -41,8 +41,8 @@ func newCallRig(t *testing.T, opts ...realtimeauth.Option) *callRig {
 		up:     up,
 		clock:  realtimeauthtest.NewTimerClock(realtimeauthtest.NewClock(t0)),
 		events: &realtimeauthtest.Events{},
-		minter: newCallMinter(t, srv.URL+"/v1", realtimeauth.WithMinterLogger(quietLogger()),
-			realtimeauth.WithSessionTemplate(json.RawMessage(`{"instructions":"be brief"}`))),
+		minter: newCallMinter(t, srv.URL+"/v1", realtimeauth.OpenAIConfig{Logger: quietLogger(),
+			Session: json.RawMessage(`{"instructions":"be brief"}`)}),
 	}
 	r.h = r.newHandler(t, opts...)
 	return r
@@ -152,7 +152,7 @@ func TestCallPreflight(t *testing.T) {
 }
 
 func TestCallBadRequests(t *testing.T) {
-	r := newCallRig(t, realtimeauth.WithMaxBodyBytes(1024))
+	r := newCallRig(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxBodyBytes: 1024}))
 	for _, c := range []struct {
 		name, body, ct string
 		status         int
@@ -187,7 +187,7 @@ func TestCallCaps(t *testing.T) {
 }
 
 func TestCallSubjectCap(t *testing.T) {
-	r := newCallRig(t, realtimeauth.WithAuthenticator(bearerSubject), realtimeauth.WithMaxCallsPerSubject(2))
+	r := newCallRig(t, realtimeauth.WithAuthenticator(bearerSubject), realtimeauth.WithLimits(realtimeauth.Limits{MaxCallsPerSubject: 2}))
 	alice := map[string]string{"Authorization": "Bearer alice"}
 	placeCall(t, r.h, "198.51.100.1:1", alice)
 	placeCall(t, r.h, "198.51.100.2:1", alice)
@@ -208,7 +208,7 @@ func bearerSubject(r *http.Request) (string, error) {
 // TestCallCostsAMint: a call is charged as a token request is, and a call
 // refused by an allowance leaves no slot behind.
 func TestCallCostsAMint(t *testing.T) {
-	r := newCallRig(t, realtimeauth.WithRateLimit(1, time.Minute))
+	r := newCallRig(t, realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 1, Per: time.Minute}}))
 	placeCall(t, r.h, "", nil)
 	assertError(t, call(r.h, "", nil), http.StatusTooManyRequests, realtimeauth.CodeRateLimited, 60)
 	w := serveReq(r.h, req{path: tokenURL})
@@ -217,7 +217,7 @@ func TestCallCostsAMint(t *testing.T) {
 	placeCall(t, r.h, "", nil) // the refused call's slot was released: the cap of 2 has room
 	assert.Len(t, r.up.Calls(), 2)
 
-	r = newCallRig(t, realtimeauth.WithUpstreamRate(1, 1))
+	r = newCallRig(t, realtimeauth.WithLimits(realtimeauth.Limits{UpstreamRate: 1, UpstreamBurst: 1}))
 	placeCall(t, r.h, "", nil)
 	assertError(t, call(r.h, "198.51.100.1:1", nil), http.StatusServiceUnavailable, realtimeauth.CodeUpstreamBusy, 1)
 	assert.Len(t, r.up.Calls(), 1)
@@ -263,7 +263,7 @@ func TestCallEventLatency(t *testing.T) {
 }
 
 func TestCallRelayUnavailable(t *testing.T) {
-	h, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithAllowedOrigins(origin), realtimeauth.WithLogger(quietLogger()))
+	h, err := realtimeauth.New(realtimeauth.NewDevMinter(nil), realtimeauth.WithAllowedOrigins(origin), realtimeauth.WithLogger(quietLogger()))
 	require.NoError(t, err)
 	defer h.Close()
 	w := call(h, "", map[string]string{"Origin": origin})
@@ -310,7 +310,7 @@ func TestCallHangUp(t *testing.T) {
 // TestCallMaxDuration: the deadline hangs the call up within a second of
 // it, exactly once.
 func TestCallMaxDuration(t *testing.T) {
-	r := newCallRig(t, realtimeauth.WithMaxCallDuration(30*time.Second))
+	r := newCallRig(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxCallDuration: 30 * time.Second}))
 	id := placeCall(t, r.h, "", nil)
 	r.clock.Advance(30*time.Second - time.Millisecond)
 	assert.Empty(t, r.up.Hangups(), "not before the deadline")
@@ -327,7 +327,7 @@ func TestCallMaxDuration(t *testing.T) {
 // TestCallDeadlineRetried: a hang-up that fails at the deadline is tried
 // again once its claim runs out, and the call counts meanwhile.
 func TestCallDeadlineRetried(t *testing.T) {
-	r := newCallRig(t, realtimeauth.WithMaxCallDuration(10*time.Second))
+	r := newCallRig(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxCallDuration: 10 * time.Second}))
 	id := placeCall(t, r.h, "", nil)
 	var refused atomic.Int32
 	r.up.Fail = func(*http.Request) int {
@@ -351,9 +351,9 @@ func TestCallDeadlineRetried(t *testing.T) {
 func TestCallDeadlineSharedRegistry(t *testing.T) {
 	reg, err := calls.NewMemoryRegistry(0)
 	require.NoError(t, err)
-	r := newCallRig(t, realtimeauth.WithMaxCallDuration(time.Minute), realtimeauth.WithCallRegistry(reg))
-	other := r.newHandler(t, realtimeauth.WithMaxCallDuration(time.Minute), realtimeauth.WithCallRegistry(reg))
-	third := r.newHandler(t, realtimeauth.WithMaxCallDuration(time.Minute), realtimeauth.WithCallRegistry(reg))
+	r := newCallRig(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxCallDuration: time.Minute}), realtimeauth.WithCallRegistry(reg))
+	other := r.newHandler(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxCallDuration: time.Minute}), realtimeauth.WithCallRegistry(reg))
+	third := r.newHandler(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxCallDuration: time.Minute}), realtimeauth.WithCallRegistry(reg))
 	id := placeCall(t, r.h, "", nil)
 	placeCall(t, other, "", nil)
 	assertError(t, call(third, "", nil), http.StatusTooManyRequests, realtimeauth.CodeTooManyCalls, 0)
@@ -367,7 +367,7 @@ func TestCallDeadlineSharedRegistry(t *testing.T) {
 }
 
 func TestCallRevoke(t *testing.T) {
-	r := newCallRig(t, realtimeauth.WithAuthenticator(bearerSubject), realtimeauth.WithMaxCallsPerClient(10))
+	r := newCallRig(t, realtimeauth.WithAuthenticator(bearerSubject), realtimeauth.WithLimits(realtimeauth.Limits{MaxCallsPerClient: 10}))
 	alice := map[string]string{"Authorization": "Bearer alice"}
 	a1 := placeCall(t, r.h, "", alice)
 	a2 := placeCall(t, r.h, "198.51.100.1:1", alice)
@@ -449,7 +449,7 @@ func TestCallWatcher(t *testing.T) {
 }
 
 func TestCallClose(t *testing.T) {
-	r := newCallRig(t, realtimeauth.WithMaxCallDuration(10*time.Second))
+	r := newCallRig(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxCallDuration: 10 * time.Second}))
 	placeCall(t, r.h, "", nil)
 	require.NotEmpty(t, r.clock.Pending(), "the sweep is scheduled")
 	require.NoError(t, r.h.Close())
@@ -461,23 +461,24 @@ func TestCallClose(t *testing.T) {
 	assertError(t, hangUp(r.h, "rtc_x", "", nil), http.StatusServiceUnavailable, realtimeauth.CodeUnavailable, 0)
 
 	r = newCallRig(t)
-	assert.Empty(t, r.clock.Pending(), "no sweep without WithMaxCallDuration")
+	assert.Empty(t, r.clock.Pending(), "no sweep without Limits.MaxCallDuration")
 }
 
 func TestCallOptions(t *testing.T) {
 	m := &realtimeauthtest.Minter{}
-	for _, o := range []realtimeauth.Option{
-		realtimeauth.WithMaxCallDuration(9 * time.Second),
-		realtimeauth.WithMaxCallDuration(61 * time.Minute),
-		realtimeauth.WithMaxCallsPerClient(0),
-		realtimeauth.WithMaxCallsPerClient(1001),
-		realtimeauth.WithMaxCallsPerSubject(2), // without an authenticator
+	for l, want := range map[realtimeauth.Limits]string{
+		{MaxCallDuration: 9 * time.Second}:  "Limits.MaxCallDuration",
+		{MaxCallDuration: 61 * time.Minute}: "Limits.MaxCallDuration",
+		{MaxCallDuration: -time.Minute}:     "Limits.MaxCallDuration",
+		{MaxCallsPerClient: -1}:             "Limits.MaxCallsPerClient",
+		{MaxCallsPerClient: 1001}:           "Limits.MaxCallsPerClient",
+		{MaxCallsPerSubject: 2}:             "Limits.MaxCallsPerSubject needs WithAuthenticator",
 	} {
-		_, err := realtimeauth.New(m, o)
-		assert.Error(t, err)
+		_, err := realtimeauth.New(m, realtimeauth.WithLimits(l))
+		assert.ErrorContains(t, err, want)
 	}
-	_, err := realtimeauth.New(m, realtimeauth.WithAuthenticator(bearerSubject), realtimeauth.WithMaxCallsPerSubject(-1))
-	assert.Error(t, err)
+	_, err := realtimeauth.New(m, realtimeauth.WithAuthenticator(bearerSubject), realtimeauth.WithLimits(realtimeauth.Limits{MaxCallsPerSubject: -1}))
+	assert.ErrorContains(t, err, "Limits.MaxCallsPerSubject")
 }
 
 func TestCallHealth(t *testing.T) {
@@ -595,7 +596,7 @@ func (f *flakyRegistry) Get(ctx context.Context, id string, now time.Time) (call
 // closed and leaves no call running unowned.
 func TestCallRegistryFailures(t *testing.T) {
 	reg := newFlakyRegistry(t)
-	r := newCallRig(t, realtimeauth.WithCallRegistry(reg), realtimeauth.WithMaxCallDuration(10*time.Second))
+	r := newCallRig(t, realtimeauth.WithCallRegistry(reg), realtimeauth.WithLimits(realtimeauth.Limits{MaxCallDuration: 10 * time.Second}))
 
 	// Bind fails after the upstream placed the call: the call is hung up.
 	reg.set("Bind", true)
@@ -650,8 +651,11 @@ func TestCallRegistryFailures(t *testing.T) {
 // cost per call, the upstream's left out.
 func BenchmarkRelay(b *testing.B) {
 	m := &realtimeauthtest.Minter{}
-	h, err := realtimeauth.New(m, realtimeauth.WithLogger(quietLogger()), realtimeauth.WithRateLimit(1023, 4*time.Millisecond),
-		realtimeauth.WithMintLimit(1023, 4*time.Millisecond), realtimeauth.WithMaxCallsPerClient(1000), realtimeauth.WithAbuseGuard(nil))
+	h, err := realtimeauth.New(m, realtimeauth.WithLogger(quietLogger()), realtimeauth.WithLimits(realtimeauth.Limits{
+		Sessions:          realtimeauth.Rate{N: 1023, Per: 4 * time.Millisecond},
+		Mints:             realtimeauth.Rate{N: 1023, Per: 4 * time.Millisecond},
+		MaxCallsPerClient: 1000,
+	}), realtimeauth.WithAbuseGuard(nil))
 	require.NoError(b, err)
 	defer h.Close()
 	b.ReportAllocs()
@@ -694,8 +698,8 @@ func TestCallDeadlineClaimantDies(t *testing.T) {
 	require.NoError(t, err)
 	// The dying instance is made first, so that its sweep runs first at
 	// every tick of the shared fake clock.
-	r := newCallRig(t, realtimeauth.WithMaxCallDuration(time.Minute), realtimeauth.WithCallRegistry(&claimAndDie{Registry: reg}))
-	other := r.newHandler(t, realtimeauth.WithMaxCallDuration(time.Minute), realtimeauth.WithCallRegistry(reg))
+	r := newCallRig(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxCallDuration: time.Minute}), realtimeauth.WithCallRegistry(&claimAndDie{Registry: reg}))
+	other := r.newHandler(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxCallDuration: time.Minute}), realtimeauth.WithCallRegistry(reg))
 	id := placeCall(t, other, "", nil)
 	r.clock.Advance(time.Minute + time.Second)
 	assert.Empty(t, r.up.Hangups(), "claimed by the instance that died")
@@ -727,7 +731,10 @@ func TestCallSessionConfig(t *testing.T) {
 // TestCallCapConcurrent: 20 concurrent calls from one client against the
 // default cap of 2: exactly 2 are placed, upstream and in the registry.
 func TestCallCapConcurrent(t *testing.T) {
-	r := newCallRig(t, realtimeauth.WithRateLimit(100, time.Minute), realtimeauth.WithMintLimit(100, time.Minute))
+	r := newCallRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+		Sessions: realtimeauth.Rate{N: 100, Per: time.Minute},
+		Mints:    realtimeauth.Rate{N: 100, Per: time.Minute},
+	}))
 	var placed, capped atomic.Int32
 	var wg sync.WaitGroup
 	for range 20 {

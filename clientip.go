@@ -198,14 +198,6 @@ func limitKey(a netip.Addr) string {
 	return a.String()
 }
 
-// ClientIP returns the address the handler attributes r to, following
-// WithTrustedProxies: the TCP peer, or, when the peer is a trusted proxy,
-// the right-most X-Forwarded-For address that is not a trusted proxy.
-func (h *Handler) ClientIP(r *http.Request) netip.Addr {
-	a, _ := h.ips.clientAddr(r)
-	return a
-}
-
 // logKey is whom log suppression counts a line against: the client, or an
 // IPv6 client's /48, so that rotating through the /64s of one site does not
 // buy a fresh allowance of log lines each.

@@ -71,7 +71,7 @@ func TestTrustedProxiesRefusedAtNew(t *testing.T) {
 // server directly or through a trusted proxy that appends its address.
 func TestForgedXFFDoesNotDodgeTheLimit(t *testing.T) {
 	const limit = 3
-	r := newRig(t, realtimeauth.WithRateLimit(limit, time.Minute),
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: limit, Per: time.Minute}}),
 		realtimeauth.WithTrustedProxies("127.0.0.3"), realtimeauth.WithAbuseGuard(nil))
 	srv := tcpServer(t, r.h)
 
@@ -99,7 +99,11 @@ func TestForgedXFFDoesNotDodgeTheLimit(t *testing.T) {
 // TestIPv6SharesLimitPerSlash64: one /64 is one client for the limits,
 // while the session keeps the full address.
 func TestIPv6SharesLimitPerSlash64(t *testing.T) {
-	r := newRig(t, realtimeauth.WithRateLimit(2, time.Minute), realtimeauth.WithRefreshPolicy(5, 0))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+		Sessions:           realtimeauth.Rate{N: 2, Per: time.Minute},
+		MaxRefreshes:       5,
+		MinRefreshInterval: -1,
+	}))
 	id := issueToken(t, r.h, "[2001:db8:1:2::1]:4000")["sessionId"].(string)
 	issueToken(t, r.h, "[2001:db8:1:2:ffff::9]:4000")
 	assertError(t, serveReq(r.h, req{path: tokenURL, remote: "[2001:db8:1:2::3]:4000"}), 429, "rate_limited", -1)
@@ -115,7 +119,11 @@ func TestIPv6SharesLimitPerSlash64(t *testing.T) {
 // TestIPv4MappedCountsAsIPv4: an IPv4-mapped IPv6 peer is the same client
 // as its IPv4 address, for the limit and for the session.
 func TestIPv4MappedCountsAsIPv4(t *testing.T) {
-	r := newRig(t, realtimeauth.WithRateLimit(1, time.Minute), realtimeauth.WithRefreshPolicy(5, 0))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+		Sessions:           realtimeauth.Rate{N: 1, Per: time.Minute},
+		MaxRefreshes:       5,
+		MinRefreshInterval: -1,
+	}))
 	id := issueToken(t, r.h, "[::ffff:198.51.100.1]:4000")["sessionId"].(string)
 	assert.Equal(t, "198.51.100.1", r.mint.Requests()[0].ClientIP)
 	assertError(t, serveReq(r.h, req{path: tokenURL, remote: "198.51.100.1:4001"}), 429, "rate_limited", -1)

@@ -27,7 +27,7 @@ func TestCloseAndShutdownWithRequestsInFlight(t *testing.T) {
 	const inFlight = 20
 	minter := &realtimeauthtest.Minter{}
 	minter.Hold()
-	h, err := realtimeauth.New(minter, realtimeauth.WithRateLimit(1000, time.Minute), realtimeauth.WithLogger(silentLogger()))
+	h, err := realtimeauth.New(minter, realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 1000, Per: time.Minute}}), realtimeauth.WithLogger(silentLogger()))
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	defer srv.Close()

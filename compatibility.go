@@ -25,7 +25,7 @@ func compatNone(limitation string) []byte {
 
 // serveCompatibility answers what this server offers the original
 // service's client: tier "realtime" with a real minter that is not down,
-// tier "none" with every feature false in dev mode (DevMinter), when the
+// tier "none" with every feature false in dev mode (NewDevMinter), when the
 // minter is down (judged from the recent mints, as health judges it: the
 // endpoint never calls the upstream) or after Close. Always 200: the
 // client reads a non-2xx as "no such server" and the body as the answer.
@@ -43,7 +43,7 @@ func (h *Handler) serveCompatibility(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) compatibility() []byte {
 	switch h.minter.(type) {
-	case *DevMinter:
+	case *devMinter:
 		return compatDev
 	}
 	if h.closed.Load() {

@@ -40,7 +40,7 @@ var noFeatures = map[string]any{"realtimeVoice": false, "chatCompletion": false,
 // TestCompatibilityDevMode: the dev minter's tokens reach no OpenAI: tier
 // none, every feature false.
 func TestCompatibilityDevMode(t *testing.T) {
-	h, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithLogger(quietLogger()))
+	h, err := realtimeauth.New(realtimeauth.NewDevMinter(nil), realtimeauth.WithLogger(quietLogger()))
 	require.NoError(t, err)
 	m := compatibility(t, h)
 	assert.Equal(t, "none", m["tier"])
@@ -54,7 +54,7 @@ func TestCompatibilityDevMode(t *testing.T) {
 // mints (three failures in a row: down), never from a call of its own: a
 // thousand compatibility requests make no upstream call.
 func TestCompatibilityFollowsMints(t *testing.T) {
-	r := newRig(t, realtimeauth.WithRateLimit(100, time.Minute), realtimeauth.WithAbuseGuard(nil))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 100, Per: time.Minute}}), realtimeauth.WithAbuseGuard(nil))
 	for range 1000 {
 		serveReq(r.h, req{method: http.MethodGet, path: compatU})
 	}

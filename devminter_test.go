@@ -16,7 +16,7 @@ import (
 
 func TestDevMinter(t *testing.T) {
 	clock := realtimeauthtest.NewClock(t0)
-	m := &realtimeauth.DevMinter{Now: clock.Now}
+	m := realtimeauth.NewDevMinter(clock.Now)
 	seen := map[string]bool{}
 	for range 100 {
 		tok, err := m.Mint(context.Background(), realtimeauth.MintRequest{TTL: 90 * time.Second})
@@ -31,8 +31,8 @@ func TestDevMinter(t *testing.T) {
 	_, err := m.Mint(ctx, realtimeauth.MintRequest{TTL: time.Minute})
 	assert.ErrorIs(t, err, context.Canceled)
 
-	var zero realtimeauth.DevMinter // ready to use
-	tok, err := zero.Mint(context.Background(), realtimeauth.MintRequest{TTL: time.Minute})
+	real := realtimeauth.NewDevMinter(nil) // time.Now
+	tok, err := real.Mint(context.Background(), realtimeauth.MintRequest{TTL: time.Minute})
 	require.NoError(t, err)
 	assert.WithinDuration(t, time.Now().Add(time.Minute), tok.ExpiresAt, 5*time.Second)
 }

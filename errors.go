@@ -121,13 +121,13 @@ const (
 	// 499, as nginx logs it); nobody reads the answer.
 	CodeClientClosedRequest Code = "client_closed_request"
 	// CodeTooManyCalls: the client or the user holds the maximum number of
-	// live calls (WithMaxCallsPerClient, WithMaxCallsPerSubject).
+	// live calls (Limits.MaxCallsPerClient, MaxCallsPerSubject).
 	CodeTooManyCalls Code = "too_many_calls"
 	// CodeCallMismatch: the call was made by another client or user.
 	CodeCallMismatch Code = "call_mismatch"
 	// CodeCallNotFound: no live call has that ID.
 	CodeCallNotFound Code = "call_not_found"
-	// CodeRelayUnavailable: the Minter cannot place calls (DevMinter: no
+	// CodeRelayUnavailable: the Minter cannot place calls (NewDevMinter: no
 	// upstream can answer an offer), so the relay is off.
 	CodeRelayUnavailable Code = "relay_unavailable"
 )

@@ -89,11 +89,6 @@ type Event struct {
 	Latency time.Duration
 }
 
-// EventHook receives every Event (WithEventHook), including those the log
-// leaves out. It runs on the request's goroutine: keep it fast, hand slow
-// work to a goroutine of your own.
-type EventHook func(Event)
-
 // newEvent is the event named name about the request k.
 func (h *Handler) newEvent(k *request, name EventName, sev Severity) Event {
 	return Event{

@@ -64,7 +64,7 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 			jsonAnswer(status, `{"error":{"message":"Incorrect API key provided: `+fakeKey+`. You can find your API key at https://platform.openai.com"}}`, "Retry-After", "1")(w, r)
 		}
 	})
-	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL))
+	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL})
 	require.NoError(t, err)
 	ev := &events{}
 	logs := &syncBuffer{}
@@ -73,11 +73,14 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 		realtimeauth.WithLogger(newTextLogger(logs)),
 		realtimeauth.WithEventHook(ev.Hook),
 		realtimeauth.WithAuthenticator(bearerAuth),
-		realtimeauth.WithRefreshPolicy(2, 0),
-		realtimeauth.WithMaxSessionsPerSubject(3),
-		realtimeauth.WithRateLimit(5, time.Minute),
+		realtimeauth.WithLimits(realtimeauth.Limits{
+			MaxRefreshes:          2,
+			MinRefreshInterval:    -1,
+			MaxSessionsPerSubject: 3,
+			Sessions:              realtimeauth.Rate{N: 5, Per: time.Minute},
+		}),
 		realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(4, time.Minute, time.Minute)),
-		realtimeauth.WithUpstreamTimeout(200*time.Millisecond),
+		realtimeauth.WithLimits(realtimeauth.Limits{UpstreamTimeout: 200 * time.Millisecond}),
 	)
 	require.NoError(t, err)
 

@@ -24,7 +24,7 @@ func userID(r *http.Request) (string, error) {
 // handler with the OpenAI minter, for signed-in users only, in an existing
 // http.ServeMux. It is compiled, not run (it needs an API key).
 func Example_mount() {
-	minter, err := realtimeauth.NewOpenAIMinter(os.Getenv("OPENAI_API_KEY"))
+	minter, err := realtimeauth.NewOpenAIMinter(os.Getenv("OPENAI_API_KEY"), realtimeauth.OpenAIConfig{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -34,11 +34,13 @@ func Example_mount() {
 		realtimeauth.WithAuthenticator(func(r *http.Request) (string, error) {
 			return userID(r) // your app's session or JWT check
 		}),
-		realtimeauth.WithSubjectRateLimit(30, time.Hour),
-		realtimeauth.WithMaxSessionsPerSubject(3),
+		realtimeauth.WithLimits(realtimeauth.Limits{
+			SubjectMints:          realtimeauth.Rate{N: 30, Per: time.Hour},
+			MaxSessionsPerSubject: 3,
+		}),
 	)
 	if err != nil {
-		log.Fatal(err) // names every option at fault
+		log.Fatal(err) // names every option and field at fault
 	}
 	defer h.Close()
 

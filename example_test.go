@@ -17,11 +17,11 @@ import (
 // ExampleNew serves the handler and asks it for a token, as a browser on
 // an allowed origin would, then from an origin that is not allowed.
 func ExampleNew() {
-	// In production: realtimeauth.NewOpenAIMinter(os.Getenv("OPENAI_API_KEY")).
+	// In production: realtimeauth.NewOpenAIMinter(os.Getenv("OPENAI_API_KEY"), realtimeauth.OpenAIConfig{}).
 	minter := &realtimeauthtest.Minter{}
 	h, err := realtimeauth.New(minter,
 		realtimeauth.WithAllowedOrigins("https://app.example.com"),
-		realtimeauth.WithRateLimit(10, time.Minute),
+		realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 10, Per: time.Minute}}),
 	)
 	if err != nil {
 		log.Fatal(err)
@@ -55,7 +55,7 @@ func ExampleNew() {
 // Example_serveMux mounts the handler in an existing http.ServeMux, beside
 // the application's own routes.
 func Example_serveMux() {
-	h, err := realtimeauth.New(&realtimeauth.DevMinter{},
+	h, err := realtimeauth.New(realtimeauth.NewDevMinter(nil),
 		realtimeauth.WithAllowedOrigins("http://localhost:4321"))
 	if err != nil {
 		log.Fatal(err)
@@ -88,7 +88,7 @@ func Example_serveMux() {
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&tok)
 	resp.Body.Close()
-	fmt.Println(resp.StatusCode, strings.HasPrefix(tok.Token, realtimeauth.DevTokenPrefix))
+	fmt.Println(resp.StatusCode, strings.HasPrefix(tok.Token, "ek_dev_"))
 	// Output:
 	// 200 healthy
 	// 200 true

@@ -1,6 +1,10 @@
 package realtimeauth
 
-import "time"
+import (
+	"net/http"
+	"net/netip"
+	"time"
+)
 
 // ErrorRow is a row of the error table, for the black-box tests.
 type ErrorRow struct {
@@ -61,3 +65,20 @@ func NewMemoryLimiterCap(limit int, window time.Duration, maxKeys int) (Limiter,
 func NewMemoryAbuseGuardCap(strikes int, window, blockFor time.Duration, maxKeys int) AbuseGuard {
 	return newMemoryAbuseGuard(strikes, window, blockFor, maxKeys)
 }
+
+// ClientIP returns the address h attributes r to, following
+// WithTrustedProxies.
+func (h *Handler) ClientIP(r *http.Request) netip.Addr {
+	a, _ := h.ips.clientAddr(r)
+	return a
+}
+
+// MinterEndpoint is the URL NewOpenAIMinter's m posts to.
+func MinterEndpoint(m Minter) string { return m.(*openAIMinter).endpoint }
+
+// MinterModel is the model (or Azure deployment) NewOpenAIMinter's m mints
+// for.
+func MinterModel(m Minter) string { return m.(*openAIMinter).model }
+
+// NewUpstreamTransport is the transport of the minter's default client.
+func NewUpstreamTransport() *http.Transport { return newUpstreamTransport() }

@@ -47,7 +47,7 @@ func FuzzTokenBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		once.Do(func() {
 			var err error
-			h, err = New(fuzzMinter{clock}, WithClock(clock), WithRateLimit(maxLimit, time.Hour),
+			h, err = New(fuzzMinter{clock}, WithClock(clock), WithLimits(Limits{Sessions: Rate{N: maxLimit, Per: time.Hour}}),
 				WithAbuseGuard(nil), WithLogger(slog.New(slog.DiscardHandler)))
 			if err != nil {
 				panic(err)

@@ -21,7 +21,7 @@ func newSessionAt(t *testing.T, r *rig, remote string) string {
 }
 
 func TestTokenSuccessShape(t *testing.T) {
-	r := newRig(t, realtimeauth.WithTokenTTL(90*time.Second))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{TokenTTL: 90 * time.Second}))
 	// The upstream's expiry is not a whole number of seconds away:
 	// expiresIn rounds down.
 	r.mint.Func = func(_ context.Context, req realtimeauth.MintRequest) (realtimeauth.Token, error) {
@@ -117,7 +117,7 @@ func TestSecurityHeadersEverywhere(t *testing.T) {
 // TestFailedMintGivesBackTheRefresh: a refresh whose mint fails uses up
 // neither a refresh nor the interval.
 func TestFailedMintGivesBackTheRefresh(t *testing.T) {
-	r := newRig(t, realtimeauth.WithRefreshPolicy(1, 10*time.Second))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxRefreshes: 1, MinRefreshInterval: 10 * time.Second}))
 	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 	r.clock.Advance(10 * time.Second)
 	r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500})
@@ -179,7 +179,7 @@ func TestClientGone(t *testing.T) {
 // under a limit of L admit exactly L, over real TCP.
 func TestConcurrentTokenAdmission(t *testing.T) {
 	const n, limit = 60, 17
-	r := newRig(t, realtimeauth.WithRateLimit(limit, time.Minute), realtimeauth.WithAbuseGuard(nil))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: limit, Per: time.Minute}}), realtimeauth.WithAbuseGuard(nil))
 	srv := tcpServer(t, r.h)
 	c := clientFrom("127.0.0.2")
 	var wg sync.WaitGroup
@@ -215,13 +215,16 @@ func TestConcurrentRefreshAdmission(t *testing.T) {
 		minInterval time.Duration
 		want        int
 	}{
-		{"count bound", 13, 0, 13},
+		{"count bound", 13, -1, 13}, // no minimum interval
 		{"interval bound", 120, 10 * time.Second, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, realtimeauth.WithRefreshPolicy(tc.max, tc.minInterval))
+			r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+				MaxRefreshes:       tc.max,
+				MinRefreshInterval: tc.minInterval,
+			}))
 			id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
-			r.clock.Advance(tc.minInterval)
+			r.clock.Advance(max(tc.minInterval, 0))
 			var wg sync.WaitGroup
 			var mu sync.Mutex
 			codes := map[string]int{}
@@ -270,7 +273,11 @@ func TestContentTypes(t *testing.T) {
 // refreshes give every reservation back, whatever their interleaving.
 func TestConcurrentFailedRefreshesGiveBack(t *testing.T) {
 	const m = 5
-	r := newRig(t, realtimeauth.WithRefreshPolicy(m, 0), realtimeauth.WithMintLimit(100, time.Minute))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+		MaxRefreshes:       m,
+		MinRefreshInterval: -1,
+		Mints:              realtimeauth.Rate{N: 100, Per: time.Minute},
+	}))
 	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 	r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500})
 	var wg sync.WaitGroup

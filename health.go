@@ -45,9 +45,9 @@ type Stats struct {
 	// when the store could not count them (it is down): never a 0 that
 	// reads as "fine, and empty".
 	ActiveSessions int
-	// MaxSessions is the cap on live sessions (WithMaxSessions).
+	// MaxSessions is the cap on live sessions (Limits.MaxSessions).
 	MaxSessions int
-	// UpstreamBurst is the upstream budget's burst (WithUpstreamRate), 0
+	// UpstreamBurst is the upstream budget's burst (Limits.UpstreamBurst), 0
 	// without a budget; UpstreamTokens is how many mints it would admit at
 	// once now (0..UpstreamBurst): 0 means saturated, upstream_busy.
 	UpstreamBurst  int
@@ -267,8 +267,8 @@ func (c *countSnapshot) get(ctx context.Context, now time.Time, count func(conte
 	}
 }
 
-// sessionCapacity is the cap on live sessions (WithMaxSessions).
-func (h *Handler) sessionCapacity() int { return h.cfg.maxSessions }
+// sessionCapacity is the cap on live sessions (Limits.MaxSessions).
+func (h *Handler) sessionCapacity() int { return h.cfg.lim.MaxSessions }
 
 // statsWith computes the figures, given the store's count (or its failure).
 func (h *Handler) statsWith(now time.Time, active int, countErr error) Stats {

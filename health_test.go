@@ -37,7 +37,7 @@ func service(m map[string]any, name string) string {
 }
 
 func TestHealthShapeAndCounts(t *testing.T) {
-	r := newRig(t, realtimeauth.WithRefreshPolicy(10, 0))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxRefreshes: 10, MinRefreshInterval: -1}))
 	r.clock.Advance(1500 * time.Millisecond)
 	m := health(t, r.h)
 	assert.Equal(t, "healthy", m["status"])
@@ -114,7 +114,7 @@ func TestHealthErrorRateWindow(t *testing.T) {
 // TestHealthUpstreamStatus: operational, degraded, down, from the mints'
 // outcomes and latency.
 func TestHealthUpstreamStatus(t *testing.T) {
-	r := newRig(t, realtimeauth.WithRateLimit(100, time.Minute), realtimeauth.WithAbuseGuard(nil))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 100, Per: time.Minute}}), realtimeauth.WithAbuseGuard(nil))
 	for range 3 {
 		issueToken(t, r.h, defaultRemote)
 	}
@@ -263,7 +263,10 @@ func TestHealthSnapshot(t *testing.T) {
 // TestHealthStoreNearlyFull: a store holding more than 90% of its capacity
 // makes health degraded, before it refuses anyone.
 func TestHealthStoreNearlyFull(t *testing.T) {
-	r := newRig(t, realtimeauth.WithMaxSessions(10), realtimeauth.WithRateLimit(100, time.Minute))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+		MaxSessions: 10,
+		Sessions:    realtimeauth.Rate{N: 100, Per: time.Minute},
+	}))
 	for range 9 {
 		issueToken(t, r.h, defaultRemote)
 	}
@@ -329,7 +332,10 @@ func TestReadEndpointsCORS(t *testing.T) {
 // the other events carry none.
 func TestEventLatency(t *testing.T) {
 	ev := &events{}
-	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithRefreshPolicy(10, 0))
+	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLimits(realtimeauth.Limits{
+		MaxRefreshes:       10,
+		MinRefreshInterval: -1,
+	}))
 	fail := false
 	r.mint.Func = func(_ context.Context, q realtimeauth.MintRequest) (realtimeauth.Token, error) {
 		r.clock.Advance(300 * time.Millisecond)
@@ -411,7 +417,7 @@ func TestHealthSnapshotWaiters(t *testing.T) {
 func TestStatsUpstreamBudget(t *testing.T) {
 	r := newRig(t)
 	assert.Zero(t, r.h.Stats().UpstreamBurst, "no budget")
-	r = newRig(t, realtimeauth.WithUpstreamRate(1, 3))
+	r = newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{UpstreamRate: 1, UpstreamBurst: 3}))
 	st := r.h.Stats()
 	assert.Equal(t, 3, st.UpstreamBurst)
 	assert.Equal(t, 3.0, st.UpstreamTokens)

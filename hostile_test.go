@@ -39,7 +39,7 @@ func newHostileRig(t *testing.T) *hostileRig {
 	}
 	h, err := realtimeauth.New(rig.minter,
 		realtimeauth.WithSessionStore(rig.store),
-		realtimeauth.WithRateLimit(100, time.Minute),
+		realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 100, Per: time.Minute}}),
 		realtimeauth.WithAllowedOrigins("https://app.example.com"),
 		realtimeauth.WithTrustedProxies("127.0.0.1"),
 		// Malformed requests earn strikes by design; a high threshold keeps

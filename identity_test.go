@@ -23,7 +23,10 @@ func as(subject string) map[string]string {
 
 func TestAuthenticator(t *testing.T) {
 	ev := &events{}
-	r := newRig(t, realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithRefreshPolicy(10, 0),
+	r := newRig(t, realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithLimits(realtimeauth.Limits{
+		MaxRefreshes:       10,
+		MinRefreshInterval: -1,
+	}),
 		realtimeauth.WithEventHook(ev.Hook))
 
 	assertError(t, serveReq(r.h, req{path: tokenURL}), 401, "unauthorized", 0)
@@ -51,7 +54,7 @@ func TestAuthenticator(t *testing.T) {
 }
 
 func TestSubjectRateLimit(t *testing.T) {
-	r := newRig(t, realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithSubjectRateLimit(2, time.Minute))
+	r := newRig(t, realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithLimits(realtimeauth.Limits{SubjectMints: realtimeauth.Rate{N: 2, Per: time.Minute}}))
 	for i := range 2 {
 		require.Equal(t, 200, serveReq(r.h, req{path: tokenURL, remote: fmt.Sprintf("198.51.100.%d:1", i+1), headers: as("alice")}).Code)
 	}
@@ -67,8 +70,10 @@ func TestSubjectRateLimit(t *testing.T) {
 // open exactly n sessions.
 func TestMaxSessionsPerSubject(t *testing.T) {
 	const n = 7
-	r := newRig(t, realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithMaxSessionsPerSubject(n),
-		realtimeauth.WithRateLimit(1000, time.Minute))
+	r := newRig(t, realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithLimits(realtimeauth.Limits{
+		MaxSessionsPerSubject: n,
+		Sessions:              realtimeauth.Rate{N: 1000, Per: time.Minute},
+	}))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	codes := map[string]int{}
@@ -100,7 +105,10 @@ func TestMaxSessionsPerSubject(t *testing.T) {
 func TestRevocation(t *testing.T) {
 	ctx := context.Background()
 	ev := &events{}
-	r := newRig(t, realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithRefreshPolicy(10, 0),
+	r := newRig(t, realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithLimits(realtimeauth.Limits{
+		MaxRefreshes:       10,
+		MinRefreshInterval: -1,
+	}),
 		realtimeauth.WithEventHook(ev.Hook))
 	open := func(subject string) string {
 		w := serveReq(r.h, req{path: tokenURL, headers: as(subject)})
@@ -143,7 +151,12 @@ func metricInt(t *testing.T, h http.Handler, name string) int {
 // TestUpstreamBudget: an exhausted budget answers 503 upstream_busy
 // without calling the minter; the bucket refills with the clock.
 func TestUpstreamBudget(t *testing.T) {
-	r := newRig(t, realtimeauth.WithUpstreamRate(0.5, 2), realtimeauth.WithRefreshPolicy(10, 0))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+		UpstreamRate:       0.5,
+		UpstreamBurst:      2,
+		MaxRefreshes:       10,
+		MinRefreshInterval: -1,
+	}))
 	id := issueToken(t, r.h, "198.51.100.1:1")["sessionId"].(string)
 	issueToken(t, r.h, "198.51.100.2:1")
 	assertError(t, serveReq(r.h, req{path: tokenURL, remote: "198.51.100.3:1"}), 503, "upstream_busy", 2)
@@ -190,7 +203,7 @@ func TestSessionConfig(t *testing.T) {
 		return json.Marshal(map[string]string{"voice": c.Voice, "instructions": "Hello " + subject})
 	}
 	r := newRig(t, realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithSessionConfig(hook),
-		realtimeauth.WithRefreshPolicy(1, 0))
+		realtimeauth.WithLimits(realtimeauth.Limits{MaxRefreshes: 1, MinRefreshInterval: -1}))
 
 	w := serveReq(r.h, req{path: tokenURL, headers: as("alice"), body: `{"voice":"verse","tier":"premium"}`})
 	require.Equal(t, 200, w.Code, w.Body.String())
@@ -225,7 +238,7 @@ func TestBodyCannotChooseTheSession(t *testing.T) {
 }
 
 func TestUpstreamRateOption(t *testing.T) {
-	r := newRig(t, realtimeauth.WithUpstreamRate(rate.Inf, 1))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{UpstreamRate: rate.Inf, UpstreamBurst: 1}))
 	for i := range 20 {
 		issueToken(t, r.h, fmt.Sprintf("198.51.100.%d:1", i))
 	}
@@ -235,7 +248,12 @@ func TestUpstreamRateOption(t *testing.T) {
 // refuses calls no one, so it takes nothing from the upstream budget.
 func TestRefusedConfigKeepsTheBudget(t *testing.T) {
 	refuse := false
-	r := newRig(t, realtimeauth.WithUpstreamRate(rate.Every(time.Hour), 2), realtimeauth.WithRefreshPolicy(5, 0),
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+		UpstreamRate:       rate.Every(time.Hour),
+		UpstreamBurst:      2,
+		MaxRefreshes:       5,
+		MinRefreshInterval: -1,
+	}),
 		realtimeauth.WithSessionConfig(func(*http.Request, string) (json.RawMessage, error) {
 			if refuse {
 				return nil, fmt.Errorf("no: %w", realtimeauth.ErrForbidden)

@@ -55,7 +55,7 @@ func burst(t *testing.T, r *rig, clients []string, perClient int, subject string
 }
 
 // TestWorstCaseOneClient: one address mints at most M(30) = 37 in any
-// minute (WithMintLimit's default 30 per minute), refreshes included, and
+// minute (Limits.Mints's default 30 per minute), refreshes included, and
 // reaches it.
 func TestWorstCaseOneClient(t *testing.T) {
 	r := newRig(t, realtimeauth.WithAbuseGuard(nil))
@@ -67,7 +67,7 @@ func TestWorstCaseOneClient(t *testing.T) {
 }
 
 // TestWorstCaseOneSlash48: the /64s of one IPv6 /48 together mint at most
-// M(16×30) = 600 in any minute (WithPrefixShare's 16), however many /64s.
+// M(16×30) = 600 in any minute (Limits.PrefixShare's 16), however many /64s.
 func TestWorstCaseOneSlash48(t *testing.T) {
 	r := newRig(t, realtimeauth.WithAbuseGuard(nil))
 	mc := recordMints(r)
@@ -85,7 +85,7 @@ func TestWorstCaseOneSlash48(t *testing.T) {
 
 // TestWorstCaseOneSubject: a subject has no allowance of its own by
 // default, so it costs M(30) = 37 per client it mints from; with
-// WithSubjectRateLimit(30, time.Minute), 37 in any minute from any number
+// Limits.SubjectMints {30, time.Minute}, 37 in any minute from any number
 // of clients.
 func TestWorstCaseOneSubject(t *testing.T) {
 	clients := []string{"192.0.2.1:1", "192.0.2.2:1", "192.0.2.3:1"}
@@ -95,7 +95,7 @@ func TestWorstCaseOneSubject(t *testing.T) {
 		want int
 	}{
 		{"default", nil, 3 * 37},
-		{"WithSubjectRateLimit", []realtimeauth.Option{realtimeauth.WithSubjectRateLimit(30, time.Minute)}, 37},
+		{"SubjectMints", []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{SubjectMints: realtimeauth.Rate{N: 30, Per: time.Minute}})}, 37},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, append([]realtimeauth.Option{realtimeauth.WithAbuseGuard(nil), realtimeauth.WithAuthenticator(bearerAuth)}, tc.opts...)...)

@@ -225,7 +225,7 @@ func TestSessionsSweptAfterExpiry(t *testing.T) {
 	store := realtimeauth.NewMemoryStore()
 	h, err := realtimeauth.New(&realtimeauthtest.Minter{Now: clock.Now},
 		realtimeauth.WithClock(clock.Now), realtimeauth.WithSessionStore(store),
-		realtimeauth.WithSessionTTL(10*time.Minute), realtimeauth.WithLogger(silentLogger()))
+		realtimeauth.WithLimits(realtimeauth.Limits{SessionTTL: 10 * time.Minute}), realtimeauth.WithLogger(silentLogger()))
 	require.NoError(t, err)
 	defer h.Close()
 	const sessions = 300

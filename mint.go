@@ -13,18 +13,18 @@ import (
 // it arrived.
 func (h *Handler) mint(k *request, kd *kind) (Token, time.Time, bool) {
 	parent := k.r.Context()
-	// The minter's own log lines (OpenAIMinter's retries) name the request.
+	// The minter's own log lines (the OpenAI minter's retries) name the request.
 	ctx := context.WithValue(parent, requestIDKey{}, k.id)
 	if h.deadline(h.minter) {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, h.cfg.upstreamTimeout)
+		ctx, cancel = context.WithTimeout(ctx, h.cfg.lim.UpstreamTimeout)
 		defer cancel()
 	}
 	tok, err := h.minter.Mint(ctx, MintRequest{
 		SessionID: k.sessionID,
 		ClientIP:  k.client.ip,
 		Subject:   k.subject,
-		TTL:       h.cfg.tokenTTL,
+		TTL:       h.cfg.lim.TokenTTL,
 		Session:   k.config,
 	})
 	done := h.now()
@@ -71,7 +71,7 @@ const maxUpstreamRetryAfter = time.Minute
 // requestIDKey carries the request's ID in the context given to the Minter.
 type requestIDKey struct{}
 
-// deadline reports whether m needs WithUpstreamTimeout's deadline: every
+// deadline reports whether m needs Limits.UpstreamTimeout's deadline: every
 // Minter does but one that says it mints in-process (see Minter).
 func (h *Handler) deadline(m Minter) bool {
 	l, ok := m.(interface{ Local() bool })

@@ -16,10 +16,8 @@ import (
 	"github.com/realtimeauth/realtimeauth/internal/redirect"
 )
 
-// OpenAIMinter mints ephemeral keys with OpenAI's (or Azure OpenAI's)
-// POST {baseURL}/realtime/client_secrets. It is safe for concurrent use;
-// its HTTP client keeps connections alive between mints.
-type OpenAIMinter struct {
+// openAIMinter is what NewOpenAIMinter returns.
+type openAIMinter struct {
 	apiKey   string
 	baseURL  string
 	endpoint string
@@ -31,27 +29,34 @@ type OpenAIMinter struct {
 	now      func() time.Time
 	retry    retryPolicy
 	// origin is the endpoint's scheme://host:port, the only place a
-	// redirect may lead (see WithHTTPClient).
+	// redirect may lead (see OpenAIConfig.HTTPClient).
 	origin string
 	// sidKey keys the hash of OpenAI-Safety-Identifier (safetyIdentifier).
 	sidKey []byte
 }
 
-var _ Minter = (*OpenAIMinter)(nil)
+var _ Minter = (*openAIMinter)(nil)
 
-// NewOpenAIMinter returns a minter that authenticates with apiKey.
-func NewOpenAIMinter(apiKey string, opts ...OpenAIOption) (*OpenAIMinter, error) {
+// NewOpenAIMinter returns a Minter that authenticates with apiKey and
+// mints ephemeral keys with OpenAI's (or Azure OpenAI's)
+// POST {BaseURL}/realtime/client_secrets, configured by cfg. It is safe for
+// concurrent use; its HTTP client keeps connections alive between mints.
+// It also places relayed calls (see calls.Upstream).
+//
+// An answer whose token value holds the API key (in any form the minter's
+// redaction knows: raw, JSON-, backslash- or URL-escaped) is refused as a
+// failed mint, never retried, so that the key cannot reach the browser
+// through an upstream that echoes it. Each request carries
+// OpenAI-Safety-Identifier, a keyed hash of MintRequest.Subject, or of
+// MintRequest.SessionID when the user is anonymous (see
+// OpenAIConfig.SafetyIdentifierKey), so that OpenAI can act against one
+// abusive user instead of the whole account.
+func NewOpenAIMinter(apiKey string, cfg OpenAIConfig) (Minter, error) {
 	apiKey, err := checkAPIKey(apiKey)
 	if err != nil {
 		return nil, err
 	}
-	c := openAIConfig{}
-	for _, o := range opts {
-		if o == nil {
-			return nil, errorf("NewOpenAIMinter: nil OpenAIOption")
-		}
-		o(&c)
-	}
+	c := cfg
 	u, err := c.resolveEndpoint()
 	if err != nil {
 		return nil, err
@@ -59,7 +64,7 @@ func NewOpenAIMinter(apiKey string, opts ...OpenAIOption) (*OpenAIMinter, error)
 	if err := c.resolveAttempts(); err != nil {
 		return nil, err
 	}
-	tmpl, err := parseTemplate(c.template)
+	tmpl, err := parseTemplate(c.Session)
 	if err != nil {
 		return nil, err
 	}
@@ -67,37 +72,32 @@ func NewOpenAIMinter(apiKey string, opts ...OpenAIOption) (*OpenAIMinter, error)
 		return nil, err
 	}
 	origin := redirect.Origin(u)
-	if c.client == nil {
-		c.client = &http.Client{Transport: NewUpstreamTransport(), CheckRedirect: redirect.Refuse}
+	client := c.HTTPClient
+	if client == nil {
+		client = &http.Client{Transport: newUpstreamTransport(), CheckRedirect: redirect.Refuse}
 	} else {
-		c.client = redirect.SameOrigin(c.client, origin)
+		client = redirect.SameOrigin(client, origin)
 	}
-	base := strings.TrimRight(c.baseURL, "/")
-	return &OpenAIMinter{
+	base := strings.TrimRight(c.BaseURL, "/")
+	return &openAIMinter{
 		origin:   origin,
-		sidKey:   c.sidKey,
+		sidKey:   c.SafetyIdentifierKey,
 		apiKey:   apiKey,
 		baseURL:  base,
 		endpoint: base + "/realtime/client_secrets",
-		client:   c.client,
-		model:    c.model,
+		client:   client,
+		model:    c.Model,
 		template: tmpl,
-		azure:    c.azure,
-		maxBody:  c.maxBody,
-		now:      c.now,
-		retry:    newRetryPolicy(c.retries, c.backoff[0], c.backoff[1], c.logger),
+		azure:    c.AzureResource != "",
+		maxBody:  c.MaxUpstreamBody,
+		now:      c.Clock,
+		retry:    newRetryPolicy(c.MaxRetries, c.RetryBackoff, c.MaxRetryBackoff, c.Logger),
 	}, nil
 }
 
-// Endpoint returns the URL the minter posts to.
-func (m *OpenAIMinter) Endpoint() string { return m.endpoint }
-
-// Model returns the model (or Azure deployment) tokens are minted for.
-func (m *OpenAIMinter) Model() string { return m.model }
-
 // requestBody builds {"expires_after":{...},"session":{...}}: the template,
 // then the request's own configuration over it, then type and model.
-func (m *OpenAIMinter) requestBody(req MintRequest) ([]byte, error) {
+func (m *openAIMinter) requestBody(req MintRequest) ([]byte, error) {
 	session := make(map[string]json.RawMessage, len(m.template)+2)
 	for k, v := range m.template {
 		session[k] = v
@@ -105,7 +105,7 @@ func (m *OpenAIMinter) requestBody(req MintRequest) ([]byte, error) {
 	if len(req.Session) > 0 {
 		var per map[string]json.RawMessage
 		if err := json.Unmarshal(req.Session, &per); err != nil || per == nil {
-			return nil, errorf("OpenAIMinter: MintRequest.Session is not a JSON object")
+			return nil, errorf("OpenAI minter: MintRequest.Session is not a JSON object")
 		}
 		for k, v := range per {
 			session[k] = v
@@ -133,14 +133,8 @@ func (m *OpenAIMinter) requestBody(req MintRequest) ([]byte, error) {
 	})
 }
 
-// Mint implements Minter. An answer whose token value holds the API key
-// (in any form the minter's redaction knows: raw, JSON-, backslash- or
-// URL-escaped) is refused as a failed mint, never retried, so that the key
-// cannot reach the browser through an upstream that echoes it. Each request carries OpenAI-Safety-Identifier, a
-// keyed hash of req.Subject, or of req.SessionID when the user is anonymous
-// (see WithSafetyIdentifierKey), so that OpenAI can act against one abusive
-// user instead of the whole account.
-func (m *OpenAIMinter) Mint(ctx context.Context, req MintRequest) (Token, error) {
+// Mint implements Minter (see NewOpenAIMinter).
+func (m *openAIMinter) Mint(ctx context.Context, req MintRequest) (Token, error) {
 	body, err := m.requestBody(req)
 	if err != nil {
 		return Token{}, err
@@ -164,7 +158,7 @@ const safetyIdentifierHeader = "OpenAI-Safety-Identifier"
 // 64). "" when both are empty: no header then. The secret makes it
 // irreversible: without it, hashing a list of likely user IDs (emails)
 // would find the user behind an identifier.
-func (m *OpenAIMinter) safetyIdentifier(subject, sessionID string) string {
+func (m *openAIMinter) safetyIdentifier(subject, sessionID string) string {
 	var in string
 	switch {
 	case subject != "":
@@ -181,7 +175,7 @@ func (m *OpenAIMinter) safetyIdentifier(subject, sessionID string) string {
 
 // do makes one attempt. It reports whether the failure is worth retrying;
 // its UpstreamError's Attempts is left for the caller to fill in.
-func (m *OpenAIMinter) do(ctx context.Context, body []byte, sid string) (Token, *UpstreamError, bool) {
+func (m *openAIMinter) do(ctx context.Context, body []byte, sid string) (Token, *UpstreamError, bool) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, m.endpoint, bytes.NewReader(body))
 	if err != nil {
 		return Token{}, &UpstreamError{Err: err}, false
@@ -208,7 +202,7 @@ func (m *OpenAIMinter) do(ctx context.Context, body []byte, sid string) (Token, 
 func mintAnswer(status int) bool { return status == http.StatusOK }
 
 // parseToken reads a client_secrets answer, or says what is wrong with it.
-func (m *OpenAIMinter) parseToken(raw []byte) (Token, string) {
+func (m *openAIMinter) parseToken(raw []byte) (Token, string) {
 	var out struct {
 		Value     string  `json:"value"`
 		ExpiresAt float64 `json:"expires_at"`
@@ -230,7 +224,7 @@ func (m *OpenAIMinter) parseToken(raw []byte) (Token, string) {
 }
 
 // authorize sets the API key header, Azure's or OpenAI's.
-func (m *OpenAIMinter) authorize(h http.Header) {
+func (m *openAIMinter) authorize(h http.Header) {
 	if m.azure {
 		h.Set("api-key", m.apiKey)
 	} else {
@@ -254,7 +248,7 @@ type upstreamAnswer struct {
 // (its error message, redacted) and an answer from another origin (a
 // client of the user's whose transport went elsewhere) come back as an
 // UpstreamError, with whether to retry, the key redacted from all of it.
-func (m *OpenAIMinter) send(ctx context.Context, hreq *http.Request, accept func(status int) bool) (upstreamAnswer, *UpstreamError, bool) {
+func (m *openAIMinter) send(ctx context.Context, hreq *http.Request, accept func(status int) bool) (upstreamAnswer, *UpstreamError, bool) {
 	resp, err := m.client.Do(hreq)
 	if err != nil {
 		// A connection error is worth another try, unless our own context
@@ -313,7 +307,7 @@ func retryableAnswer(resp *http.Response) bool {
 // the key from it and cuts it to a sane length. It redacts the decoded
 // text, since decoding turns a JSON-escaped key into the raw key, and
 // before cutting, or a key straddling the cut would leave a prefix behind.
-func (m *OpenAIMinter) upstreamMessage(raw []byte) string {
+func (m *openAIMinter) upstreamMessage(raw []byte) string {
 	var e struct {
 		Error struct {
 			Message string `json:"message"`

@@ -13,12 +13,12 @@ import (
 	"github.com/realtimeauth/realtimeauth/calls"
 )
 
-// This file is the OpenAIMinter's side of the relay: POST
+// This file is the OpenAI minter's side of the relay: POST
 // {baseURL}/realtime/calls (OpenAI's "unified interface" for WebRTC), the
 // hang-up, and the sideband's address. It shares the minter's client,
 // retries and redaction with Mint.
 
-var _ calls.Upstream = (*OpenAIMinter)(nil)
+var _ calls.Upstream = (*openAIMinter)(nil)
 
 // callID is what a call ID from the upstream's Location may look like
 // ("rtc_" and letters today); anything else is refused rather than put in a
@@ -28,7 +28,7 @@ var callID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 // callSession builds the "session" part of a call: the template, the
 // request's own configuration over it, then type and model, as Mint's
 // session is built.
-func (m *OpenAIMinter) callSession(per json.RawMessage) ([]byte, error) {
+func (m *openAIMinter) callSession(per json.RawMessage) ([]byte, error) {
 	session := make(map[string]json.RawMessage, len(m.template)+2)
 	for k, v := range m.template {
 		session[k] = v
@@ -36,7 +36,7 @@ func (m *OpenAIMinter) callSession(per json.RawMessage) ([]byte, error) {
 	if len(per) > 0 {
 		var cfg map[string]json.RawMessage
 		if err := json.Unmarshal(per, &cfg); err != nil || cfg == nil {
-			return nil, errorf("OpenAIMinter: calls.Request.Session is not a JSON object")
+			return nil, errorf("OpenAI minter: calls.Request.Session is not a JSON object")
 		}
 		for k, v := range cfg {
 			session[k] = v
@@ -55,9 +55,9 @@ func (m *OpenAIMinter) callSession(per json.RawMessage) ([]byte, error) {
 // the SDP answer as the body and Location: /v1/realtime/calls/{call_id}.
 // An answer whose Location or SDP holds the API key (in any form the
 // minter's redaction knows) is refused as a failed call, never retried.
-func (m *OpenAIMinter) Call(ctx context.Context, req calls.Request) (calls.Answer, error) {
+func (m *openAIMinter) Call(ctx context.Context, req calls.Request) (calls.Answer, error) {
 	if strings.TrimSpace(req.Offer) == "" {
-		return calls.Answer{}, errorf("OpenAIMinter: empty SDP offer")
+		return calls.Answer{}, errorf("OpenAI minter: empty SDP offer")
 	}
 	session, err := m.callSession(req.Session)
 	if err != nil {
@@ -82,10 +82,10 @@ func (m *OpenAIMinter) Call(ctx context.Context, req calls.Request) (calls.Answe
 	return ans, nil
 }
 
-func (m *OpenAIMinter) callsURL() string { return m.baseURL + "/realtime/calls" }
+func (m *openAIMinter) callsURL() string { return m.baseURL + "/realtime/calls" }
 
 // doCall makes one attempt at a call, as do does for a mint.
-func (m *OpenAIMinter) doCall(ctx context.Context, body []byte, ctype, sid string) (calls.Answer, *UpstreamError, bool) {
+func (m *openAIMinter) doCall(ctx context.Context, body []byte, ctype, sid string) (calls.Answer, *UpstreamError, bool) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, m.callsURL(), bytes.NewReader(body))
 	if err != nil {
 		return calls.Answer{}, &UpstreamError{Err: err}, false
@@ -125,9 +125,9 @@ func (m *OpenAIMinter) doCall(ctx context.Context, body []byte, ctype, sid strin
 
 // Hangup implements calls.Upstream: POST {baseURL}/realtime/calls/{id}/hangup,
 // retried as Mint is. A 404 (the call has ended already) is a success.
-func (m *OpenAIMinter) Hangup(ctx context.Context, id string) error {
+func (m *openAIMinter) Hangup(ctx context.Context, id string) error {
 	if !callID.MatchString(id) {
-		return errorf("OpenAIMinter: %q is not a call ID", id)
+		return errorf("OpenAI minter: %q is not a call ID", id)
 	}
 	_, err := m.retry.run(ctx, func() (Token, *UpstreamError, bool) {
 		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, m.callsURL()+"/"+id+"/hangup", nil)
@@ -152,7 +152,7 @@ func (m *OpenAIMinter) Hangup(ctx context.Context, id string) error {
 
 // Sideband implements calls.Upstream: the base URL with ws for http and wss
 // for https, path /realtime?call_id={id}, and the key's header.
-func (m *OpenAIMinter) Sideband(id string) calls.Sideband {
+func (m *openAIMinter) Sideband(id string) calls.Sideband {
 	u := m.baseURL
 	switch {
 	case strings.HasPrefix(u, "https://"):

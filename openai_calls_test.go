@@ -30,22 +30,30 @@ func newCallUpstream(t *testing.T) (*realtimeauthtest.Upstream, *httptest.Server
 	return u, srv
 }
 
-func newCallMinter(t *testing.T, base string, opts ...realtimeauth.OpenAIOption) *realtimeauth.OpenAIMinter {
+// callMinter is what NewOpenAIMinter returns: a Minter that places calls.
+type callMinter interface {
+	realtimeauth.Minter
+	calls.Upstream
+}
+
+// newCallMinter is an OpenAI minter of cfg (if any) against base, whose
+// retries wait a millisecond.
+func newCallMinter(t *testing.T, base string, cfg ...realtimeauth.OpenAIConfig) callMinter {
 	t.Helper()
-	opts = append([]realtimeauth.OpenAIOption{
-		realtimeauth.WithBaseURL(base),
-		realtimeauth.WithRetryBackoff(time.Millisecond, time.Millisecond),
-	}, opts...)
-	m, err := realtimeauth.NewOpenAIMinter(fakeKey, opts...)
+	c := realtimeauth.OpenAIConfig{}
+	if len(cfg) > 0 {
+		c = cfg[0]
+	}
+	c.BaseURL, c.RetryBackoff, c.MaxRetryBackoff = base, time.Millisecond, time.Millisecond
+	m, err := realtimeauth.NewOpenAIMinter(fakeKey, c)
 	require.NoError(t, err)
-	return m
+	return m.(callMinter)
 }
 
 func TestOpenAICallRequestShape(t *testing.T) {
 	u, srv := newCallUpstream(t)
-	m := newCallMinter(t, srv.URL+"/v1",
-		realtimeauth.WithModel("gpt-realtime-mini"),
-		realtimeauth.WithSessionTemplate(json.RawMessage(`{"instructions":"be brief","audio":{"output":{"voice":"ash"}}}`)))
+	m := newCallMinter(t, srv.URL+"/v1", realtimeauth.OpenAIConfig{Model: "gpt-realtime-mini",
+		Session: json.RawMessage(`{"instructions":"be brief","audio":{"output":{"voice":"ash"}}}`)})
 	ans, err := m.Call(context.Background(), calls.Request{
 		SessionID: "s-1", ClientIP: "10.0.0.1", Subject: "alice",
 		Session: json.RawMessage(`{"instructions":"per request"}`), Offer: testOffer,
@@ -78,7 +86,10 @@ func TestOpenAICallRequestShape(t *testing.T) {
 
 func TestOpenAICallAzure(t *testing.T) {
 	u, srv := newCallUpstream(t)
-	m := newCallMinter(t, srv.URL+"/openai/v1", realtimeauth.WithAzure("myres", "my-deployment"))
+	m := newCallMinter(t, srv.URL+"/openai/v1", realtimeauth.OpenAIConfig{
+		AzureResource: "myres",
+		Model:         "my-deployment",
+	})
 	_, err := m.Call(context.Background(), calls.Request{SessionID: "s", Offer: testOffer})
 	require.NoError(t, err)
 	c := u.Calls()[0]
@@ -94,8 +105,9 @@ func TestOpenAICallAzure(t *testing.T) {
 }
 
 func TestOpenAISideband(t *testing.T) {
-	m, err := realtimeauth.NewOpenAIMinter(fakeKey)
+	mi, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{})
 	require.NoError(t, err)
+	m := mi.(calls.Upstream)
 	sb := m.Sideband("rtc_abc")
 	assert.Equal(t, calls.Sideband{
 		CallID: "rtc_abc", URL: "wss://api.openai.com/v1/realtime?call_id=rtc_abc",
@@ -174,9 +186,9 @@ func TestOpenAICallBadAnswers(t *testing.T) {
 				answer(w)
 			}))
 			defer srv.Close()
-			m := newCallMinter(t, srv.URL+"/v1", realtimeauth.WithHTTPClient(&http.Client{
+			m := newCallMinter(t, srv.URL+"/v1", realtimeauth.OpenAIConfig{HTTPClient: &http.Client{
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-			}))
+			}})
 			_, err := m.Call(context.Background(), calls.Request{SessionID: "s", Offer: testOffer})
 			var ue *realtimeauth.UpstreamError
 			require.ErrorAs(t, err, &ue)

@@ -35,7 +35,7 @@ func TestOpenAIMinterReusesConnections(t *testing.T) {
 	up.Start()
 	defer up.Close()
 
-	m, err := realtimeauth.NewOpenAIMinter("sk-reuse", realtimeauth.WithBaseURL(up.URL))
+	m, err := realtimeauth.NewOpenAIMinter("sk-reuse", realtimeauth.OpenAIConfig{BaseURL: up.URL})
 	require.NoError(t, err)
 	mint := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

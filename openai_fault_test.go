@@ -77,16 +77,16 @@ func TestUpstreamFaultMatrix(t *testing.T) {
 	past := time.Now().Add(-time.Hour).Unix()
 	ms := time.Millisecond
 	tests := []struct {
-		name     string
-		upstream http.HandlerFunc
-		timeout  time.Duration // the handler's upstream timeout
-		minterOp []realtimeauth.OpenAIOption
-		status   int
-		code     string
-		retry    string // the client's Retry-After, "" for none
-		hits     int64
-		minTime  time.Duration
-		maxTime  time.Duration
+		name      string
+		upstream  http.HandlerFunc
+		timeout   time.Duration // the handler's upstream timeout
+		minterCfg realtimeauth.OpenAIConfig
+		status    int
+		code      string
+		retry     string // the client's Retry-After, "" for none
+		hits      int64
+		minTime   time.Duration
+		maxTime   time.Duration
 	}{
 		{name: "500", upstream: upstreamStatus(500), status: 502, code: "upstream_error", hits: 3},
 		{name: "502", upstream: upstreamStatus(502), status: 502, code: "upstream_error", hits: 3},
@@ -106,7 +106,7 @@ func TestUpstreamFaultMatrix(t *testing.T) {
 		{name: "200 expires_at in the past", upstream: upstreamBody(`{"value":"ek_stale","expires_at":` + itoa64(past) + `}`),
 			status: 502, code: "upstream_error", hits: 1},
 		{name: "200 body over the read cap", upstream: upstreamBody(`{"value":"ek_big","expires_at":` + itoa64(future) + `,"pad":"` + strings.Repeat("x", 4096) + `"}`),
-			minterOp: []realtimeauth.OpenAIOption{realtimeauth.WithMaxUpstreamBody(1024)}, status: 502, code: "upstream_error", hits: 1},
+			minterCfg: realtimeauth.OpenAIConfig{MaxUpstreamBody: 1024}, status: 502, code: "upstream_error", hits: 1},
 		{name: "hang past the timeout", upstream: func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
 			timeout: 200 * ms, status: 504, code: "upstream_timeout", hits: 1, minTime: 200 * ms, maxTime: time.Second},
 		{name: "connection reset mid-body", upstream: func(w http.ResponseWriter, r *http.Request) {
@@ -149,18 +149,16 @@ func TestUpstreamFaultMatrix(t *testing.T) {
 
 			var logs lockedBuffer
 			logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			minter, err := realtimeauth.NewOpenAIMinter(faultKey, append([]realtimeauth.OpenAIOption{
-				realtimeauth.WithBaseURL(up.URL),
-				realtimeauth.WithRetryBackoff(5*ms, 20*ms),
-				realtimeauth.WithMinterLogger(logger),
-			}, tt.minterOp...)...)
+			cfg := tt.minterCfg
+			cfg.BaseURL, cfg.RetryBackoff, cfg.MaxRetryBackoff, cfg.Logger = up.URL, 5*ms, 20*ms, logger
+			minter, err := realtimeauth.NewOpenAIMinter(faultKey, cfg)
 			require.NoError(t, err)
 			timeout := tt.timeout
 			if timeout == 0 {
 				timeout = 2 * time.Second
 			}
 			h, err := realtimeauth.New(minter,
-				realtimeauth.WithUpstreamTimeout(timeout),
+				realtimeauth.WithLimits(realtimeauth.Limits{UpstreamTimeout: timeout}),
 				realtimeauth.WithLogger(logger),
 			)
 			require.NoError(t, err)
@@ -244,8 +242,12 @@ func TestUpstreamRetryRecoversThroughHandler(t *testing.T) {
 		}
 	}))
 	defer up.Close()
-	minter, err := realtimeauth.NewOpenAIMinter(faultKey, realtimeauth.WithBaseURL(up.URL),
-		realtimeauth.WithRetryBackoff(time.Millisecond, 5*time.Millisecond), realtimeauth.WithMinterLogger(silentLogger()))
+	minter, err := realtimeauth.NewOpenAIMinter(faultKey, realtimeauth.OpenAIConfig{
+		BaseURL:         up.URL,
+		RetryBackoff:    time.Millisecond,
+		MaxRetryBackoff: 5 * time.Millisecond,
+		Logger:          silentLogger(),
+	})
 	require.NoError(t, err)
 	h, err := realtimeauth.New(minter, realtimeauth.WithLogger(silentLogger()))
 	require.NoError(t, err)

@@ -27,12 +27,12 @@ const (
 // for /), a fully \u-escaped key and QueryEscape's and PathEscape's forms
 // are all caught, and so is any mix of them. It is run on the text before
 // it is cut, so a key straddling the cut leaves no prefix behind.
-func (m *OpenAIMinter) redact(s string) string { return redact.Key(s, m.apiKey) }
+func (m *openAIMinter) redact(s string) string { return redact.Key(s, m.apiKey) }
 
 // holdsKey reports whether s carries the API key in any form redact
 // recognises. An upstream answer that does (a token value, a call ID, an
 // SDP answer) is refused: it would hand the key to the browser.
-func (m *OpenAIMinter) holdsKey(s string) bool { return m.redact(s) != s }
+func (m *openAIMinter) holdsKey(s string) bool { return m.redact(s) != s }
 
 // redactedError stands for an error whose text carries the key. It does not
 // unwrap to it, so errors.As cannot hand the raw text to a logger either;
@@ -52,7 +52,7 @@ func (e *redactedError) Timeout() bool {
 
 // scrubErr returns err, or, when its text carries the key in any form, an
 // error with the same chain whose text is redacted.
-func (m *OpenAIMinter) scrubErr(err error) error {
+func (m *openAIMinter) scrubErr(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -67,7 +67,7 @@ func (m *OpenAIMinter) scrubErr(err error) error {
 // redacted (first, so that no cut leaves part of it), then cut to max bytes
 // of a conservative charset (letters, digits and - _ . :), anything else
 // written as _. OpenAI's request IDs (req_…) pass unchanged.
-func (m *OpenAIMinter) headerForLog(v string, max int) string {
+func (m *openAIMinter) headerForLog(v string, max int) string {
 	v = m.redact(v)
 	if len(v) > max {
 		v = v[:max]
@@ -82,14 +82,14 @@ func (m *OpenAIMinter) headerForLog(v string, max int) string {
 }
 
 // requestID is the upstream's x-request-id as kept for logs (UpstreamError.RequestID).
-func (m *OpenAIMinter) requestID(h http.Header) string {
+func (m *openAIMinter) requestID(h http.Header) string {
 	return m.headerForLog(h.Get("x-request-id"), maxRequestID)
 }
 
 // redirectTarget names where a refused redirect pointed, for the log: the
 // host (and port) of its Location only, never its path or query, which
 // could carry anything.
-func (m *OpenAIMinter) redirectTarget(resp *http.Response) string {
+func (m *openAIMinter) redirectTarget(resp *http.Response) string {
 	loc := resp.Header.Get("Location")
 	if loc == "" {
 		return "no Location"

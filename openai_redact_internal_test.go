@@ -18,7 +18,7 @@ import (
 // everything else alone.
 func TestRedactForms(t *testing.T) {
 	const key = "sk-a/b+c=d&e%41%f\"g"
-	m := &OpenAIMinter{apiKey: key}
+	m := &openAIMinter{apiKey: key}
 	jsonEsc := strconv.Quote(key)
 	jsonEsc = jsonEsc[1 : len(jsonEsc)-1]
 	var u strings.Builder
@@ -46,13 +46,13 @@ func TestRedactForms(t *testing.T) {
 		assert.Equal(t, keep, m.redact(keep))
 	}
 	assert.Equal(t, "[redacted][redacted]", m.redact(key+url.PathEscape(key)))
-	assert.Equal(t, "x", (&OpenAIMinter{}).redact("x"))
+	assert.Equal(t, "x", (&openAIMinter{}).redact("x"))
 }
 
 // TestRedactedErrorKeepsItsMeaning: a redacted cause still answers
 // errors.Is and Timeout, but cannot be unwrapped to the raw text.
 func TestRedactedErrorKeepsItsMeaning(t *testing.T) {
-	m := &OpenAIMinter{apiKey: "sk-secret"}
+	m := &openAIMinter{apiKey: "sk-secret"}
 	raw := &url.Error{Op: "Post", URL: "http://x/?k=sk-secret", Err: context.DeadlineExceeded}
 	err := m.scrubErr(raw)
 	require.NotSame(t, raw, err)
@@ -70,7 +70,7 @@ func TestRedactedErrorKeepsItsMeaning(t *testing.T) {
 // TestRedactStaysLinear: a key of many %s against a text of many escaped
 // %s, none of them the key, is searched without blowing up.
 func TestRedactStaysLinear(t *testing.T) {
-	m := &OpenAIMinter{apiKey: strings.Repeat("%", 40) + "x"}
+	m := &openAIMinter{apiKey: strings.Repeat("%", 40) + "x"}
 	text := strings.Repeat("%25", 4000) + strings.Repeat("%", 4000)
 	assert.Equal(t, text, m.redact(text))
 	assert.Equal(t, "a[redacted]b", m.redact("a"+strings.Repeat("%2525", 40)+"%78b"))

@@ -160,9 +160,13 @@ func TestNoEchoedKeyInLogsErrorsOrEvents(t *testing.T) {
 		mu.Unlock()
 	}
 	handlerLogs, minterLogs := &syncBuffer{}, &syncBuffer{}
-	m, err := realtimeauth.NewOpenAIMinter(echoKey, realtimeauth.WithBaseURL(u.srv.URL),
-		realtimeauth.WithMaxRetries(1), realtimeauth.WithRetryBackoff(time.Millisecond, time.Millisecond),
-		realtimeauth.WithMinterLogger(slog.New(slog.NewJSONHandler(minterLogs, nil))))
+	m, err := realtimeauth.NewOpenAIMinter(echoKey, realtimeauth.OpenAIConfig{
+		BaseURL:         u.srv.URL,
+		MaxRetries:      1,
+		RetryBackoff:    time.Millisecond,
+		MaxRetryBackoff: time.Millisecond,
+		Logger:          slog.New(slog.NewJSONHandler(minterLogs, nil)),
+	})
 	require.NoError(t, err)
 	ev := &events{}
 	h, err := realtimeauth.New(m, realtimeauth.WithAllowedOrigins(origin),
@@ -241,7 +245,7 @@ func TestOpenAIRequestIDBounded(t *testing.T) {
 		{strings.Repeat("a", 5000), strings.Repeat("a", 128)},
 	} {
 		u := newUpstream(t, jsonAnswer(401, `{}`, "x-request-id", tc.sent))
-		m, err := realtimeauth.NewOpenAIMinter(echoKey, realtimeauth.WithBaseURL(u.srv.URL))
+		m, err := realtimeauth.NewOpenAIMinter(echoKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL})
 		require.NoError(t, err)
 		_, err = m.Mint(context.Background(), realtimeauth.MintRequest{SessionID: "s", TTL: time.Minute})
 		var ue *realtimeauth.UpstreamError
@@ -255,9 +259,9 @@ func TestOpenAIRequestIDBounded(t *testing.T) {
 // backslash, the bytes whose every encoding the redaction knows.
 func TestOpenAIKeyCharset(t *testing.T) {
 	for _, k := range []string{"sk-é-key", "sk-\x7f-key", "sk-\t-key", "sk key", `sk-\-key`} {
-		_, err := realtimeauth.NewOpenAIMinter(k)
+		_, err := realtimeauth.NewOpenAIMinter(k, realtimeauth.OpenAIConfig{})
 		assert.ErrorContains(t, err, "API key", "%q", k)
 	}
-	_, err := realtimeauth.NewOpenAIMinter(echoKey)
+	_, err := realtimeauth.NewOpenAIMinter(echoKey, realtimeauth.OpenAIConfig{})
 	assert.NoError(t, err)
 }

@@ -63,11 +63,11 @@ func TestOpenAIMinterRefusesRedirects(t *testing.T) {
 		for _, status := range []int{301, 302, 303, 307, 308} {
 			other := newElsewhere(t, false)
 			u := newUpstream(t, redirectTo(status, other.srv.URL+"/v1/realtime/client_secrets?k=1"))
-			opts := []realtimeauth.OpenAIOption{realtimeauth.WithBaseURL(u.srv.URL + "/v1"), realtimeauth.WithMaxRetries(2)}
+			cfg := realtimeauth.OpenAIConfig{BaseURL: u.srv.URL + "/v1", MaxRetries: 2}
 			if azure {
-				opts = append(opts, realtimeauth.WithAzure("res", "dep"))
+				cfg.AzureResource, cfg.Model = "res", "dep"
 			}
-			m, err := realtimeauth.NewOpenAIMinter(fakeKey, opts...)
+			m, err := realtimeauth.NewOpenAIMinter(fakeKey, cfg)
 			require.NoError(t, err)
 			_, err = m.Mint(context.Background(), realtimeauth.MintRequest{SessionID: "s", TTL: time.Minute})
 			var ue *realtimeauth.UpstreamError
@@ -88,7 +88,7 @@ func TestOpenAIMinterRefusesRedirects(t *testing.T) {
 func TestOpenAIMinterRedirectThroughHandler(t *testing.T) {
 	other := newElsewhere(t, false)
 	u := newUpstream(t, redirectTo(http.StatusTemporaryRedirect, other.srv.URL+"/steal?key="+fakeKey))
-	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL))
+	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL})
 	require.NoError(t, err)
 	logs := &syncBuffer{}
 	ev := &events{}
@@ -135,7 +135,10 @@ func TestOpenAIMinterUserClientRedirects(t *testing.T) {
 			target = loc(up)
 			hc := up.Client()
 			require.Nil(t, hc.CheckRedirect)
-			m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(up.URL+"/v1"), realtimeauth.WithHTTPClient(hc))
+			m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{
+				BaseURL:    up.URL + "/v1",
+				HTTPClient: hc,
+			})
 			require.NoError(t, err)
 			_, err = m.Mint(context.Background(), realtimeauth.MintRequest{SessionID: "s", TTL: time.Minute})
 			var ue *realtimeauth.UpstreamError
@@ -162,7 +165,10 @@ func TestOpenAIMinterUserClientRedirects(t *testing.T) {
 		})
 		var asked int
 		hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { asked++; return nil }}
-		m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL+"/old"), realtimeauth.WithHTTPClient(hc))
+		m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{
+			BaseURL:    u.srv.URL + "/old",
+			HTTPClient: hc,
+		})
 		require.NoError(t, err)
 		tok, err := m.Mint(context.Background(), realtimeauth.MintRequest{SessionID: "s", TTL: time.Minute})
 		require.NoError(t, err)
@@ -176,8 +182,11 @@ func TestOpenAIMinterUserClientRedirects(t *testing.T) {
 		mu.Unlock()
 
 		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return errors.New("no thanks") }
-		m, err = realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL+"/old"),
-			realtimeauth.WithHTTPClient(hc), realtimeauth.WithMaxRetries(0))
+		m, err = realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{
+			BaseURL:    u.srv.URL + "/old",
+			HTTPClient: hc,
+			MaxRetries: -1,
+		})
 		require.NoError(t, err)
 		_, err = m.Mint(context.Background(), realtimeauth.MintRequest{SessionID: "s", TTL: time.Minute})
 		assert.ErrorContains(t, err, "no thanks")
@@ -195,7 +204,7 @@ func TestOpenAIMinterUserClientRedirects(t *testing.T) {
 			resp.Request = moved
 			return resp, nil
 		})}
-		m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL), realtimeauth.WithHTTPClient(hc))
+		m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL, HTTPClient: hc})
 		require.NoError(t, err)
 		_, err = m.Mint(context.Background(), realtimeauth.MintRequest{SessionID: "s", TTL: time.Minute})
 		var ue *realtimeauth.UpstreamError

@@ -65,7 +65,7 @@ func (u *scriptedUpstream) hits() []string {
 // retryRig is a minter against a scripted upstream whose waits are
 // recorded, not slept.
 type retryRig struct {
-	m      *OpenAIMinter
+	m      *openAIMinter
 	up     *scriptedUpstream
 	mu     sync.Mutex
 	waits  []time.Duration
@@ -73,14 +73,20 @@ type retryRig struct {
 	log    bytes.Buffer // written only by the minting goroutine
 }
 
-func newRetryRig(t *testing.T, script []scriptedAnswer, opts ...OpenAIOption) *retryRig {
+// newRetryRig's minter has cfg with the rig's upstream and logger.
+func newRetryRig(t *testing.T, script []scriptedAnswer, cfg ...OpenAIConfig) *retryRig {
 	t.Helper()
 	rr := &retryRig{up: &scriptedUpstream{script: script}}
 	srv := httptest.NewServer(rr.up)
 	t.Cleanup(srv.Close)
-	m, err := NewOpenAIMinter("sk-retry-test-key", append([]OpenAIOption{WithBaseURL(srv.URL),
-		WithMinterLogger(slog.New(slog.NewJSONHandler(&rr.log, nil)))}, opts...)...)
+	c := OpenAIConfig{}
+	if len(cfg) > 0 {
+		c = cfg[0]
+	}
+	c.BaseURL, c.Logger = srv.URL, slog.New(slog.NewJSONHandler(&rr.log, nil))
+	mi, err := NewOpenAIMinter("sk-retry-test-key", c)
 	require.NoError(t, err)
+	m := mi.(*openAIMinter)
 	// The waits are recorded and added to a clock of their own, so that
 	// the deadline check sees them pass.
 	m.retry.now = func() time.Time {
@@ -135,40 +141,44 @@ func TestOpenAIMinterRetryPolicy(t *testing.T) {
 	tests := []struct {
 		name      string
 		script    []scriptedAnswer
-		opts      []OpenAIOption
+		cfg       OpenAIConfig
 		timeout   time.Duration
 		wantOK    bool
 		wantHits  int
 		wantWaits []time.Duration
 		wantCode  int
 	}{
-		{"500 then success", []scriptedAnswer{answer(500), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
-		{"502 503 then success", []scriptedAnswer{answer(502), answer(503), retryOKAnswer}, nil, 10 * time.Second, true, 3, []time.Duration{500 * ms, 1000 * ms}, 0},
-		{"500 forever: two retries", []scriptedAnswer{answer(500)}, nil, 10 * time.Second, false, 3, []time.Duration{500 * ms, 1000 * ms}, 500},
-		{"408 retried", []scriptedAnswer{answer(408), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
-		{"409 retried", []scriptedAnswer{answer(409), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
-		{"429 with retry-after-ms", []scriptedAnswer{answer(429, "retry-after-ms", "120"), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{120 * ms}, 0},
-		{"503 with Retry-After seconds", []scriptedAnswer{answer(503, "Retry-After", "2"), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{2 * time.Second}, 0},
-		{"retry-after-ms wins over Retry-After", []scriptedAnswer{answer(429, "retry-after-ms", "30", "Retry-After", "5"), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{30 * ms}, 0},
-		{"400 never retried", []scriptedAnswer{answer(400), retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 400},
-		{"401 never retried", []scriptedAnswer{answer(401), retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 401},
-		{"403 never retried", []scriptedAnswer{answer(403), retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 403},
-		{"404 never retried", []scriptedAnswer{answer(404), retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 404},
-		{"422 never retried", []scriptedAnswer{answer(422), retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 422},
-		{"x-should-retry false stops a 503", []scriptedAnswer{answer(503, "x-should-retry", "false"), retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 503},
-		{"x-should-retry true retries a 400", []scriptedAnswer{answer(400, "x-should-retry", "true"), retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
-		{"connection reset retried", []scriptedAnswer{{hangup: true}, retryOKAnswer}, nil, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
-		{"malformed 200 not retried", []scriptedAnswer{{status: 200, body: "{"}, retryOKAnswer}, nil, 10 * time.Second, false, 1, nil, 200},
-		{"WithMaxRetries(0)", []scriptedAnswer{answer(500), retryOKAnswer}, []OpenAIOption{WithMaxRetries(0)}, 10 * time.Second, false, 1, nil, 500},
-		{"WithMaxRetries(4)", []scriptedAnswer{answer(500)}, []OpenAIOption{WithMaxRetries(4)}, 10 * time.Second, false, 5, []time.Duration{500 * ms, time.Second, 2 * time.Second, 4 * time.Second}, 500},
-		{"backoff capped", []scriptedAnswer{answer(500)}, []OpenAIOption{WithMaxRetries(3), WithRetryBackoff(100*ms, 250*ms)}, 10 * time.Second, false, 4, []time.Duration{100 * ms, 200 * ms, 250 * ms}, 500},
-		{"Retry-After past the deadline: no wait", []scriptedAnswer{answer(429, "Retry-After", "30"), retryOKAnswer}, nil, 2 * time.Second, false, 1, nil, 429},
-		{"backoff past the deadline: no wait", []scriptedAnswer{answer(500), retryOKAnswer}, nil, 300 * ms, false, 1, nil, 500},
-		{"second backoff past the deadline", []scriptedAnswer{answer(500)}, nil, 1200 * ms, false, 2, []time.Duration{500 * ms}, 500},
+		{"500 then success", []scriptedAnswer{answer(500), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
+		{"502 503 then success", []scriptedAnswer{answer(502), answer(503), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, true, 3, []time.Duration{500 * ms, 1000 * ms}, 0},
+		{"500 forever: two retries", []scriptedAnswer{answer(500)}, OpenAIConfig{}, 10 * time.Second, false, 3, []time.Duration{500 * ms, 1000 * ms}, 500},
+		{"408 retried", []scriptedAnswer{answer(408), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
+		{"409 retried", []scriptedAnswer{answer(409), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
+		{"429 with retry-after-ms", []scriptedAnswer{answer(429, "retry-after-ms", "120"), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, true, 2, []time.Duration{120 * ms}, 0},
+		{"503 with Retry-After seconds", []scriptedAnswer{answer(503, "Retry-After", "2"), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, true, 2, []time.Duration{2 * time.Second}, 0},
+		{"retry-after-ms wins over Retry-After", []scriptedAnswer{answer(429, "retry-after-ms", "30", "Retry-After", "5"), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, true, 2, []time.Duration{30 * ms}, 0},
+		{"400 never retried", []scriptedAnswer{answer(400), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, false, 1, nil, 400},
+		{"401 never retried", []scriptedAnswer{answer(401), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, false, 1, nil, 401},
+		{"403 never retried", []scriptedAnswer{answer(403), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, false, 1, nil, 403},
+		{"404 never retried", []scriptedAnswer{answer(404), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, false, 1, nil, 404},
+		{"422 never retried", []scriptedAnswer{answer(422), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, false, 1, nil, 422},
+		{"x-should-retry false stops a 503", []scriptedAnswer{answer(503, "x-should-retry", "false"), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, false, 1, nil, 503},
+		{"x-should-retry true retries a 400", []scriptedAnswer{answer(400, "x-should-retry", "true"), retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
+		{"connection reset retried", []scriptedAnswer{{hangup: true}, retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, true, 2, []time.Duration{500 * ms}, 0},
+		{"malformed 200 not retried", []scriptedAnswer{{status: 200, body: "{"}, retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, false, 1, nil, 200},
+		{"MaxRetries -1: none", []scriptedAnswer{answer(500), retryOKAnswer}, OpenAIConfig{MaxRetries: -1}, 10 * time.Second, false, 1, nil, 500},
+		{"MaxRetries 4", []scriptedAnswer{answer(500)}, OpenAIConfig{MaxRetries: 4}, 10 * time.Second, false, 5, []time.Duration{500 * ms, time.Second, 2 * time.Second, 4 * time.Second}, 500},
+		{"backoff capped", []scriptedAnswer{answer(500)}, OpenAIConfig{
+			MaxRetries:      3,
+			RetryBackoff:    100 * ms,
+			MaxRetryBackoff: 250 * ms,
+		}, 10 * time.Second, false, 4, []time.Duration{100 * ms, 200 * ms, 250 * ms}, 500},
+		{"Retry-After past the deadline: no wait", []scriptedAnswer{answer(429, "Retry-After", "30"), retryOKAnswer}, OpenAIConfig{}, 2 * time.Second, false, 1, nil, 429},
+		{"backoff past the deadline: no wait", []scriptedAnswer{answer(500), retryOKAnswer}, OpenAIConfig{}, 300 * ms, false, 1, nil, 500},
+		{"second backoff past the deadline", []scriptedAnswer{answer(500)}, OpenAIConfig{}, 1200 * ms, false, 2, []time.Duration{500 * ms}, 500},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rr := newRetryRig(t, tt.script, tt.opts...)
+			rr := newRetryRig(t, tt.script, tt.cfg)
 			tok, ue := rr.mint(t, tt.timeout)
 			hits := rr.up.hits()
 			assert.Len(t, hits, tt.wantHits, "upstream hits")
@@ -234,11 +244,31 @@ func TestOpenAIMinterRetryStopsWhenContextEnds(t *testing.T) {
 }
 
 func TestRetryOptionsValidated(t *testing.T) {
-	for _, o := range []OpenAIOption{WithMaxRetries(-1), WithMaxRetries(11), WithRetryBackoff(0, time.Second),
-		WithRetryBackoff(2*time.Second, time.Second), WithRetryBackoff(time.Second, 2*time.Minute)} {
-		_, err := NewOpenAIMinter("sk-x", o)
+	for _, tc := range []struct {
+		cfg  OpenAIConfig
+		want string
+	}{
+		{OpenAIConfig{MaxRetries: 11}, "OpenAIConfig.MaxRetries"},
+		{OpenAIConfig{RetryBackoff: -time.Millisecond}, "OpenAIConfig.RetryBackoff"},
+		{OpenAIConfig{RetryBackoff: time.Microsecond}, "OpenAIConfig.RetryBackoff"},
+		{OpenAIConfig{RetryBackoff: 2 * time.Second, MaxRetryBackoff: time.Second}, "OpenAIConfig.RetryBackoff"},
+		{OpenAIConfig{RetryBackoff: time.Second, MaxRetryBackoff: 2 * time.Minute}, "OpenAIConfig.MaxRetryBackoff"},
+		{OpenAIConfig{RetryBackoff: 2 * time.Minute}, "OpenAIConfig.MaxRetryBackoff"},
+	} {
+		_, err := NewOpenAIMinter("sk-x", tc.cfg)
 		require.Error(t, err)
-		assert.Regexp(t, "WithMaxRetries|WithRetryBackoff", err.Error())
+		assert.ErrorContains(t, err, tc.want)
+	}
+	// A zero MaxRetryBackoff follows a RetryBackoff over its default;
+	// any negative MaxRetries means none.
+	for _, cfg := range []OpenAIConfig{
+		{RetryBackoff: 10 * time.Second},
+		{MaxRetries: -1},
+		{MaxRetries: -7},
+		{MaxRetries: 10},
+	} {
+		_, err := NewOpenAIMinter("sk-x", cfg)
+		require.NoError(t, err, "%+v", cfg)
 	}
 }
 

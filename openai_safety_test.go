@@ -21,7 +21,7 @@ const safetyHeader = "OpenAI-Safety-Identifier"
 
 // safetyIDs mints once per request and returns the OpenAI-Safety-Identifier
 // each upstream call carried.
-func safetyIDs(t *testing.T, m *realtimeauth.OpenAIMinter, u *upstream, reqs ...realtimeauth.MintRequest) []string {
+func safetyIDs(t *testing.T, m realtimeauth.Minter, u *upstream, reqs ...realtimeauth.MintRequest) []string {
 	t.Helper()
 	from := u.count()
 	for _, r := range reqs {
@@ -44,7 +44,7 @@ func safetyIDs(t *testing.T, m *realtimeauth.OpenAIMinter, u *upstream, reqs ...
 // follows the secret.
 func TestOpenAISafetyIdentifier(t *testing.T) {
 	u := newUpstream(t, okAnswer("ek_1", time.Now().Add(time.Minute)))
-	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL))
+	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL})
 	require.NoError(t, err)
 	ids := safetyIDs(t, m, u,
 		realtimeauth.MintRequest{Subject: "alice", SessionID: "s1"},
@@ -72,13 +72,16 @@ func TestOpenAISafetyIdentifier(t *testing.T) {
 
 	// Another minter draws another secret; a shared secret gives the same
 	// identifiers on every instance, computed as documented.
-	m2, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL))
+	m2, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL})
 	require.NoError(t, err)
 	assert.NotEqual(t, ids[0], safetyIDs(t, m2, u, realtimeauth.MintRequest{Subject: "alice"})[0])
 	secret := []byte("0123456789abcdef-shared-secret")
 	var got []string
 	for range 2 {
-		mk, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL), realtimeauth.WithSafetyIdentifierKey(secret))
+		mk, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{
+			BaseURL:             u.srv.URL,
+			SafetyIdentifierKey: secret,
+		})
 		require.NoError(t, err)
 		got = append(got, safetyIDs(t, mk, u, realtimeauth.MintRequest{Subject: "alice"}, realtimeauth.MintRequest{SessionID: "s1"})...)
 	}
@@ -89,10 +92,13 @@ func TestOpenAISafetyIdentifier(t *testing.T) {
 	}
 	assert.Equal(t, []string{mac("subject:alice"), mac("session:s1"), mac("subject:alice"), mac("session:s1")}, got)
 
-	for _, short := range [][]byte{nil, []byte("fifteen bytes!!")} {
-		_, err = realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithSafetyIdentifierKey(short))
-		assert.ErrorContains(t, err, "WithSafetyIdentifierKey")
+	for _, short := range [][]byte{{1}, []byte("fifteen bytes!!")} {
+		_, err = realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{SafetyIdentifierKey: short})
+		assert.ErrorContains(t, err, "OpenAIConfig.SafetyIdentifierKey")
 	}
+	// An empty one is none: a random secret, drawn per minter.
+	_, err = realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{SafetyIdentifierKey: []byte{}})
+	assert.NoError(t, err)
 }
 
 // TestOpenAISafetyIdentifierThroughHandler: the handler's subject, or its
@@ -109,13 +115,20 @@ func TestOpenAISafetyIdentifierThroughHandler(t *testing.T) {
 		okAnswer("ek_h", time.Now().Add(time.Minute))(w, r)
 	})
 	secret := []byte("handler-test-secret-0123456789")
-	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL),
-		realtimeauth.WithSafetyIdentifierKey(secret), realtimeauth.WithRetryBackoff(time.Millisecond, time.Millisecond))
+	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{
+		BaseURL:             u.srv.URL,
+		SafetyIdentifierKey: secret,
+		RetryBackoff:        time.Millisecond,
+		MaxRetryBackoff:     time.Millisecond,
+	})
 	require.NoError(t, err)
 	newHandler := func(opts ...realtimeauth.Option) *realtimeauth.Handler {
 		clock := realtimeauthtest.NewClock(time.Now())
 		h, err := realtimeauth.New(m, append([]realtimeauth.Option{realtimeauth.WithAllowedOrigins(origin),
-			realtimeauth.WithLogger(quietLogger()), realtimeauth.WithRefreshPolicy(3, 0), realtimeauth.WithClock(clock.Now)}, opts...)...)
+			realtimeauth.WithLogger(quietLogger()), realtimeauth.WithLimits(realtimeauth.Limits{
+				MaxRefreshes:       3,
+				MinRefreshInterval: -1,
+			}), realtimeauth.WithClock(clock.Now)}, opts...)...)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = h.Close() })
 		return h

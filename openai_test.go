@@ -76,14 +76,14 @@ func jsonAnswer(status int, body string, hdr ...string) func(http.ResponseWriter
 func TestOpenAIRequestShape(t *testing.T) {
 	exp := time.Now().Add(time.Minute).Truncate(time.Second)
 	u := newUpstream(t, okAnswer("ek_real_1", exp))
-	m, err := realtimeauth.NewOpenAIMinter(fakeKey,
-		realtimeauth.WithBaseURL(u.srv.URL+"/v1/"),
-		realtimeauth.WithModel("gpt-realtime-mini"),
-		realtimeauth.WithSessionTemplate(json.RawMessage(`{"instructions":"be brief","voice":"alloy","audio":{"output":{"speed":1}}}`)),
-	)
+	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{
+		BaseURL: u.srv.URL + "/v1/",
+		Model:   "gpt-realtime-mini",
+		Session: json.RawMessage(`{"instructions":"be brief","voice":"alloy","audio":{"output":{"speed":1}}}`),
+	})
 	require.NoError(t, err)
-	assert.Equal(t, u.srv.URL+"/v1/realtime/client_secrets", m.Endpoint())
-	assert.Equal(t, "gpt-realtime-mini", m.Model())
+	assert.Equal(t, u.srv.URL+"/v1/realtime/client_secrets", realtimeauth.MinterEndpoint(m))
+	assert.Equal(t, "gpt-realtime-mini", realtimeauth.MinterModel(m))
 
 	tok, err := m.Mint(context.Background(), realtimeauth.MintRequest{
 		SessionID: "s", TTL: 90 * time.Second,
@@ -108,7 +108,7 @@ func TestOpenAIRequestShape(t *testing.T) {
 	}, body)
 
 	// Without a template or a per-request session: type and model only.
-	m, err = realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL))
+	m, err = realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL})
 	require.NoError(t, err)
 	_, err = m.Mint(context.Background(), realtimeauth.MintRequest{TTL: time.Minute})
 	require.NoError(t, err)
@@ -127,22 +127,28 @@ func TestOpenAIRequestShape(t *testing.T) {
 }
 
 func TestOpenAIDefaults(t *testing.T) {
-	m, err := realtimeauth.NewOpenAIMinter(fakeKey)
+	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{})
 	require.NoError(t, err)
-	assert.Equal(t, "https://api.openai.com/v1/realtime/client_secrets", m.Endpoint())
-	assert.Equal(t, "gpt-realtime", m.Model())
+	assert.Equal(t, "https://api.openai.com/v1/realtime/client_secrets", realtimeauth.MinterEndpoint(m))
+	assert.Equal(t, "gpt-realtime", realtimeauth.MinterModel(m))
 
-	az, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithAzure("My-Resource", "voice-deploy"))
+	az, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{
+		AzureResource: "My-Resource",
+		Model:         "voice-deploy",
+	})
 	require.NoError(t, err)
-	assert.Equal(t, "https://my-resource.openai.azure.com/openai/v1/realtime/client_secrets", az.Endpoint())
-	assert.Equal(t, "voice-deploy", az.Model())
+	assert.Equal(t, "https://my-resource.openai.azure.com/openai/v1/realtime/client_secrets", realtimeauth.MinterEndpoint(az))
+	assert.Equal(t, "voice-deploy", realtimeauth.MinterModel(az))
 }
 
 func TestOpenAIAzure(t *testing.T) {
 	exp := time.Now().Add(time.Minute)
 	u := newUpstream(t, okAnswer("ek_az", exp))
-	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithAzure("res", "my-deployment"),
-		realtimeauth.WithBaseURL(u.srv.URL+"/openai/v1"))
+	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{
+		AzureResource: "res",
+		Model:         "my-deployment",
+		BaseURL:       u.srv.URL + "/openai/v1",
+	})
 	require.NoError(t, err)
 	tok, err := m.Mint(context.Background(), realtimeauth.MintRequest{TTL: time.Minute})
 	require.NoError(t, err)
@@ -190,11 +196,10 @@ func TestOpenAIFailures(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			u := newUpstream(t, tc.answer)
-			opts := []realtimeauth.OpenAIOption{realtimeauth.WithBaseURL(u.srv.URL)}
-			if tc.maxBody > 0 {
-				opts = append(opts, realtimeauth.WithMaxUpstreamBody(tc.maxBody))
-			}
-			m, err := realtimeauth.NewOpenAIMinter(fakeKey, opts...)
+			m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{
+				BaseURL:         u.srv.URL,
+				MaxUpstreamBody: tc.maxBody,
+			})
 			require.NoError(t, err)
 			// Room for retries of 5xx answers, not for a 20s Retry-After.
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -220,7 +225,7 @@ func TestOpenAIConnectionFailures(t *testing.T) {
 	u := newUpstream(t, okAnswer("x", time.Now()))
 	url := u.srv.URL
 	u.srv.Close()
-	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(url))
+	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{BaseURL: url})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -239,7 +244,7 @@ func TestOpenAIConnectionFailures(t *testing.T) {
 		}
 	})
 	defer close(release)
-	m, err = realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(slow.srv.URL))
+	m, err = realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{BaseURL: slow.srv.URL})
 	require.NoError(t, err)
 	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -248,33 +253,34 @@ func TestOpenAIConnectionFailures(t *testing.T) {
 	assert.ErrorAs(t, err, &ue)
 }
 
-func TestOpenAIOptionErrors(t *testing.T) {
+func TestOpenAIConfigErrors(t *testing.T) {
+	type cfg = realtimeauth.OpenAIConfig
 	tests := []struct {
 		name string
 		key  string
-		opts []realtimeauth.OpenAIOption
+		cfg  cfg
 		want string
 	}{
-		{"empty key", "  ", nil, "empty API key"},
-		{"key with a space", "sk-a b", nil, "API key"},
-		{"key with a newline", "sk-a\nb", nil, "API key"},
-		{"nil option", fakeKey, []realtimeauth.OpenAIOption{nil}, "nil OpenAIOption"},
-		{"relative base URL", fakeKey, []realtimeauth.OpenAIOption{realtimeauth.WithBaseURL("/v1")}, "WithBaseURL"},
-		{"ftp base URL", fakeKey, []realtimeauth.OpenAIOption{realtimeauth.WithBaseURL("ftp://x/v1")}, "WithBaseURL"},
-		{"base URL with query", fakeKey, []realtimeauth.OpenAIOption{realtimeauth.WithBaseURL("https://x/v1?a=b")}, "WithBaseURL"},
-		{"base URL with credentials", fakeKey, []realtimeauth.OpenAIOption{realtimeauth.WithBaseURL("https://u:p@x/v1")}, "WithBaseURL"},
-		{"Azure resource", fakeKey, []realtimeauth.OpenAIOption{realtimeauth.WithAzure("bad.res", "d")}, "WithAzure"},
-		{"Azure deployment", fakeKey, []realtimeauth.OpenAIOption{realtimeauth.WithAzure("res", "")}, "WithAzure"},
-		{"body cap low", fakeKey, []realtimeauth.OpenAIOption{realtimeauth.WithMaxUpstreamBody(100)}, "WithMaxUpstreamBody"},
-		{"body cap high", fakeKey, []realtimeauth.OpenAIOption{realtimeauth.WithMaxUpstreamBody(1 << 30)}, "WithMaxUpstreamBody"},
-		{"template not an object", fakeKey, []realtimeauth.OpenAIOption{realtimeauth.WithSessionTemplate(json.RawMessage(`[]`))}, "WithSessionTemplate"},
-		{"template not JSON", fakeKey, []realtimeauth.OpenAIOption{realtimeauth.WithSessionTemplate(json.RawMessage(`{`))}, "WithSessionTemplate"},
-		{"template sets model", fakeKey, []realtimeauth.OpenAIOption{realtimeauth.WithSessionTemplate(json.RawMessage(`{"model":"x"}`))}, "WithSessionTemplate"},
-		{"template sets type", fakeKey, []realtimeauth.OpenAIOption{realtimeauth.WithSessionTemplate(json.RawMessage(`{"type":"x"}`))}, "WithSessionTemplate"},
+		{"empty key", "  ", cfg{}, "empty API key"},
+		{"key with a space", "sk-a b", cfg{}, "API key"},
+		{"key with a newline", "sk-a\nb", cfg{}, "API key"},
+		{"relative base URL", fakeKey, cfg{BaseURL: "/v1"}, "OpenAIConfig.BaseURL"},
+		{"ftp base URL", fakeKey, cfg{BaseURL: "ftp://x/v1"}, "OpenAIConfig.BaseURL"},
+		{"base URL with query", fakeKey, cfg{BaseURL: "https://x/v1?a=b"}, "OpenAIConfig.BaseURL"},
+		{"base URL with credentials", fakeKey, cfg{BaseURL: "https://u:p@x/v1"}, "OpenAIConfig.BaseURL"},
+		{"Azure resource", fakeKey, cfg{AzureResource: "bad.res", Model: "d"}, "OpenAIConfig.AzureResource"},
+		{"Azure deployment", fakeKey, cfg{AzureResource: "res"}, "OpenAIConfig.Model"},
+		{"body cap low", fakeKey, cfg{MaxUpstreamBody: 100}, "OpenAIConfig.MaxUpstreamBody"},
+		{"body cap negative", fakeKey, cfg{MaxUpstreamBody: -1}, "OpenAIConfig.MaxUpstreamBody"},
+		{"body cap high", fakeKey, cfg{MaxUpstreamBody: 1 << 30}, "OpenAIConfig.MaxUpstreamBody"},
+		{"template not an object", fakeKey, cfg{Session: json.RawMessage(`[]`)}, "OpenAIConfig.Session"},
+		{"template not JSON", fakeKey, cfg{Session: json.RawMessage(`{`)}, "OpenAIConfig.Session"},
+		{"template sets model", fakeKey, cfg{Session: json.RawMessage(`{"model":"x"}`)}, "OpenAIConfig.Session"},
+		{"template sets type", fakeKey, cfg{Session: json.RawMessage(`{"type":"x"}`)}, "OpenAIConfig.Session"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := realtimeauth.NewOpenAIMinter(tc.key, tc.opts...)
+			_, err := realtimeauth.NewOpenAIMinter(tc.key, tc.cfg)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 			assert.NotContains(t, err.Error(), fakeKey)
@@ -303,10 +309,10 @@ func TestHandlerWithOpenAIMinter(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			u := newUpstream(t, tc.answer)
-			m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL))
+			m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL})
 			require.NoError(t, err)
 			logs := &syncBuffer{}
-			h, err := realtimeauth.New(m, realtimeauth.WithLogger(newTextLogger(logs)), realtimeauth.WithUpstreamTimeout(10*time.Second))
+			h, err := realtimeauth.New(m, realtimeauth.WithLogger(newTextLogger(logs)), realtimeauth.WithLimits(realtimeauth.Limits{UpstreamTimeout: 10 * time.Second}))
 			require.NoError(t, err)
 			w := serveReq(h, req{path: tokenURL})
 			assert.NotContains(t, w.Body.String(), fakeKey)
@@ -331,7 +337,7 @@ func TestOpenAIRedactsBeforeCutting(t *testing.T) {
 	for pad := 280; pad < 300; pad++ {
 		msg := strings.Repeat("x", pad) + fakeKey + " tail"
 		u := newUpstream(t, jsonAnswer(401, `{"error":{"message":"`+msg+`"}}`))
-		m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.WithBaseURL(u.srv.URL))
+		m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL})
 		require.NoError(t, err)
 		_, err = m.Mint(context.Background(), realtimeauth.MintRequest{TTL: time.Minute})
 		var ue *realtimeauth.UpstreamError

@@ -136,7 +136,7 @@ func (c *originalClient) failure(method, path string, body any) (int, string) {
 }
 
 // TestOriginalClient plays the original service's client against the
-// handler with a real OpenAIMinter and a fake OpenAI: compatibility first,
+// handler with a real OpenAI minter and a fake OpenAI: compatibility first,
 // a token with its {"model":…} body, the refresh it schedules 30 s before
 // expiry, and the refusals whose error strings it shows.
 func TestOriginalClient(t *testing.T) {
@@ -153,8 +153,10 @@ func TestOriginalClient(t *testing.T) {
 			upstreamCalls.Load(), clock.Now().Add(time.Minute).Unix(), body.Session.Model)
 	}))
 	defer upstream.Close()
-	minter, err := realtimeauth.NewOpenAIMinter("sk-test", realtimeauth.WithBaseURL(upstream.URL+"/v1"),
-		realtimeauth.WithMinterClock(clock.Now))
+	minter, err := realtimeauth.NewOpenAIMinter("sk-test", realtimeauth.OpenAIConfig{
+		BaseURL: upstream.URL + "/v1",
+		Clock:   clock.Now,
+	})
 	require.NoError(t, err)
 	const page = "https://app.example.com"
 	h, err := realtimeauth.New(minter, realtimeauth.WithAllowedOrigins(page), realtimeauth.WithClock(clock.Now),
@@ -169,7 +171,7 @@ func TestOriginalClient(t *testing.T) {
 
 	first := c.requestToken()
 	assert.Equal(t, "realtime", first.mode, "the client keeps its realtime mode")
-	assert.Equal(t, realtimeauth.DefaultRealtimeModel, first.model, "the server's model, not the body's")
+	assert.Equal(t, "gpt-realtime", first.model, "the server's model, not the body's")
 	assert.Equal(t, float64(clock.Now().Add(time.Minute).Unix()*1000), first.expiresAt, "expiresAt in ms")
 	assert.Equal(t, int32(1), upstreamCalls.Load())
 
@@ -180,7 +182,7 @@ func TestOriginalClient(t *testing.T) {
 	assert.NotEqual(t, first.token, second.token)
 	assert.Greater(t, second.expiresAt, first.expiresAt)
 	assert.Equal(t, "realtime", second.mode)
-	assert.Equal(t, realtimeauth.DefaultRealtimeModel, second.model)
+	assert.Equal(t, "gpt-realtime", second.model)
 
 	// Refusals: each one's error string is what the client throws.
 	_, msg := c.failure(http.MethodPost, "/refresh-token", map[string]string{"sessionId": second.sessionID})
@@ -199,7 +201,7 @@ func TestOriginalClient(t *testing.T) {
 // demo mode, from compatibility and from the token's mode alike.
 func TestOriginalClientDevMode(t *testing.T) {
 	const page = "https://app.example.com"
-	h, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithAllowedOrigins(page), realtimeauth.WithLogger(quietLogger()))
+	h, err := realtimeauth.New(realtimeauth.NewDevMinter(nil), realtimeauth.WithAllowedOrigins(page), realtimeauth.WithLogger(quietLogger()))
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
@@ -207,5 +209,5 @@ func TestOriginalClientDevMode(t *testing.T) {
 	assert.Equal(t, "demo", c.checkCompatibility())
 	tok := c.requestToken()
 	assert.Equal(t, "demo", tok.mode)
-	assert.True(t, strings.HasPrefix(tok.token, realtimeauth.DevTokenPrefix))
+	assert.True(t, strings.HasPrefix(tok.token, "ek_dev_"))
 }

@@ -22,13 +22,13 @@
 //
 // Mount it in the server you have:
 //
-//	minter, err := realtimeauth.NewOpenAIMinter(os.Getenv("OPENAI_API_KEY"))
+//	minter, err := realtimeauth.NewOpenAIMinter(os.Getenv("OPENAI_API_KEY"), realtimeauth.OpenAIConfig{})
 //	if err != nil {
 //		log.Fatal(err)
 //	}
 //	h, err := realtimeauth.New(minter,
 //		realtimeauth.WithAllowedOrigins("https://app.example.com"),
-//		realtimeauth.WithRateLimit(10, time.Minute),
+//		realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 10, Per: time.Minute}}),
 //	)
 //	if err != nil {
 //		log.Fatal(err)
@@ -37,12 +37,13 @@
 //	mux.Handle("/api/voice-agent/", h)
 //
 // The parts are swappable behind small interfaces: a Minter (OpenAI, Azure
-// OpenAI, DevMinter, a fake in tests), a SessionStore (which keeps the
+// OpenAI, NewDevMinter, a fake in tests), a SessionStore (which keeps the
 // sessions and the allowances they are charged against) and an AbuseGuard.
 // The in-memory defaults serve one process; the redisstore module shares
 // them between instances.
 //
-// Every option's doc states its default and valid range. The HTTP contract,
+// Every option's doc, and every field's of Limits and OpenAIConfig, states
+// its default and valid range. The HTTP contract,
 // the security model, the limits and operations are described in the
 // repository's docs directory (docs/http.md, docs/security.md,
 // docs/limits.md, docs/operations.md).
@@ -66,9 +67,9 @@ import (
 // *UpstreamError is mapped by its status; a deadline exceeded is a 504;
 // anything else is a 502.
 //
-// The handler bounds each Mint with WithUpstreamTimeout, unless the Minter
+// The handler bounds each Mint with Limits.UpstreamTimeout, unless the Minter
 // has a method Local() bool that reports true: one that mints in-process
-// (DevMinter, a test fake) needs no deadline, and is given the request's
+// (NewDevMinter, a test fake) needs no deadline, and is given the request's
 // context as it is.
 type Minter interface {
 	Mint(ctx context.Context, req MintRequest) (Token, error)
@@ -82,7 +83,7 @@ type MintRequest struct {
 	ClientIP string
 	// Subject is the authenticated user, or "" (WithAuthenticator).
 	Subject string
-	// TTL is the token life the handler wants (WithTokenTTL).
+	// TTL is the token life the handler wants (Limits.TokenTTL).
 	TTL time.Duration
 	// Session is the realtime session configuration chosen by
 	// WithSessionConfig for this request, a JSON object, or nil.
@@ -94,7 +95,7 @@ type Token struct {
 	Value     string
 	ExpiresAt time.Time
 	// Mode is "realtime" (also when empty) for a key that works against
-	// OpenAI, "demo" for a fake one (DevMinter); the answer's "mode" field,
+	// OpenAI, "demo" for a fake one (NewDevMinter); the answer's "mode" field,
 	// which the original service's clients read.
 	Mode string
 	// Model is the model the key was minted for, or ""; the answer's
@@ -182,8 +183,8 @@ func New(m Minter, opts ...Option) (*Handler, error) {
 		})
 	}
 	h.cors, h.readCORS = corsFor(http.MethodPost), corsFor(http.MethodGet, http.MethodHead)
-	if c.upstreamRateSet {
-		h.upstream = newUpstreamBudget(c.upstreamRate, c.upstreamBurst)
+	if c.upstreamBudgetSet() {
+		h.upstream = newUpstreamBudget(c.lim.UpstreamRate, c.lim.UpstreamBurst)
 	}
 	h.calls = newCallControl(h, origins)
 	return h, nil

@@ -20,8 +20,14 @@ import (
 // gets its full allowance once the upstream is back.
 func TestFailedMintIsRefunded(t *testing.T) {
 	g := &strikeGuard{}
-	r := newRig(t, realtimeauth.WithRateLimit(2, time.Minute), realtimeauth.WithMintLimit(3, time.Minute),
-		realtimeauth.WithAbuseGuard(g), realtimeauth.WithRefreshPolicy(100, 0))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+		Sessions: realtimeauth.Rate{N: 2, Per: time.Minute},
+		Mints:    realtimeauth.Rate{N: 3, Per: time.Minute},
+	}),
+		realtimeauth.WithAbuseGuard(g), realtimeauth.WithLimits(realtimeauth.Limits{
+			MaxRefreshes:       100,
+			MinRefreshInterval: -1,
+		}))
 	id := openSession(t, r) // one new session and one mint charged
 	r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500, Message: "down"})
 	for range 20 {
@@ -39,7 +45,11 @@ func TestFailedMintIsRefunded(t *testing.T) {
 // TestBudgetRefusalIsRefunded: upstream_busy gives back the allowances
 // too; only mints count against them.
 func TestBudgetRefusalIsRefunded(t *testing.T) {
-	r := newRig(t, realtimeauth.WithRateLimit(1, time.Minute), realtimeauth.WithUpstreamRate(rate.Every(time.Minute), 1))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+		Sessions:      realtimeauth.Rate{N: 1, Per: time.Minute},
+		UpstreamRate:  rate.Every(time.Minute),
+		UpstreamBurst: 1,
+	}))
 	require.Equal(t, http.StatusOK, serveReq(r.h, req{path: tokenURL, remote: "192.0.2.1:1"}).Code)
 	for range 10 {
 		assertError(t, serveReq(r.h, req{path: tokenURL}), 503, "upstream_busy", -1)
@@ -53,7 +63,7 @@ func TestBudgetRefusalIsRefunded(t *testing.T) {
 // charged for it, since the mint may have reached the upstream: otherwise
 // closing every request mid-mint would spend the upstream budget uncharged.
 func TestClientGoneIsNotRefunded(t *testing.T) {
-	r := newRig(t, realtimeauth.WithRateLimit(1, time.Minute))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 1, Per: time.Minute}}))
 	ctx, cancel := context.WithCancel(context.Background())
 	r.mint.Func = func(context.Context, realtimeauth.MintRequest) (realtimeauth.Token, error) {
 		cancel()
@@ -103,7 +113,7 @@ func TestFailedMintRestoresTheEvicted(t *testing.T) {
 		if failing {
 			store = restoreFails{store}
 		}
-		r := newRig(t, realtimeauth.WithSessionStore(store), realtimeauth.WithMaxSessionsPerClient(1),
+		r := newRig(t, realtimeauth.WithSessionStore(store), realtimeauth.WithLimits(realtimeauth.Limits{MaxSessionsPerClient: 1}),
 			realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLogger(newTextLogger(logs)))
 		id := openSession(t, r)
 		r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500, Message: "down"})
@@ -132,7 +142,7 @@ func TestFailedMintRestoresTheEvicted(t *testing.T) {
 func TestEmptyBudgetCostsNoStoreOperation(t *testing.T) {
 	store := &countingStore{SessionStore: realtimeauth.NewMemoryStore()}
 	r := newRig(t, realtimeauth.WithSessionStore(store), realtimeauth.WithAbuseGuard(nil),
-		realtimeauth.WithUpstreamRate(rate.Every(time.Minute), 1))
+		realtimeauth.WithLimits(realtimeauth.Limits{UpstreamRate: rate.Every(time.Minute), UpstreamBurst: 1}))
 	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 	before := store.calls.Load()
 	r.clock.Advance(30 * time.Second)

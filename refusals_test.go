@@ -126,9 +126,9 @@ var refusalCases = []refusalCase{
 			hr.Body, hr.ContentLength = io.NopCloser(errReader{}), -1
 			return hr
 		}},
-	{name: "body over the cap", row: "too_large", opts: []realtimeauth.Option{realtimeauth.WithMaxBodyBytes(64)},
+	{name: "body over the cap", row: "too_large", opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{MaxBodyBytes: 64})},
 		prep: tokenReq(`{"pad":"` + strings.Repeat("x", 100) + `"}`)},
-	{name: "chunked body over the cap", row: "too_large", opts: []realtimeauth.Option{realtimeauth.WithMaxBodyBytes(64)},
+	{name: "chunked body over the cap", row: "too_large", opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{MaxBodyBytes: 64})},
 		prep: refreshReq(`{"pad":"` + strings.Repeat("x", 100) + `"}`),
 		build: func(q req) *http.Request {
 			hr := q.build()
@@ -180,7 +180,10 @@ var refusalCases = []refusalCase{
 			return req{path: refrURL, body: refreshBody(id)}
 		}},
 	{name: "refresh limit reached", row: "refresh_limit", session: true,
-		opts: []realtimeauth.Option{realtimeauth.WithRefreshPolicy(1, 0)},
+		opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{
+			MaxRefreshes:       1,
+			MinRefreshInterval: -1,
+		})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			id := openSession(t, r)
 			require.Equal(t, 200, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}).Code)
@@ -188,14 +191,14 @@ var refusalCases = []refusalCase{
 		}},
 	{name: "session never issued", row: "session_not_found", session: true, prep: refreshReq(refreshBody(uuid.NewString()))},
 	{name: "session expired", row: "session_not_found", session: true,
-		opts: []realtimeauth.Option{realtimeauth.WithSessionTTL(2 * time.Minute)},
+		opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{SessionTTL: 2 * time.Minute})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			id := openSession(t, r)
 			r.clock.Advance(2 * time.Minute)
 			return req{path: refrURL, body: refreshBody(id)}
 		}},
 	{name: "session evicted by its client's newer ones", row: "session_not_found", session: true,
-		opts: []realtimeauth.Option{realtimeauth.WithMaxSessionsPerClient(1)},
+		opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{MaxSessionsPerClient: 1})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			id := openSession(t, r)
 			openSession(t, r)
@@ -210,7 +213,7 @@ var refusalCases = []refusalCase{
 		prep: func(*testing.T, *rig, *strikeGuard) req { return req{method: http.MethodPut, path: refrURL} }},
 	{name: "POST health", row: "method", prep: func(*testing.T, *rig, *strikeGuard) req { return req{path: healthU} }},
 	{name: "new sessions over the limit", row: "rate_limited", retry: 60,
-		opts: []realtimeauth.Option{realtimeauth.WithRateLimit(2, time.Minute)},
+		opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 2, Per: time.Minute}})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			openSession(t, r)
 			openSession(t, r)
@@ -219,12 +222,16 @@ var refusalCases = []refusalCase{
 			return req{path: tokenURL}
 		}},
 	{name: "refresh over the mint limit", row: "rate_limited", retry: 60, session: true,
-		opts: []realtimeauth.Option{realtimeauth.WithMintLimit(1, time.Minute), realtimeauth.WithRefreshPolicy(5, 0)},
+		opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{
+			Mints:              realtimeauth.Rate{N: 1, Per: time.Minute},
+			MaxRefreshes:       5,
+			MinRefreshInterval: -1,
+		})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			return req{path: refrURL, body: refreshBody(openSession(t, r))}
 		}},
 	{name: "subject over its limit", row: "rate_limited", retry: 60,
-		opts: []realtimeauth.Option{realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithSubjectRateLimit(1, time.Minute)},
+		opts: []realtimeauth.Option{realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithLimits(realtimeauth.Limits{SubjectMints: realtimeauth.Rate{N: 1, Per: time.Minute}})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			require.Equal(t, 200, serveReq(r.h, req{path: tokenURL, remote: "192.0.2.1:1", headers: as("alice")}).Code)
 			return req{path: tokenURL, headers: as("alice")}
@@ -242,12 +249,12 @@ var refusalCases = []refusalCase{
 			return req{path: refrURL, body: refreshBody(id)}
 		}},
 	{name: "subject at its session cap", row: "too_many_sessions",
-		opts: []realtimeauth.Option{realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithMaxSessionsPerSubject(1)},
+		opts: []realtimeauth.Option{realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithLimits(realtimeauth.Limits{MaxSessionsPerSubject: 1})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			require.Equal(t, 200, serveReq(r.h, req{path: tokenURL, headers: as("alice")}).Code)
 			return req{path: tokenURL, headers: as("alice")}
 		}},
-	{name: "full store, heaviest client", row: "store_full", opts: []realtimeauth.Option{realtimeauth.WithMaxSessions(1)},
+	{name: "full store, heaviest client", row: "store_full", opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{MaxSessions: 1})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req { openSession(t, r); return req{path: tokenURL} }},
 	{name: "upstream 500", row: "upstream", mints: 1, session: true,
 		prep: failMint(&realtimeauth.UpstreamError{StatusCode: 500, Message: "boom"})},
@@ -271,13 +278,13 @@ var refusalCases = []refusalCase{
 		prep: failMint(&realtimeauth.UpstreamError{StatusCode: 429})},
 	// Refused before the store is asked: no session was opened.
 	{name: "upstream budget exhausted", row: "upstream_busy", retry: 1,
-		opts: []realtimeauth.Option{realtimeauth.WithUpstreamRate(1, 1)},
+		opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{UpstreamRate: 1, UpstreamBurst: 1})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			newSessionAt(t, r, "192.0.2.1:1")
 			return req{path: tokenURL}
 		}},
 	{name: "upstream timeout", row: "upstream_timeout", mints: 1, session: true,
-		opts: []realtimeauth.Option{realtimeauth.WithUpstreamTimeout(100 * time.Millisecond)},
+		opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{UpstreamTimeout: 100 * time.Millisecond})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			r.mint.Func = func(ctx context.Context, _ realtimeauth.MintRequest) (realtimeauth.Token, error) {
 				<-ctx.Done() // the handler's upstream timeout ends it
@@ -286,7 +293,10 @@ var refusalCases = []refusalCase{
 			return req{path: tokenURL}
 		}},
 	{name: "refresh upstream timeout", row: "upstream_timeout", mints: 1, session: true,
-		opts: []realtimeauth.Option{realtimeauth.WithRefreshPolicy(5, 0)},
+		opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{
+			MaxRefreshes:       5,
+			MinRefreshInterval: -1,
+		})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			id := openSession(t, r)
 			r.mint.SetError(context.DeadlineExceeded)
@@ -297,7 +307,7 @@ var refusalCases = []refusalCase{
 	{name: "session store down", row: "store_unavailable",
 		opts: []realtimeauth.Option{realtimeauth.WithSessionStore(&brokenStore{SessionStore: realtimeauth.NewMemoryStore(), fail: map[string]bool{"Open": true}})},
 		prep: tokenReq("")},
-	{name: "call over the client's cap", row: "too_many_calls", opts: []realtimeauth.Option{realtimeauth.WithMaxCallsPerClient(1)},
+	{name: "call over the client's cap", row: "too_many_calls", opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{MaxCallsPerClient: 1})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			placeCall(t, r.h, "", nil)
 			return req{path: callsURL, body: testOffer, ct: "application/sdp"}
@@ -405,8 +415,11 @@ func TestRefusals(t *testing.T) {
 func TestSuccessEvents(t *testing.T) {
 	ev := &events{}
 	logs := &syncBuffer{}
-	r := newRig(t, realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithRefreshPolicy(5, 0),
-		realtimeauth.WithMaxSessionsPerClient(1), realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLogger(newTextLogger(logs)))
+	r := newRig(t, realtimeauth.WithAuthenticator(bearerAuth), realtimeauth.WithLimits(realtimeauth.Limits{
+		MaxRefreshes:         5,
+		MinRefreshInterval:   -1,
+		MaxSessionsPerClient: 1,
+	}), realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLogger(newTextLogger(logs)))
 	w := serveReq(r.h, req{path: tokenURL, headers: as("alice")})
 	require.Equal(t, 200, w.Code)
 	first := jsonBody(t, w.Body.Bytes())["sessionId"].(string)

@@ -13,11 +13,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestMinterLogsNameTheRequest: the OpenAIMinter's own log lines (its
+// TestMinterLogsNameTheRequest: the OpenAI minter's own log lines (its
 // retries) carry the ID of the request they were minting for.
 func TestMinterLogsNameTheRequest(t *testing.T) {
 	rr := newRetryRig(t, []scriptedAnswer{answer(502), answer(502), answer(502)})
-	h, err := New(rr.m, WithLogger(slog.New(slog.DiscardHandler)), WithUpstreamTimeout(10*time.Second))
+	h, err := New(rr.m, WithLogger(slog.New(slog.DiscardHandler)), WithLimits(Limits{UpstreamTimeout: 10 * time.Second}))
 	require.NoError(t, err)
 	r := httptest.NewRequest(http.MethodPost, "/api/voice-agent/token", nil)
 	r.RemoteAddr = "192.0.2.1:1"

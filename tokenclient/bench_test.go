@@ -13,14 +13,14 @@ import (
 // BenchmarkTokenCached measures Token when the current token is good: the
 // path every caller takes between refreshes.
 func BenchmarkTokenCached(b *testing.B) {
-	h, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))
+	h, err := realtimeauth.New(realtimeauth.NewDevMinter(nil), realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer h.Close()
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	c, err := tokenclient.New(srv.URL + realtimeauth.DefaultBasePath)
+	c, err := tokenclient.New(srv.URL + basePath)
 	if err != nil {
 		b.Fatal(err)
 	}

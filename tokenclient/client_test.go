@@ -180,7 +180,7 @@ func TestRefreshSchedule(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, realtimeauth.WithTokenTTL(tt.ttl))
+			h := newHarness(t, realtimeauth.WithLimits(realtimeauth.Limits{TokenTTL: tt.ttl}))
 			c := h.client(nil, 0, tt.opts...)
 			_, err := c.Token(testCtx(t))
 			require.NoError(t, err)
@@ -291,7 +291,10 @@ func TestBackoffHonoursRetryAfter(t *testing.T) {
 // A refresh refused as too soon (429 with Retry-After from the real
 // handler) waits as told, then succeeds on the same session.
 func TestRefreshTooSoonWaitsRetryAfter(t *testing.T) {
-	h := newHarness(t, realtimeauth.WithRefreshPolicy(10, 45*time.Second))
+	h := newHarness(t, realtimeauth.WithLimits(realtimeauth.Limits{
+		MaxRefreshes:       10,
+		MinRefreshInterval: 45 * time.Second,
+	}))
 	rec := newRecorder()
 	c := h.client(rec, 0, tokenclient.WithJitter(0))
 	first, err := c.Token(testCtx(t))

@@ -14,7 +14,7 @@ import (
 
 func ExampleNew() {
 	// A realtimeauth handler with the development minter, on loopback.
-	h, err := realtimeauth.New(&realtimeauth.DevMinter{})
+	h, err := realtimeauth.New(realtimeauth.NewDevMinter(nil))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(strings.HasPrefix(tok.Token, realtimeauth.DevTokenPrefix))
+	fmt.Println(strings.HasPrefix(tok.Token, "ek_dev_"))
 	again, _ := c.Token(context.Background()) // still valid: no request
 	fmt.Println(again.Token == tok.Token)
 	fmt.Println(tok.String() != "" && !strings.Contains(tok.String(), tok.Token))

@@ -20,6 +20,9 @@ import (
 	"github.com/realtimeauth/realtimeauth/tokenclient"
 )
 
+// basePath is where the handler serves by default (realtimeauth.WithBasePath).
+const basePath = "/api/voice-agent"
+
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
 // half makes every jitter and backoff draw 0.5, so waits are exact.
@@ -48,13 +51,13 @@ func newHarness(t *testing.T, opts ...realtimeauth.Option) *harness {
 	h.handler = h.newHandler(opts...)
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
-		h.paths = append(h.paths, strings.TrimPrefix(r.URL.Path, realtimeauth.DefaultBasePath))
+		h.paths = append(h.paths, strings.TrimPrefix(r.URL.Path, basePath))
 		hd := h.handler
 		h.mu.Unlock()
 		hd.ServeHTTP(w, r)
 	}))
 	t.Cleanup(h.srv.Close)
-	h.base = h.srv.URL + realtimeauth.DefaultBasePath
+	h.base = h.srv.URL + basePath
 	return h
 }
 

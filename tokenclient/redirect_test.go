@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/realtimeauth/realtimeauth"
 	"github.com/realtimeauth/realtimeauth/tokenclient"
 )
 
@@ -61,9 +60,9 @@ func TestRedirectRefusedByDefault(t *testing.T) {
 				if toSelf {
 					return f.srv.URL + "/elsewhere" + r.URL.Path
 				}
-				return h.base + strings.TrimPrefix(r.URL.Path, realtimeauth.DefaultBasePath)
+				return h.base + strings.TrimPrefix(r.URL.Path, basePath)
 			})
-			c, err := tokenclient.New(f.srv.URL+realtimeauth.DefaultBasePath,
+			c, err := tokenclient.New(f.srv.URL+basePath,
 				tokenclient.WithHeader("Authorization", "Bearer user-secret"), tokenclient.WithHeader("X-App-Key", "app-secret"))
 			require.NoError(t, err)
 			_, err = c.Token(testCtx(t))
@@ -93,10 +92,10 @@ func TestRedirectUserClient(t *testing.T) {
 	h := newHarness(t)
 	t.Run("another origin refused", func(t *testing.T) {
 		f := newFront(t, http.StatusTemporaryRedirect, http.NotFoundHandler(), func(r *http.Request) string {
-			return h.base + strings.TrimPrefix(r.URL.Path, realtimeauth.DefaultBasePath)
+			return h.base + strings.TrimPrefix(r.URL.Path, basePath)
 		})
 		hc := &http.Client{}
-		c, err := tokenclient.New(f.srv.URL+realtimeauth.DefaultBasePath, tokenclient.WithHTTPClient(hc),
+		c, err := tokenclient.New(f.srv.URL+basePath, tokenclient.WithHTTPClient(hc),
 			tokenclient.WithHeader("Authorization", "Bearer user-secret"), tokenclient.WithHeader("X-App-Key", "app-secret"))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.Close() })
@@ -110,7 +109,7 @@ func TestRedirectUserClient(t *testing.T) {
 		var mu sync.Mutex
 		f := newFront(t, http.StatusPermanentRedirect, h.handler, func(r *http.Request) string {
 			if p, ok := strings.CutPrefix(r.URL.Path, "/old"); ok {
-				return realtimeauth.DefaultBasePath + p
+				return basePath + p
 			}
 			return ""
 		})
