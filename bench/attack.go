@@ -246,8 +246,11 @@ func newAttackUpstream(rig *attackRig) *httptest.Server {
 // newAttackHandler is the attack's handler, minting at upstreamURL and
 // logging to logger, with the attack's own options after every attack's.
 func newAttackHandler(a attack, cfg AttackConfig, rig *attackRig, logger *slog.Logger, upstreamURL string) (*realtimeauth.Handler, error) {
-	minter, err := realtimeauth.NewOpenAIMinter("sk-attack-bench-key", realtimeauth.WithBaseURL(upstreamURL),
-		realtimeauth.WithMaxRetries(0), realtimeauth.WithMinterLogger(logger))
+	minter, err := realtimeauth.NewOpenAIMinter("sk-attack-bench-key", realtimeauth.OpenAIConfig{
+		BaseURL:    upstreamURL,
+		MaxRetries: -1,
+		Logger:     logger,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +333,10 @@ func measureAttack(a attack, cfg AttackConfig, rig *attackRig, logs *lineCounter
 func attackOptions() []realtimeauth.Option {
 	return append(defaultLimitOptions(),
 		realtimeauth.WithAllowedOrigins(Origin),
-		realtimeauth.WithRefreshPolicy(120, attackRefreshEvery), // the default 120 refreshes
+		realtimeauth.WithLimits(realtimeauth.Limits{
+			MaxRefreshes:       120,
+			MinRefreshInterval: attackRefreshEvery,
+		}), // the default 120 refreshes
 	)
 }
 

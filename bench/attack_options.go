@@ -6,14 +6,16 @@ import "github.com/realtimeauth/realtimeauth"
 // attacks' formulas and the handler's configuration say the same thing.
 func defaultLimitOptions() []realtimeauth.Option {
 	return []realtimeauth.Option{
-		realtimeauth.WithRateLimit(defaultNewSessions, limitWindow),
-		realtimeauth.WithMintLimit(defaultMints, limitWindow),
-		realtimeauth.WithPrefixShare(defaultPrefixShare),
-		realtimeauth.WithMaxSessionsPerClient(defaultClientCap),
+		realtimeauth.WithLimits(realtimeauth.Limits{
+			Sessions:             realtimeauth.Rate{N: defaultNewSessions, Per: limitWindow},
+			Mints:                realtimeauth.Rate{N: defaultMints, Per: limitWindow},
+			PrefixShare:          defaultPrefixShare,
+			MaxSessionsPerClient: defaultClientCap,
+		}),
 	}
 }
 
 // maxSessionsOption caps the store's live sessions at n.
 func maxSessionsOption(n int) []realtimeauth.Option {
-	return []realtimeauth.Option{realtimeauth.WithMaxSessions(n)}
+	return []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{MaxSessions: n})}
 }

@@ -40,7 +40,7 @@ type ZeroMinter struct{}
 const ZeroToken = "ek_load_0123456789abcdef0123456789abcdef"
 
 // Local reports true: ZeroMinter mints in-process, so the handler sets no
-// deadline on its mints, as it does for DevMinter (see realtimeauth.Minter).
+// deadline on its mints, as it does for NewDevMinter's (see realtimeauth.Minter).
 func (ZeroMinter) Local() bool { return true }
 
 // Mint implements realtimeauth.Minter.
@@ -70,11 +70,14 @@ func SoakOptions() []realtimeauth.Option {
 func exampleOptions() []realtimeauth.Option {
 	return []realtimeauth.Option{
 		realtimeauth.WithAllowedOrigins(Origin),
-		realtimeauth.WithRateLimit(10, time.Minute),
-		realtimeauth.WithTokenTTL(SessionTTL),
-		realtimeauth.WithSessionTTL(SessionTTL),
-		realtimeauth.WithRefreshPolicy(120, 0),
-		realtimeauth.WithUpstreamTimeout(10 * time.Second),
+		realtimeauth.WithLimits(realtimeauth.Limits{
+			Sessions:           realtimeauth.Rate{N: 10, Per: time.Minute},
+			TokenTTL:           SessionTTL,
+			SessionTTL:         SessionTTL,
+			MaxRefreshes:       120,
+			MinRefreshInterval: -1,
+			UpstreamTimeout:    10 * time.Second,
+		}),
 		realtimeauth.WithTrustedProxies(),
 		realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(10, 10*time.Minute, 15*time.Minute)),
 	}
@@ -89,8 +92,11 @@ func exampleOptions() []realtimeauth.Option {
 func CompareOptions() []realtimeauth.Option {
 	// 1023 is an allowance's largest limit: per 4ms, that is 255,750 per
 	// second per client.
-	return append(exampleOptions(), realtimeauth.WithRateLimit(1023, 4*time.Millisecond),
-		realtimeauth.WithMintLimit(1023, 4*time.Millisecond), realtimeauth.WithMaxSessionsPerClient(1_000_000))
+	return append(exampleOptions(), realtimeauth.WithLimits(realtimeauth.Limits{
+		Sessions:             realtimeauth.Rate{N: 1023, Per: 4 * time.Millisecond},
+		Mints:                realtimeauth.Rate{N: 1023, Per: 4 * time.Millisecond},
+		MaxSessionsPerClient: 1_000_000,
+	}))
 }
 
 // NewServerHandler returns the load server's routes: the realtimeauth

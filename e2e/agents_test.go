@@ -77,8 +77,10 @@ type relayed struct {
 // recording the requests to its calls endpoint.
 func relayServer(t *testing.T, up *httptest.Server, opts ...realtimeauth.Option) (string, func() []relayed) {
 	t.Helper()
-	m, err := realtimeauth.NewOpenAIMinter(fakeOpenAIKey, realtimeauth.WithBaseURL(up.URL+"/v1"),
-		realtimeauth.WithSessionTemplate(json.RawMessage(`{"instructions":"the server's instructions"}`)))
+	m, err := realtimeauth.NewOpenAIMinter(fakeOpenAIKey, realtimeauth.OpenAIConfig{
+		BaseURL: up.URL + "/v1",
+		Session: json.RawMessage(`{"instructions":"the server's instructions"}`),
+	})
 	require.NoError(t, err)
 	h, err := realtimeauth.New(m, append([]realtimeauth.Option{realtimeauth.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 	require.NoError(t, err)
@@ -145,7 +147,7 @@ import * as agents from "/agents.js"; window.agents = agents; window.ready = tru
 	up := &realtimeauthtest.Upstream{Key: fakeOpenAIKey}
 	upSrv := httptest.NewServer(up)
 	t.Cleanup(upSrv.Close)
-	anon, anonSeen := relayServer(t, upSrv, realtimeauth.WithAllowedOrigins(pageOrigin), realtimeauth.WithMaxCallsPerClient(10))
+	anon, anonSeen := relayServer(t, upSrv, realtimeauth.WithAllowedOrigins(pageOrigin), realtimeauth.WithLimits(realtimeauth.Limits{MaxCallsPerClient: 10}))
 	authed, authedSeen := relayServer(t, upSrv, realtimeauth.WithAllowedOrigins(pageOrigin),
 		realtimeauth.WithAuthenticator(func(r *http.Request) (string, error) {
 			if r.Header.Get("Authorization") == "Bearer app-session-of-alice" {

@@ -22,7 +22,7 @@ func startTestdataServer(t *testing.T) string {
 	srv := httptest.NewUnstartedServer(nil)
 	origin := "http://" + srv.Listener.Addr().String()
 	// Chromium sends Origin even for a same-origin module script.
-	h, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithAllowedOrigins(origin))
+	h, err := realtimeauth.New(realtimeauth.NewDevMinter(nil), realtimeauth.WithAllowedOrigins(origin))
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.Handle("/api/voice-agent/", h)

@@ -17,7 +17,7 @@ import (
 // middleware, and reads series back from a registry, as a scrape would.
 func Example() {
 	c := metrics.New()
-	h, err := realtimeauth.New(&realtimeauth.DevMinter{},
+	h, err := realtimeauth.New(realtimeauth.NewDevMinter(nil),
 		realtimeauth.WithEventHook(c.Event),
 		realtimeauth.WithLogger(slog.New(slog.DiscardHandler)),
 	)

@@ -5,8 +5,9 @@
 // the services' states.
 //
 //	c := metrics.New()
-//	minter, err := realtimeauth.NewOpenAIMinter(key,
-//		realtimeauth.WithHTTPClient(&http.Client{Transport: c.Transport(realtimeauth.NewUpstreamTransport())}))
+//	minter, err := realtimeauth.NewOpenAIMinter(key, realtimeauth.OpenAIConfig{
+//		HTTPClient: &http.Client{Transport: c.Transport(http.DefaultTransport.(*http.Transport).Clone())},
+//	})
 //	h, err := realtimeauth.New(minter, realtimeauth.WithEventHook(c.Event))
 //	c.Watch(h)
 //	http.Handle("/api/voice-agent/", c.Middleware(h))
@@ -151,16 +152,16 @@ func New() *Collector {
 		}),
 		upstreamBusy: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: name("upstream_budget_refusals_total"),
-			Help: "Requests refused because the upstream budget (WithUpstreamRate) was exhausted.",
+			Help: "Requests refused because the upstream budget (Limits.UpstreamRate) was exhausted.",
 		}),
 		activeSessions: prometheus.NewDesc(name("active_sessions"),
 			"Live sessions in the store (absent while the store cannot count them).", nil, nil),
 		activeCalls: prometheus.NewDesc(name("active_calls"),
 			"Live relayed calls in the call registry (absent while it cannot count them).", nil, nil),
 		maxSessions: prometheus.NewDesc(name("max_sessions"),
-			"The cap on live sessions (WithMaxSessions).", nil, nil),
+			"The cap on live sessions (Limits.MaxSessions).", nil, nil),
 		budgetTokens: prometheus.NewDesc(name("upstream_budget_tokens"),
-			"Mints the upstream budget (WithUpstreamRate) would admit at once now; 0 is saturated (absent without a budget).", nil, nil),
+			"Mints the upstream budget (Limits.UpstreamRate) would admit at once now; 0 is saturated (absent without a budget).", nil, nil),
 		budgetBurst: prometheus.NewDesc(name("upstream_budget_burst"),
 			"The upstream budget's burst (absent without a budget).", nil, nil),
 		service: prometheus.NewDesc(name("service_status"),

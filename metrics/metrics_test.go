@@ -79,8 +79,13 @@ func (r *rig) do(method, path, body string, hdr map[string]string) *httptest.Res
 // TestCollectorThroughHandler: the handler's events, latencies and health
 // figures come out as the metrics they name.
 func TestCollectorThroughHandler(t *testing.T) {
-	r := newRig(t, realtimeauth.WithRateLimit(2, time.Minute), realtimeauth.WithRefreshPolicy(10, 0),
-		realtimeauth.WithUpstreamRate(1e-9, 3))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
+		Sessions:           realtimeauth.Rate{N: 2, Per: time.Minute},
+		MaxRefreshes:       10,
+		MinRefreshInterval: -1,
+		UpstreamRate:       1e-9,
+		UpstreamBurst:      3,
+	}))
 	r.mint.Func = func(_ context.Context, q realtimeauth.MintRequest) (realtimeauth.Token, error) {
 		r.clock.Advance(300 * time.Millisecond)
 		return realtimeauth.Token{Value: "ek_x", ExpiresAt: r.clock.Now().Add(q.TTL)}, nil
@@ -144,7 +149,7 @@ func TestCollectorStoreDown(t *testing.T) {
 	fams := gather(t, r.reg)
 	assert.NotContains(t, fams, "realtimeauth_active_sessions")
 	assert.NotContains(t, fams, "realtimeauth_upstream_budget_tokens", "no budget configured")
-	assert.Contains(t, fams, "realtimeauth_max_sessions", "the handler's cap (WithMaxSessions), whatever the store")
+	assert.Contains(t, fams, "realtimeauth_max_sessions", "the handler's cap (Limits.MaxSessions), whatever the store")
 	for _, m := range fams["realtimeauth_service_status"].Metric {
 		if label(m, "service") != "openaiApi" && label(m, "status") == "down" {
 			assert.Equal(t, 1.0, m.Gauge.GetValue(), label(m, "service"))
@@ -156,7 +161,7 @@ func TestCollectorStoreDown(t *testing.T) {
 // the hooks with hostile values: every label stays within its fixed set,
 // and no hostile string reaches the exposition.
 func TestNoClientControlledLabel(t *testing.T) {
-	r := newRig(t, realtimeauth.WithRateLimit(3, time.Minute), realtimeauth.WithAbuseGuard(nil))
+	r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 3, Per: time.Minute}}), realtimeauth.WithAbuseGuard(nil))
 	const evil = "EVIL\"}\n# injected"
 	hostile := []struct {
 		method, path, body string
@@ -227,7 +232,7 @@ func TestNoClientControlledLabel(t *testing.T) {
 	assert.NotContains(t, string(text), "203.0.113.7")
 }
 
-// TestTransportCountsRetries: through a real OpenAIMinter, a mint that
+// TestTransportCountsRetries: through a real OpenAI minter, a mint that
 // needed three calls counts three attempts and two retries; the next mint's
 // first call is no retry.
 func TestTransportCountsRetries(t *testing.T) {
@@ -244,9 +249,11 @@ func TestTransportCountsRetries(t *testing.T) {
 	}))
 	defer upstream.Close()
 	c := metrics.New()
-	m, err := realtimeauth.NewOpenAIMinter("sk-test", realtimeauth.WithBaseURL(upstream.URL+"/v1"),
-		realtimeauth.WithHTTPClient(&http.Client{Transport: c.Transport(nil)}),
-		realtimeauth.WithMinterLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	m, err := realtimeauth.NewOpenAIMinter("sk-test", realtimeauth.OpenAIConfig{
+		BaseURL:    upstream.URL + "/v1",
+		HTTPClient: &http.Client{Transport: c.Transport(nil)},
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
 	require.NoError(t, err)
 	h, err := realtimeauth.New(m, realtimeauth.WithEventHook(c.Event),
 		realtimeauth.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))

@@ -32,8 +32,10 @@ func TestCallsTwoInstances(t *testing.T) {
 	up := &realtimeauthtest.Upstream{Key: "sk-redis-calls"}
 	upSrv := httptest.NewServer(up)
 	t.Cleanup(upSrv.Close)
-	minter, err := realtimeauth.NewOpenAIMinter("sk-redis-calls", realtimeauth.WithBaseURL(upSrv.URL+"/v1"),
-		realtimeauth.WithSessionTemplate(json.RawMessage(`{"instructions":"shared"}`)))
+	minter, err := realtimeauth.NewOpenAIMinter("sk-redis-calls", realtimeauth.OpenAIConfig{
+		BaseURL: upSrv.URL + "/v1",
+		Session: json.RawMessage(`{"instructions":"shared"}`),
+	})
 	require.NoError(t, err)
 	clock := realtimeauthtest.NewTimerClock(realtimeauthtest.NewClock(time.Unix(1_800_000_000, 0)))
 	events := &realtimeauthtest.Events{}
@@ -43,7 +45,7 @@ func TestCallsTwoInstances(t *testing.T) {
 		reg, err := redisstore.NewCallRegistry(rdb)
 		require.NoError(t, err)
 		h, err := realtimeauth.New(minter, realtimeauth.WithSessionStore(store), realtimeauth.WithCallRegistry(reg),
-			realtimeauth.WithMaxCallDuration(time.Minute), realtimeauth.WithClock(clock.Now), realtimeauth.WithTimer(clock.AfterFunc),
+			realtimeauth.WithLimits(realtimeauth.Limits{MaxCallDuration: time.Minute}), realtimeauth.WithClock(clock.Now), realtimeauth.WithTimer(clock.AfterFunc),
 			realtimeauth.WithEventHook(events.Hook), realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = h.Close() })
@@ -105,15 +107,19 @@ func TestCallsDeadlineOnceAcrossLiveInstances(t *testing.T) {
 	up := &realtimeauthtest.Upstream{Key: "sk-redis-calls"}
 	upSrv := httptest.NewServer(up)
 	t.Cleanup(upSrv.Close)
-	minter, err := realtimeauth.NewOpenAIMinter("sk-redis-calls", realtimeauth.WithBaseURL(upSrv.URL+"/v1"))
+	minter, err := realtimeauth.NewOpenAIMinter("sk-redis-calls", realtimeauth.OpenAIConfig{BaseURL: upSrv.URL + "/v1"})
 	require.NoError(t, err)
 	clock := realtimeauthtest.NewTimerClock(realtimeauthtest.NewClock(time.Unix(1_800_000_000, 0)))
 	var hs []*realtimeauth.Handler
 	for range 3 {
 		reg, err := redisstore.NewCallRegistry(rdb)
 		require.NoError(t, err)
-		h, err := realtimeauth.New(minter, realtimeauth.WithCallRegistry(reg), realtimeauth.WithMaxCallDuration(10*time.Second),
-			realtimeauth.WithMaxCallsPerClient(100), realtimeauth.WithRateLimit(100, time.Minute), realtimeauth.WithMintLimit(100, time.Minute),
+		h, err := realtimeauth.New(minter, realtimeauth.WithCallRegistry(reg), realtimeauth.WithLimits(realtimeauth.Limits{
+			MaxCallDuration:   10 * time.Second,
+			MaxCallsPerClient: 100,
+			Sessions:          realtimeauth.Rate{N: 100, Per: time.Minute},
+			Mints:             realtimeauth.Rate{N: 100, Per: time.Minute},
+		}),
 			realtimeauth.WithClock(clock.Now), realtimeauth.WithTimer(clock.AfterFunc), realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = h.Close() })
@@ -145,7 +151,7 @@ func TestCallRoundTrips(t *testing.T) {
 	up := &realtimeauthtest.Upstream{Key: "sk-redis-calls"}
 	upSrv := httptest.NewServer(up)
 	t.Cleanup(upSrv.Close)
-	minter, err := realtimeauth.NewOpenAIMinter("sk-redis-calls", realtimeauth.WithBaseURL(upSrv.URL+"/v1"))
+	minter, err := realtimeauth.NewOpenAIMinter("sk-redis-calls", realtimeauth.OpenAIConfig{BaseURL: upSrv.URL + "/v1"})
 	require.NoError(t, err)
 	store, err := redisstore.NewSessionStore(ctx, rdb)
 	require.NoError(t, err)

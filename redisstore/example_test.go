@@ -34,7 +34,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	h, err := realtimeauth.New(&realtimeauth.DevMinter{},
+	h, err := realtimeauth.New(realtimeauth.NewDevMinter(nil),
 		realtimeauth.WithAllowedOrigins("https://app.example.com"),
 		realtimeauth.WithSessionStore(store),
 		realtimeauth.WithAbuseGuard(guard),

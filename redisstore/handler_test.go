@@ -49,6 +49,31 @@ type fleetConfig struct {
 	cluster                  bool // a three-master Redis Cluster
 }
 
+// limits are the fleet's Limits; a zero field keeps the default.
+func (fc fleetConfig) limits() realtimeauth.Limits {
+	var lim realtimeauth.Limits
+	if fc.rateLimit > 0 {
+		lim.Sessions = realtimeauth.Rate{N: fc.rateLimit, Per: time.Minute}
+	}
+	if fc.mintLimit > 0 {
+		lim.Mints = realtimeauth.Rate{N: fc.mintLimit, Per: time.Minute}
+	}
+	lim.MaxSessionsPerClient, lim.MaxSessions = fc.perClient, fc.maxSessions
+	if fc.maxRefreshes > 0 {
+		lim.MaxRefreshes, lim.MinRefreshInterval = fc.maxRefreshes, fc.minInterval
+		if fc.minInterval == 0 {
+			lim.MinRefreshInterval = -1 // no minimum
+		}
+	}
+	if fc.authenticate {
+		if fc.subjectLimit > 0 {
+			lim.SubjectMints = realtimeauth.Rate{N: fc.subjectLimit, Per: time.Minute}
+		}
+		lim.MaxSessionsPerSubject = fc.perSubject
+	}
+	return lim
+}
+
 // newInstance starts one server on rdb, reading clock. Requests name their
 // client in X-Forwarded-For, the test server being a trusted proxy.
 func newInstance(t *testing.T, rdb redis.UniversalClient, rt *roundTrips, clock *realtimeauthtest.Clock,
@@ -77,21 +102,6 @@ func newInstance(t *testing.T, rdb redis.UniversalClient, rt *roundTrips, clock 
 	if clock != nil {
 		opts = append(opts, realtimeauth.WithClock(clock.Now))
 	}
-	if fc.rateLimit > 0 {
-		opts = append(opts, realtimeauth.WithRateLimit(fc.rateLimit, time.Minute))
-	}
-	if fc.mintLimit > 0 {
-		opts = append(opts, realtimeauth.WithMintLimit(fc.mintLimit, time.Minute))
-	}
-	if fc.perClient > 0 {
-		opts = append(opts, realtimeauth.WithMaxSessionsPerClient(fc.perClient))
-	}
-	if fc.maxSessions > 0 {
-		opts = append(opts, realtimeauth.WithMaxSessions(fc.maxSessions))
-	}
-	if fc.maxRefreshes > 0 {
-		opts = append(opts, realtimeauth.WithRefreshPolicy(fc.maxRefreshes, fc.minInterval))
-	}
 	if fc.authenticate {
 		opts = append(opts, realtimeauth.WithAuthenticator(func(r *http.Request) (string, error) {
 			if u := r.Header.Get("X-User"); u != "" {
@@ -99,13 +109,8 @@ func newInstance(t *testing.T, rdb redis.UniversalClient, rt *roundTrips, clock 
 			}
 			return "", errors.New("no user")
 		}))
-		if fc.subjectLimit > 0 {
-			opts = append(opts, realtimeauth.WithSubjectRateLimit(fc.subjectLimit, time.Minute))
-		}
-		if fc.perSubject > 0 {
-			opts = append(opts, realtimeauth.WithMaxSessionsPerSubject(fc.perSubject))
-		}
 	}
+	opts = append(opts, realtimeauth.WithLimits(fc.limits()))
 	h, err := realtimeauth.New(minter, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = h.Close() })

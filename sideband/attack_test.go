@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/realtimeauth/realtimeauth"
+	"github.com/realtimeauth/realtimeauth/calls"
 	"github.com/realtimeauth/realtimeauth/realtimeauthtest"
 	"github.com/realtimeauth/realtimeauth/sideband"
 )
@@ -42,7 +43,7 @@ func TestAttackSidebandRedirectCarriesTheKey(t *testing.T) {
 		http.Redirect(w, r, thief.URL+"/steal", http.StatusFound)
 	}))
 	t.Cleanup(up.Close)
-	m, err := realtimeauth.NewOpenAIMinter(key, realtimeauth.WithBaseURL(up.URL+"/v1"))
+	m, err := realtimeauth.NewOpenAIMinter(key, realtimeauth.OpenAIConfig{BaseURL: up.URL + "/v1"})
 	require.NoError(t, err)
 	clock := realtimeauthtest.NewTimerClock(realtimeauthtest.NewClock(time.Unix(1_800_000_000, 0)))
 	logs := &realtimeauthtest.Buffer{}
@@ -52,7 +53,7 @@ func TestAttackSidebandRedirectCarriesTheKey(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w.Watch(ctx, m.Sideband("rtc_attack"), func() {})
+	w.Watch(ctx, m.(calls.Upstream).Sideband("rtc_attack"), func() {})
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer wcancel()
 	require.NoError(t, clock.WaitPending(wctx, 1), "the failed dial schedules a redial")
@@ -77,7 +78,7 @@ func TestAttackSidebandLogsTheUpstreamsWords(t *testing.T) {
 		w.WriteHeader(http.StatusSwitchingProtocols)
 	}))
 	t.Cleanup(up.Close)
-	m, err := realtimeauth.NewOpenAIMinter(key, realtimeauth.WithBaseURL(up.URL+"/v1"))
+	m, err := realtimeauth.NewOpenAIMinter(key, realtimeauth.OpenAIConfig{BaseURL: up.URL + "/v1"})
 	require.NoError(t, err)
 	clock := realtimeauthtest.NewTimerClock(realtimeauthtest.NewClock(time.Unix(1_800_000_000, 0)))
 	var logs bytes.Buffer
@@ -86,7 +87,7 @@ func TestAttackSidebandLogsTheUpstreamsWords(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w.Watch(ctx, m.Sideband("rtc_attack"), func() {})
+	w.Watch(ctx, m.(calls.Upstream).Sideband("rtc_attack"), func() {})
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer wcancel()
 	require.NoError(t, clock.WaitPending(wctx, 1))
@@ -126,7 +127,11 @@ func TestWatcherRefusesRedirectsOfAGivenClient(t *testing.T) {
 		http.Redirect(w, r, thief.URL+"/steal", http.StatusFound)
 	}))
 	t.Cleanup(up.Close)
-	m, err := realtimeauth.NewOpenAIMinter(key, realtimeauth.WithAzure("res", "dep"), realtimeauth.WithBaseURL(up.URL+"/openai/v1"))
+	m, err := realtimeauth.NewOpenAIMinter(key, realtimeauth.OpenAIConfig{
+		AzureResource: "res",
+		Model:         "dep",
+		BaseURL:       up.URL + "/openai/v1",
+	})
 	require.NoError(t, err)
 	clock := realtimeauthtest.NewTimerClock(realtimeauthtest.NewClock(time.Unix(1_800_000_000, 0)))
 	logs := &realtimeauthtest.Buffer{}
@@ -136,7 +141,7 @@ func TestWatcherRefusesRedirectsOfAGivenClient(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w.Watch(ctx, m.Sideband("rtc_attack"), func() { t.Error("a refused redirect is no end of the call") })
+	w.Watch(ctx, m.(calls.Upstream).Sideband("rtc_attack"), func() { t.Error("a refused redirect is no end of the call") })
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer wcancel()
 	require.NoError(t, clock.WaitPending(wctx, 1))

@@ -14,7 +14,7 @@ import (
 // by closing the tab stops counting against the call caps within seconds,
 // and a maximum call length. It is compiled, not run (it needs an API key).
 func Example() {
-	minter, err := realtimeauth.NewOpenAIMinter(os.Getenv("OPENAI_API_KEY"))
+	minter, err := realtimeauth.NewOpenAIMinter(os.Getenv("OPENAI_API_KEY"), realtimeauth.OpenAIConfig{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func Example() {
 	h, err := realtimeauth.New(minter,
 		realtimeauth.WithAllowedOrigins("https://app.example.com"),
 		realtimeauth.WithCallWatcher(watcher),
-		realtimeauth.WithMaxCallDuration(30*time.Minute),
+		realtimeauth.WithLimits(realtimeauth.Limits{MaxCallDuration: 30 * time.Minute}),
 	)
 	if err != nil {
 		log.Fatal(err)

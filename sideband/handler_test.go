@@ -28,7 +28,7 @@ func TestHandlerEndsCallsTheSidebandReports(t *testing.T) {
 	require.NoError(t, err)
 	events := &realtimeauthtest.Events{}
 	h, err := realtimeauth.New(f.minter, realtimeauth.WithCallWatcher(w), realtimeauth.WithEventHook(events.Hook),
-		realtimeauth.WithMaxCallsPerClient(1), realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))
+		realtimeauth.WithLimits(realtimeauth.Limits{MaxCallsPerClient: 1}), realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
 	defer func() {
 		require.NoError(t, h.Close())

@@ -21,11 +21,17 @@ import (
 
 const key = "sk-sideband-test-key"
 
+// callMinter is what NewOpenAIMinter returns: a Minter that places calls.
+type callMinter interface {
+	realtimeauth.Minter
+	calls.Upstream
+}
+
 type fixture struct {
 	up     *realtimeauthtest.Upstream
 	sb     *sidebandtest.Handler
 	srv    *httptest.Server
-	minter *realtimeauth.OpenAIMinter
+	minter callMinter
 	clock  *realtimeauthtest.TimerClock
 	w      *sideband.Watcher
 }
@@ -37,9 +43,9 @@ func newFixture(t *testing.T) *fixture {
 	f.up.Sideband = f.sb
 	f.srv = httptest.NewServer(f.up)
 	t.Cleanup(f.srv.Close)
-	var err error
-	f.minter, err = realtimeauth.NewOpenAIMinter(key, realtimeauth.WithBaseURL(f.srv.URL+"/v1"))
+	m, err := realtimeauth.NewOpenAIMinter(key, realtimeauth.OpenAIConfig{BaseURL: f.srv.URL + "/v1"})
 	require.NoError(t, err)
+	f.minter = m.(callMinter)
 	f.clock = realtimeauthtest.NewTimerClock(realtimeauthtest.NewClock(time.Unix(1_800_000_000, 0)))
 	f.w, err = sideband.New(sideband.WithTimer(f.clock.AfterFunc), sideband.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)

@@ -58,10 +58,10 @@ func loadCallSettings(getenv func(string) string) (callSettings, []error) {
 // sideband watcher (after the handler is closed). In dev mode the relay is
 // off (501 relay_unavailable), so no watcher is started.
 func (s callSettings) handlerOptions(devMode bool, logger *slog.Logger) ([]realtimeauth.Option, func(), error) {
-	opts := []realtimeauth.Option{realtimeauth.WithMaxCallsPerClient(s.MaxPerClient)}
-	if s.MaxDuration > 0 {
-		opts = append(opts, realtimeauth.WithMaxCallDuration(s.MaxDuration))
-	}
+	opts := []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{
+		MaxCallsPerClient: s.MaxPerClient,
+		MaxCallDuration:   s.MaxDuration, // 0: off, as in Limits
+	})}
 	if devMode || !s.Sideband {
 		if !devMode {
 			logger.Warn("VOICE_AGENT_CALL_SIDEBAND=off: a relayed call counts against its caps until its DELETE, its deadline or OpenAI's 60-minute limit, even if the user closed the tab")

@@ -149,12 +149,12 @@ func (e *envReader) loadOpenAI(c *config) {
 		// Never the value: it is a secret.
 		e.fail(fmt.Errorf("%s: contains a space or a control character", keyVar))
 	}
-	c.BaseURL = e.str("OPENAI_BASE_URL", realtimeauth.DefaultOpenAIBaseURL)
-	if _, err := realtimeauth.NewOpenAIMinter("config-check", realtimeauth.WithBaseURL(c.BaseURL)); err != nil {
+	c.BaseURL = e.str("OPENAI_BASE_URL", "https://api.openai.com/v1")
+	if _, err := realtimeauth.NewOpenAIMinter("config-check", realtimeauth.OpenAIConfig{BaseURL: c.BaseURL}); err != nil {
 		// Not the value either: it may carry credentials.
 		e.fail(errors.New("OPENAI_BASE_URL: want an absolute http(s) URL without query or credentials"))
 	}
-	c.Model = e.str("OPENAI_REALTIME_MODEL", realtimeauth.DefaultRealtimeModel)
+	c.Model = e.str("OPENAI_REALTIME_MODEL", "gpt-realtime")
 	if strings.IndexFunc(c.Model, badRune) >= 0 {
 		e.fail(fmt.Errorf("OPENAI_REALTIME_MODEL=%q: contains a space or a control character", c.Model))
 	}
@@ -165,7 +165,7 @@ func (e *envReader) loadOrigins(c *config) {
 	for _, o := range e.list("ALLOWED_ORIGINS", "") {
 		// The handler checks origins when it is built: build one to refuse
 		// a bad entry now, with its reason.
-		if _, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithAllowedOrigins(o)); err != nil {
+		if _, err := realtimeauth.New(realtimeauth.NewDevMinter(nil), realtimeauth.WithAllowedOrigins(o)); err != nil {
 			e.fail(fmt.Errorf("ALLOWED_ORIGINS: %q: %v", o, strings.TrimPrefix(err.Error(), "realtimeauth: ")))
 			continue
 		}
@@ -313,16 +313,23 @@ func badRune(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
 
 // handlerOptions turns the configuration into realtimeauth options.
 func (c config) handlerOptions() []realtimeauth.Option {
+	minInterval := c.RefreshMinInterval
+	if minInterval == 0 {
+		minInterval = -1 // 0s in the environment: no minimum, as Limits says it
+	}
 	opts := []realtimeauth.Option{
 		realtimeauth.WithAllowedOrigins(c.AllowedOrigins...),
-		realtimeauth.WithTokenTTL(c.TokenTTL),
-		realtimeauth.WithRefreshPolicy(c.MaxRefreshes, c.RefreshMinInterval),
-		realtimeauth.WithUpstreamTimeout(c.UpstreamTimeout),
 		realtimeauth.WithTrustedProxies(c.TrustedProxies...),
-		realtimeauth.WithRateLimit(c.RateLimit, time.Minute),
-		realtimeauth.WithMintLimit(c.MintLimit, time.Minute),
-		realtimeauth.WithMaxSessionsPerClient(c.MaxPerClient),
-		realtimeauth.WithMaxSessions(c.MaxSessions),
+		realtimeauth.WithLimits(realtimeauth.Limits{
+			Sessions:             realtimeauth.Rate{N: c.RateLimit, Per: time.Minute},
+			Mints:                realtimeauth.Rate{N: c.MintLimit, Per: time.Minute},
+			MaxSessionsPerClient: c.MaxPerClient,
+			MaxSessions:          c.MaxSessions,
+			TokenTTL:             c.TokenTTL,
+			MaxRefreshes:         c.MaxRefreshes,
+			MinRefreshInterval:   minInterval,
+			UpstreamTimeout:      c.UpstreamTimeout,
+		}),
 	}
 	if c.Redis == nil { // with Redis, the abuse guard is the Redis one
 		var guard realtimeauth.AbuseGuard // nil: blocking off
@@ -332,7 +339,7 @@ func (c config) handlerOptions() []realtimeauth.Option {
 		opts = append(opts, realtimeauth.WithAbuseGuard(guard))
 	}
 	if c.UpstreamRate > 0 {
-		opts = append(opts, realtimeauth.WithUpstreamRate(c.UpstreamRate, c.UpstreamBurst))
+		opts = append(opts, realtimeauth.WithLimits(realtimeauth.Limits{UpstreamRate: c.UpstreamRate, UpstreamBurst: c.UpstreamBurst}))
 	}
 	return opts
 }

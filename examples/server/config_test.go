@@ -36,7 +36,7 @@ func TestConfigDefaults(t *testing.T) {
 		Calls:              callSettings{MaxPerClient: 2, Sideband: true},
 	}, c)
 	assert.True(t, c.DevMode())
-	_, err = realtimeauth.New(&realtimeauth.DevMinter{}, c.handlerOptions()...)
+	_, err = realtimeauth.New(realtimeauth.NewDevMinter(nil), c.handlerOptions()...)
 	assert.NoError(t, err, "the defaults make a valid handler")
 }
 
@@ -99,7 +99,7 @@ func TestConfigVariables(t *testing.T) {
 			require.NoError(t, err)
 			tc.check(t, c)
 			opts := c.handlerOptions()
-			_, err = realtimeauth.New(&realtimeauth.DevMinter{}, opts...)
+			_, err = realtimeauth.New(realtimeauth.NewDevMinter(nil), opts...)
 			assert.NoError(t, err, "a good value makes a valid handler")
 			for _, bad := range tc.bad {
 				_, err := loadConfig(envMap(map[string]string{tc.name: bad}))

@@ -128,23 +128,22 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer, read
 // collector's transport when there is one.
 func newMinter(cfg config, logger *slog.Logger, collector *metrics.Collector) (realtimeauth.Minter, error) {
 	if cfg.DevMode() {
-		logger.Warn("DEV MODE: OPENAI_API_KEY is not set, so tokens are FAKE (" + realtimeauth.DevTokenPrefix +
-			"…) and minted locally; they will not connect to OpenAI. Set OPENAI_API_KEY for real tokens.")
-		return &realtimeauth.DevMinter{}, nil
+		logger.Warn("DEV MODE: OPENAI_API_KEY is not set, so tokens are FAKE (ek_dev_…) and minted locally; " +
+			"they will not connect to OpenAI. Set OPENAI_API_KEY for real tokens.")
+		return realtimeauth.NewDevMinter(nil), nil
 	}
-	mopts := []realtimeauth.OpenAIOption{realtimeauth.WithBaseURL(cfg.BaseURL), realtimeauth.WithModel(cfg.Model),
-		realtimeauth.WithMinterLogger(logger)}
+	mcfg := realtimeauth.OpenAIConfig{BaseURL: cfg.BaseURL, Model: cfg.Model, Logger: logger}
 	if collector != nil {
-		mopts = append(mopts, realtimeauth.WithHTTPClient(&http.Client{
-			Transport:     collector.Transport(realtimeauth.NewUpstreamTransport()),
+		mcfg.HTTPClient = &http.Client{
+			Transport:     collector.Transport(http.DefaultTransport.(*http.Transport).Clone()),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}))
+		}
 	}
-	m, err := realtimeauth.NewOpenAIMinter(cfg.APIKey, mopts...)
+	m, err := realtimeauth.NewOpenAIMinter(cfg.APIKey, mcfg)
 	if err != nil {
 		return nil, err
 	}
-	logger.Info("minting with OpenAI", "endpoint", m.Endpoint(), "model", m.Model())
+	logger.Info("minting with OpenAI", "base_url", cfg.BaseURL, "model", cfg.Model)
 	return m, nil
 }
 

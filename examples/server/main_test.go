@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/realtimeauth/realtimeauth"
 	"github.com/realtimeauth/realtimeauth/realtimeauthtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,7 +63,7 @@ func TestRun(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "http://localhost:"+port, resp.Header.Get("Access-Control-Allow-Origin"))
 	assert.True(t, tok.Success)
-	assert.True(t, strings.HasPrefix(tok.Token, realtimeauth.DevTokenPrefix), tok.Token)
+	assert.True(t, strings.HasPrefix(tok.Token, "ek_dev_"), tok.Token)
 	assert.NotContains(t, logs.String(), tok.Token, "no full token in the log")
 
 	// A slow request: headers now, body later. Expect: 100-continue tells
@@ -107,7 +106,7 @@ func TestRun(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode, string(b))
-	assert.Contains(t, string(b), realtimeauth.DevTokenPrefix)
+	assert.Contains(t, string(b), "ek_dev_")
 
 	select {
 	case err := <-done:

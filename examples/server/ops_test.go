@@ -115,7 +115,7 @@ func TestDemoOriginCheck(t *testing.T) {
 	mux := http.NewServeMux()
 	allowed := []string{"http://localhost:4321", "https://*.example.com"}
 	ev := &realtimeauthtest.Events{}
-	h, err := realtimeauth.New(&realtimeauth.DevMinter{}, realtimeauth.WithAllowedOrigins(allowed...),
+	h, err := realtimeauth.New(realtimeauth.NewDevMinter(nil), realtimeauth.WithAllowedOrigins(allowed...),
 		realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)
 	registerDemo(mux, slog.New(slog.NewTextHandler(logs, nil)), h, allowed)

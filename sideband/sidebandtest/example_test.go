@@ -26,7 +26,7 @@ func Example() {
 	srv := httptest.NewServer(up)
 	defer srv.Close()
 
-	minter, err := realtimeauth.NewOpenAIMinter("sk-example", realtimeauth.WithBaseURL(srv.URL+"/v1"))
+	minter, err := realtimeauth.NewOpenAIMinter("sk-example", realtimeauth.OpenAIConfig{BaseURL: srv.URL + "/v1"})
 	if err != nil {
 		log.Fatal(err)
 	}
