@@ -117,10 +117,7 @@ func TestCallAnswerHoldingAnEncodedKey(t *testing.T) {
 					w.WriteHeader(http.StatusCreated)
 					fmt.Fprint(w, sdp)
 				})
-				m, err := realtimeauth.NewOpenAIMinter(plainKey, realtimeauth.OpenAIConfig{
-					BaseURL:    u.srv.URL,
-					MaxRetries: 3,
-				})
+				m, err := realtimeauth.NewOpenAIMinter(plainKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL, MaxRetries: 3})
 				require.NoError(t, err)
 				_, err = m.(calls.Upstream).Call(context.Background(), calls.Request{SessionID: "s", Offer: "v=0\r\n"})
 				var ue *realtimeauth.UpstreamError

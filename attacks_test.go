@@ -63,10 +63,7 @@ func serveSlow(r *rig, q req, d time.Duration) *httptest.ResponseRecorder {
 // the request began.
 func TestSlowBodyDecidesAfterTheBody(t *testing.T) {
 	t.Run("upstream budget", func(t *testing.T) {
-		r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
-			UpstreamRate:  rate.Every(time.Minute),
-			UpstreamBurst: 1,
-		}))
+		r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{UpstreamRate: rate.Every(time.Minute), UpstreamBurst: 1}))
 		issueToken(t, r.h, "192.0.2.1:1") // the budget's one mint
 		r.clock.Advance(30 * time.Second)
 		// Decided when the body has arrived, a minute after the first mint:

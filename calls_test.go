@@ -651,11 +651,9 @@ func TestCallRegistryFailures(t *testing.T) {
 // cost per call, the upstream's left out.
 func BenchmarkRelay(b *testing.B) {
 	m := &realtimeauthtest.Minter{}
-	h, err := realtimeauth.New(m, realtimeauth.WithLogger(quietLogger()), realtimeauth.WithLimits(realtimeauth.Limits{
-		Sessions:          realtimeauth.Rate{N: 1023, Per: 4 * time.Millisecond},
-		Mints:             realtimeauth.Rate{N: 1023, Per: 4 * time.Millisecond},
-		MaxCallsPerClient: 1000,
-	}), realtimeauth.WithAbuseGuard(nil))
+	h, err := realtimeauth.New(m, realtimeauth.WithLogger(quietLogger()), realtimeauth.WithAbuseGuard(nil),
+		realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 1023, Per: 4 * time.Millisecond},
+			Mints: realtimeauth.Rate{N: 1023, Per: 4 * time.Millisecond}, MaxCallsPerClient: 1000}))
 	require.NoError(b, err)
 	defer h.Close()
 	b.ReportAllocs()
@@ -731,10 +729,8 @@ func TestCallSessionConfig(t *testing.T) {
 // TestCallCapConcurrent: 20 concurrent calls from one client against the
 // default cap of 2: exactly 2 are placed, upstream and in the registry.
 func TestCallCapConcurrent(t *testing.T) {
-	r := newCallRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
-		Sessions: realtimeauth.Rate{N: 100, Per: time.Minute},
-		Mints:    realtimeauth.Rate{N: 100, Per: time.Minute},
-	}))
+	r := newCallRig(t, realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 100, Per: time.Minute},
+		Mints: realtimeauth.Rate{N: 100, Per: time.Minute}}))
 	var placed, capped atomic.Int32
 	var wg sync.WaitGroup
 	for range 20 {

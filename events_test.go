@@ -73,14 +73,9 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 		realtimeauth.WithLogger(newTextLogger(logs)),
 		realtimeauth.WithEventHook(ev.Hook),
 		realtimeauth.WithAuthenticator(bearerAuth),
-		realtimeauth.WithLimits(realtimeauth.Limits{
-			MaxRefreshes:          2,
-			MinRefreshInterval:    -1,
-			MaxSessionsPerSubject: 3,
-			Sessions:              realtimeauth.Rate{N: 5, Per: time.Minute},
-		}),
+		realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 5, Per: time.Minute}, MaxSessionsPerSubject: 3,
+			MaxRefreshes: 2, MinRefreshInterval: -1, UpstreamTimeout: 200 * time.Millisecond}),
 		realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(4, time.Minute, time.Minute)),
-		realtimeauth.WithLimits(realtimeauth.Limits{UpstreamTimeout: 200 * time.Millisecond}),
 	)
 	require.NoError(t, err)
 

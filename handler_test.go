@@ -219,10 +219,7 @@ func TestConcurrentRefreshAdmission(t *testing.T) {
 		{"interval bound", 120, 10 * time.Second, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{
-				MaxRefreshes:       tc.max,
-				MinRefreshInterval: tc.minInterval,
-			}))
+			r := newRig(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxRefreshes: tc.max, MinRefreshInterval: tc.minInterval}))
 			id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 			r.clock.Advance(max(tc.minInterval, 0))
 			var wg sync.WaitGroup

@@ -86,10 +86,7 @@ func TestOpenAICallRequestShape(t *testing.T) {
 
 func TestOpenAICallAzure(t *testing.T) {
 	u, srv := newCallUpstream(t)
-	m := newCallMinter(t, srv.URL+"/openai/v1", realtimeauth.OpenAIConfig{
-		AzureResource: "myres",
-		Model:         "my-deployment",
-	})
+	m := newCallMinter(t, srv.URL+"/openai/v1", realtimeauth.OpenAIConfig{AzureResource: "myres", Model: "my-deployment"})
 	_, err := m.Call(context.Background(), calls.Request{SessionID: "s", Offer: testOffer})
 	require.NoError(t, err)
 	c := u.Calls()[0]

@@ -160,13 +160,8 @@ func TestNoEchoedKeyInLogsErrorsOrEvents(t *testing.T) {
 		mu.Unlock()
 	}
 	handlerLogs, minterLogs := &syncBuffer{}, &syncBuffer{}
-	m, err := realtimeauth.NewOpenAIMinter(echoKey, realtimeauth.OpenAIConfig{
-		BaseURL:         u.srv.URL,
-		MaxRetries:      1,
-		RetryBackoff:    time.Millisecond,
-		MaxRetryBackoff: time.Millisecond,
-		Logger:          slog.New(slog.NewJSONHandler(minterLogs, nil)),
-	})
+	m, err := realtimeauth.NewOpenAIMinter(echoKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL, MaxRetries: 1,
+		RetryBackoff: time.Millisecond, MaxRetryBackoff: time.Millisecond, Logger: slog.New(slog.NewJSONHandler(minterLogs, nil))})
 	require.NoError(t, err)
 	ev := &events{}
 	h, err := realtimeauth.New(m, realtimeauth.WithAllowedOrigins(origin),

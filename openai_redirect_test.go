@@ -135,10 +135,7 @@ func TestOpenAIMinterUserClientRedirects(t *testing.T) {
 			target = loc(up)
 			hc := up.Client()
 			require.Nil(t, hc.CheckRedirect)
-			m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{
-				BaseURL:    up.URL + "/v1",
-				HTTPClient: hc,
-			})
+			m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{BaseURL: up.URL + "/v1", HTTPClient: hc})
 			require.NoError(t, err)
 			_, err = m.Mint(context.Background(), realtimeauth.MintRequest{SessionID: "s", TTL: time.Minute})
 			var ue *realtimeauth.UpstreamError
@@ -165,10 +162,7 @@ func TestOpenAIMinterUserClientRedirects(t *testing.T) {
 		})
 		var asked int
 		hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { asked++; return nil }}
-		m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{
-			BaseURL:    u.srv.URL + "/old",
-			HTTPClient: hc,
-		})
+		m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL + "/old", HTTPClient: hc})
 		require.NoError(t, err)
 		tok, err := m.Mint(context.Background(), realtimeauth.MintRequest{SessionID: "s", TTL: time.Minute})
 		require.NoError(t, err)
@@ -182,11 +176,7 @@ func TestOpenAIMinterUserClientRedirects(t *testing.T) {
 		mu.Unlock()
 
 		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return errors.New("no thanks") }
-		m, err = realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{
-			BaseURL:    u.srv.URL + "/old",
-			HTTPClient: hc,
-			MaxRetries: -1,
-		})
+		m, err = realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{BaseURL: u.srv.URL + "/old", HTTPClient: hc, MaxRetries: -1})
 		require.NoError(t, err)
 		_, err = m.Mint(context.Background(), realtimeauth.MintRequest{SessionID: "s", TTL: time.Minute})
 		assert.ErrorContains(t, err, "no thanks")

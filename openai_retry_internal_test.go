@@ -167,11 +167,7 @@ func TestOpenAIMinterRetryPolicy(t *testing.T) {
 		{"malformed 200 not retried", []scriptedAnswer{{status: 200, body: "{"}, retryOKAnswer}, OpenAIConfig{}, 10 * time.Second, false, 1, nil, 200},
 		{"MaxRetries -1: none", []scriptedAnswer{answer(500), retryOKAnswer}, OpenAIConfig{MaxRetries: -1}, 10 * time.Second, false, 1, nil, 500},
 		{"MaxRetries 4", []scriptedAnswer{answer(500)}, OpenAIConfig{MaxRetries: 4}, 10 * time.Second, false, 5, []time.Duration{500 * ms, time.Second, 2 * time.Second, 4 * time.Second}, 500},
-		{"backoff capped", []scriptedAnswer{answer(500)}, OpenAIConfig{
-			MaxRetries:      3,
-			RetryBackoff:    100 * ms,
-			MaxRetryBackoff: 250 * ms,
-		}, 10 * time.Second, false, 4, []time.Duration{100 * ms, 200 * ms, 250 * ms}, 500},
+		{"backoff capped", []scriptedAnswer{answer(500)}, OpenAIConfig{MaxRetries: 3, RetryBackoff: 100 * ms, MaxRetryBackoff: 250 * ms}, 10 * time.Second, false, 4, []time.Duration{100 * ms, 200 * ms, 250 * ms}, 500},
 		{"Retry-After past the deadline: no wait", []scriptedAnswer{answer(429, "Retry-After", "30"), retryOKAnswer}, OpenAIConfig{}, 2 * time.Second, false, 1, nil, 429},
 		{"backoff past the deadline: no wait", []scriptedAnswer{answer(500), retryOKAnswer}, OpenAIConfig{}, 300 * ms, false, 1, nil, 500},
 		{"second backoff past the deadline", []scriptedAnswer{answer(500)}, OpenAIConfig{}, 1200 * ms, false, 2, []time.Duration{500 * ms}, 500},

@@ -147,10 +147,7 @@ func TestDefaults(t *testing.T) {
 // minimum.
 func TestWithLimitsMerges(t *testing.T) {
 	r := newRig(t,
-		realtimeauth.WithLimits(realtimeauth.Limits{
-			Sessions:     realtimeauth.Rate{N: 1, Per: time.Minute},
-			MaxRefreshes: 9,
-		}),
+		realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 1, Per: time.Minute}, MaxRefreshes: 9}),
 		realtimeauth.WithLimits(realtimeauth.Limits{MinRefreshInterval: -1, MaxRefreshes: 2}),
 		realtimeauth.WithLimits(realtimeauth.Limits{}))
 	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)

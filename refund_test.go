@@ -24,10 +24,7 @@ func TestFailedMintIsRefunded(t *testing.T) {
 		Sessions: realtimeauth.Rate{N: 2, Per: time.Minute},
 		Mints:    realtimeauth.Rate{N: 3, Per: time.Minute},
 	}),
-		realtimeauth.WithAbuseGuard(g), realtimeauth.WithLimits(realtimeauth.Limits{
-			MaxRefreshes:       100,
-			MinRefreshInterval: -1,
-		}))
+		realtimeauth.WithAbuseGuard(g), realtimeauth.WithLimits(realtimeauth.Limits{MaxRefreshes: 100, MinRefreshInterval: -1}))
 	id := openSession(t, r) // one new session and one mint charged
 	r.mint.SetError(&realtimeauth.UpstreamError{StatusCode: 500, Message: "down"})
 	for range 20 {

@@ -180,10 +180,7 @@ var refusalCases = []refusalCase{
 			return req{path: refrURL, body: refreshBody(id)}
 		}},
 	{name: "refresh limit reached", row: "refresh_limit", session: true,
-		opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{
-			MaxRefreshes:       1,
-			MinRefreshInterval: -1,
-		})},
+		opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{MaxRefreshes: 1, MinRefreshInterval: -1})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			id := openSession(t, r)
 			require.Equal(t, 200, serveReq(r.h, req{path: refrURL, body: refreshBody(id)}).Code)
@@ -293,10 +290,7 @@ var refusalCases = []refusalCase{
 			return req{path: tokenURL}
 		}},
 	{name: "refresh upstream timeout", row: "upstream_timeout", mints: 1, session: true,
-		opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{
-			MaxRefreshes:       5,
-			MinRefreshInterval: -1,
-		})},
+		opts: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{MaxRefreshes: 5, MinRefreshInterval: -1})},
 		prep: func(t *testing.T, r *rig, _ *strikeGuard) req {
 			id := openSession(t, r)
 			r.mint.SetError(context.DeadlineExceeded)

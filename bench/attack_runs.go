@@ -22,10 +22,7 @@ var attacks = []attack{
 		name: "slow-body",
 		what: "token and refresh requests from one address whose bodies trickle in over 2 s (a third of the run if shorter), under an upstream budget of 2/s (burst 20)",
 		opts: func(AttackConfig) []realtimeauth.Option {
-			return []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{
-				UpstreamRate:  2,
-				UpstreamBurst: 20,
-			})}
+			return []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{UpstreamRate: 2, UpstreamBurst: 20})}
 		},
 		run: runSlowBody,
 		formula: func(_ AttackConfig, d time.Duration) (int, string) {

@@ -32,10 +32,8 @@ func TestCallsTwoInstances(t *testing.T) {
 	up := &realtimeauthtest.Upstream{Key: "sk-redis-calls"}
 	upSrv := httptest.NewServer(up)
 	t.Cleanup(upSrv.Close)
-	minter, err := realtimeauth.NewOpenAIMinter("sk-redis-calls", realtimeauth.OpenAIConfig{
-		BaseURL: upSrv.URL + "/v1",
-		Session: json.RawMessage(`{"instructions":"shared"}`),
-	})
+	minter, err := realtimeauth.NewOpenAIMinter("sk-redis-calls", realtimeauth.OpenAIConfig{BaseURL: upSrv.URL + "/v1",
+		Session: json.RawMessage(`{"instructions":"shared"}`)})
 	require.NoError(t, err)
 	clock := realtimeauthtest.NewTimerClock(realtimeauthtest.NewClock(time.Unix(1_800_000_000, 0)))
 	events := &realtimeauthtest.Events{}
@@ -115,11 +113,8 @@ func TestCallsDeadlineOnceAcrossLiveInstances(t *testing.T) {
 		reg, err := redisstore.NewCallRegistry(rdb)
 		require.NoError(t, err)
 		h, err := realtimeauth.New(minter, realtimeauth.WithCallRegistry(reg), realtimeauth.WithLimits(realtimeauth.Limits{
-			MaxCallDuration:   10 * time.Second,
-			MaxCallsPerClient: 100,
-			Sessions:          realtimeauth.Rate{N: 100, Per: time.Minute},
-			Mints:             realtimeauth.Rate{N: 100, Per: time.Minute},
-		}),
+			MaxCallDuration: 10 * time.Second, MaxCallsPerClient: 100,
+			Sessions: realtimeauth.Rate{N: 100, Per: time.Minute}, Mints: realtimeauth.Rate{N: 100, Per: time.Minute}}),
 			realtimeauth.WithClock(clock.Now), realtimeauth.WithTimer(clock.AfterFunc), realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = h.Close() })

@@ -291,10 +291,7 @@ func TestBackoffHonoursRetryAfter(t *testing.T) {
 // A refresh refused as too soon (429 with Retry-After from the real
 // handler) waits as told, then succeeds on the same session.
 func TestRefreshTooSoonWaitsRetryAfter(t *testing.T) {
-	h := newHarness(t, realtimeauth.WithLimits(realtimeauth.Limits{
-		MaxRefreshes:       10,
-		MinRefreshInterval: 45 * time.Second,
-	}))
+	h := newHarness(t, realtimeauth.WithLimits(realtimeauth.Limits{MaxRefreshes: 10, MinRefreshInterval: 45 * time.Second}))
 	rec := newRecorder()
 	c := h.client(rec, 0, tokenclient.WithJitter(0))
 	first, err := c.Token(testCtx(t))

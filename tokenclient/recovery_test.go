@@ -59,10 +59,7 @@ func TestSessionGoneStartsNewSession(t *testing.T) {
 		},
 		{
 			name: "refresh limit", status: http.StatusForbidden, code: string(realtimeauth.CodeRefreshLimitReached),
-			server: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{
-				MaxRefreshes:       1,
-				MinRefreshInterval: -1,
-			})},
+			server: []realtimeauth.Option{realtimeauth.WithLimits(realtimeauth.Limits{MaxRefreshes: 1, MinRefreshInterval: -1})},
 			gone: func(t *testing.T, h *harness, rec *recorder, first tokenclient.TokenData) {
 				h.next() // the one refresh allowed
 				assert.Equal(t, first.SessionID, recv(t, rec.refreshed).SessionID)
