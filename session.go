@@ -74,10 +74,10 @@ type OpenRequest struct {
 type RefreshRequest struct {
 	Now          time.Time
 	ID           string
-	ClientIP     string // must equal the session's ClientIP
-	Subject      string // must equal the session's Subject
-	MaxRefreshes int    // Refreshes must be below it
-	MinInterval  time.Duration
+	ClientIP     string        // must equal the session's ClientIP
+	Subject      string        // must equal the session's Subject
+	MaxRefreshes int           // Refreshes must be below it
+	MinInterval  time.Duration // LastIssuedAt must be at least this old; 0: no minimum
 	Allowances   []Allowance
 }
 
@@ -112,7 +112,8 @@ type SessionStore interface {
 	// has not expired at Now (ErrSessionNotFound), is not revoked
 	// (ErrSessionRevoked), belongs to req.ClientIP and req.Subject
 	// (ErrSessionMismatch), has Refreshes < MaxRefreshes (ErrRefreshLimit),
-	// has LastIssuedAt+MinInterval <= Now (ErrRefreshTooSoon), and the
+	// has LastIssuedAt+MinInterval <= Now unless MinInterval is 0
+	// (ErrRefreshTooSoon), and the
 	// allowances admit (*LimitError). It returns the session as stored
 	// afterwards, or, on ErrRefreshTooSoon, as stored (for the Retry-After).
 	Refresh(ctx context.Context, req RefreshRequest) (Session, error)

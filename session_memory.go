@@ -144,7 +144,7 @@ func (m *memoryStore) Refresh(_ context.Context, req RefreshRequest) (Session, e
 		return Session{}, ErrSessionMismatch
 	case int(e.refreshes) >= req.MaxRefreshes:
 		return Session{}, ErrRefreshLimit
-	case time.Unix(0, e.lastIssued).Add(req.MinInterval).After(req.Now):
+	case req.MinInterval > 0 && time.Unix(0, e.lastIssued).Add(req.MinInterval).After(req.Now):
 		return m.session(slot, req.ID, req.ClientIP), ErrRefreshTooSoon
 	}
 	if err := m.charge(req.Allowances, req.Now); err != nil {

@@ -23,7 +23,7 @@ var storeRefreshCases = []contractCase[*storeRig]{
 			same(t, want, got)
 			same(t, want, r.peek(s, at(1600)))
 		}},
-	{"refresh refusal order", "the checks run in this order, the first failing one refuses: exists and unexpired (ErrSessionNotFound), not revoked (ErrSessionRevoked), same ClientIP and Subject (ErrSessionMismatch), Refreshes < MaxRefreshes (ErrRefreshLimit), LastIssuedAt+MinInterval <= Now (ErrRefreshTooSoon), the allowances (*LimitError)",
+	{"refresh refusal order", "the checks run in this order, the first failing one refuses: exists and unexpired (ErrSessionNotFound), not revoked (ErrSessionRevoked), same ClientIP and Subject (ErrSessionMismatch), Refreshes < MaxRefreshes (ErrRefreshLimit), MinInterval is 0 or LastIssuedAt+MinInterval <= Now (ErrRefreshTooSoon), the allowances (*LimitError)",
 		func(t *testing.T, r *storeRig) {
 			used := realtimeauth.Allowance{Key: "m:used", Limit: 1, Window: time.Minute}
 			spare := realtimeauth.Allowance{Key: "m:spare", Limit: 1, Window: time.Minute}
@@ -74,6 +74,17 @@ var storeRefreshCases = []contractCase[*storeRig]{
 			bad.Now = x.ExpiresAt
 			_, err = r.st.Refresh(bg, bad)
 			assert.ErrorIs(t, err, realtimeauth.ErrSessionNotFound, "expired at ExpiresAt, before revoked")
+		}},
+	{"no minimum interval", "MinInterval 0 means no minimum: a refresh whose Now is earlier than LastIssuedAt (a concurrent refresh on another instance read its clock first) is not too soon",
+		func(t *testing.T, r *storeRig) {
+			s := r.open(0, "alice", at(0))
+			_, err := r.st.Refresh(bg, refresh(s, at(2000)))
+			require.NoError(t, err)
+			q := refresh(s, at(1999))
+			q.MinInterval = 0
+			got, err := r.st.Refresh(bg, q)
+			require.NoError(t, err, "a refresh read its clock 1ms before the last one was stored")
+			assert.Equal(t, 2, got.Refreshes)
 		}},
 	{"refresh limit", "Refreshes must be below MaxRefreshes",
 		func(t *testing.T, r *storeRig) {

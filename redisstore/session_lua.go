@@ -139,7 +139,7 @@ if not live(h, now) then return {'not_found'} end
 if h[8] == '1' then return {'revoked', h} end
 if h[1] ~= ARGV[4] or h[3] ~= ARGV[5] then return {'mismatch', h} end
 if tonumber(h[7]) >= tonumber(ARGV[6]) then return {'limit', h} end
-if before(now, add(T(h[6]), tonumber(ARGV[7]))) then return {'too_soon', h} end
+if tonumber(ARGV[7]) > 0 and before(now, add(T(h[6]), tonumber(ARGV[7]))) then return {'too_soon', h} end
 local list = allowances(3, 8, tonumber(ARGV[8]))
 local pos, wait = refusal(list)
 if pos then return {'rate', h, pos, wait} end
