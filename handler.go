@@ -3,11 +3,12 @@ package realtimeauth
 import (
 	"encoding/hex"
 	"encoding/json"
-	"github.com/rs/cors"
 	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/rs/cors"
 )
 
 // request is one request on its way through the handler.

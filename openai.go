@@ -57,6 +57,9 @@ func NewOpenAIMinter(apiKey string, cfg OpenAIConfig) (Minter, error) {
 		return nil, err
 	}
 	c := cfg
+	if c.HTTPClient != nil && c.WrapTransport != nil {
+		return nil, errorf("OpenAIConfig.WrapTransport wraps the default client's transport: with HTTPClient set, wrap its Transport instead")
+	}
 	u, err := c.resolveEndpoint()
 	if err != nil {
 		return nil, err
@@ -74,7 +77,11 @@ func NewOpenAIMinter(apiKey string, cfg OpenAIConfig) (Minter, error) {
 	origin := redirect.Origin(u)
 	client := c.HTTPClient
 	if client == nil {
-		client = &http.Client{Transport: newUpstreamTransport(), CheckRedirect: redirect.Refuse}
+		var rt http.RoundTripper = newUpstreamTransport()
+		if c.WrapTransport != nil {
+			rt = c.WrapTransport(rt)
+		}
+		client = &http.Client{Transport: rt, CheckRedirect: redirect.Refuse}
 	} else {
 		client = redirect.SameOrigin(client, origin)
 	}

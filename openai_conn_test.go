@@ -2,6 +2,7 @@ package realtimeauth_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -96,3 +97,38 @@ func TestUpstreamTransportDefaults(t *testing.T) {
 	assert.NotNil(t, tr.DialContext)
 	assert.NotNil(t, tr.Proxy)
 }
+
+// TestWrapTransport: WrapTransport is given the minter's own tuned
+// transport, once, and every upstream call goes through what it returns.
+func TestWrapTransport(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"value":"ek_test","expires_at":%d}`, time.Now().Add(time.Minute).Unix())
+	}))
+	defer upstream.Close()
+	var wrapped int
+	var calls atomic.Int32
+	m, err := realtimeauth.NewOpenAIMinter(fakeKey, realtimeauth.OpenAIConfig{
+		BaseURL: upstream.URL + "/v1",
+		WrapTransport: func(rt http.RoundTripper) http.RoundTripper {
+			wrapped++
+			tr, ok := rt.(*http.Transport)
+			require.True(t, ok, "the minter's own transport")
+			assert.Equal(t, realtimeauth.NewUpstreamTransport().ResponseHeaderTimeout, tr.ResponseHeaderTimeout)
+			return roundTripper(func(r *http.Request) (*http.Response, error) {
+				calls.Add(1)
+				return rt.RoundTrip(r)
+			})
+		},
+	})
+	require.NoError(t, err)
+	for range 3 {
+		_, err := m.Mint(context.Background(), realtimeauth.MintRequest{SessionID: "s", TTL: time.Minute})
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 1, wrapped, "wrapped once")
+	assert.EqualValues(t, 3, calls.Load(), "every call through the wrapper")
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -37,6 +37,11 @@ type OpenAIConfig struct {
 	// and target host), never retried. The default client refuses every
 	// redirect: OpenAI's API does not redirect.
 	HTTPClient *http.Client
+	// WrapTransport, when set and HTTPClient is not, wraps the default
+	// client's transport (its pool and bounded times kept), to observe
+	// the upstream calls: metrics.Collector.Transport, a tracer. It is
+	// called once, by NewOpenAIMinter.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Model is the realtime model. Default "gpt-realtime". With
 	// AzureResource it is the deployment name, and has no default.
 	Model string

@@ -277,6 +277,7 @@ func TestOpenAIConfigErrors(t *testing.T) {
 		{"template not JSON", fakeKey, cfg{Session: json.RawMessage(`{`)}, "OpenAIConfig.Session"},
 		{"template sets model", fakeKey, cfg{Session: json.RawMessage(`{"model":"x"}`)}, "OpenAIConfig.Session"},
 		{"template sets type", fakeKey, cfg{Session: json.RawMessage(`{"type":"x"}`)}, "OpenAIConfig.Session"},
+		{"client and wrapper", fakeKey, cfg{HTTPClient: http.DefaultClient, WrapTransport: func(rt http.RoundTripper) http.RoundTripper { return rt }}, "OpenAIConfig.WrapTransport"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,7 +6,7 @@
 //
 //	c := metrics.New()
 //	minter, err := realtimeauth.NewOpenAIMinter(key, realtimeauth.OpenAIConfig{
-//		HTTPClient: &http.Client{Transport: c.Transport(http.DefaultTransport.(*http.Transport).Clone())},
+//		WrapTransport: c.Transport,
 //	})
 //	h, err := realtimeauth.New(minter, realtimeauth.WithEventHook(c.Event))
 //	c.Watch(h)

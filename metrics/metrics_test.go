@@ -250,9 +250,9 @@ func TestTransportCountsRetries(t *testing.T) {
 	defer upstream.Close()
 	c := metrics.New()
 	m, err := realtimeauth.NewOpenAIMinter("sk-test", realtimeauth.OpenAIConfig{
-		BaseURL:    upstream.URL + "/v1",
-		HTTPClient: &http.Client{Transport: c.Transport(nil)},
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		BaseURL:       upstream.URL + "/v1",
+		WrapTransport: c.Transport, // on the minter's own transport
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	require.NoError(t, err)
 	h, err := realtimeauth.New(m, realtimeauth.WithEventHook(c.Event),

@@ -134,10 +134,7 @@ func newMinter(cfg config, logger *slog.Logger, collector *metrics.Collector) (r
 	}
 	mcfg := realtimeauth.OpenAIConfig{BaseURL: cfg.BaseURL, Model: cfg.Model, Logger: logger}
 	if collector != nil {
-		mcfg.HTTPClient = &http.Client{
-			Transport:     collector.Transport(http.DefaultTransport.(*http.Transport).Clone()),
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+		mcfg.WrapTransport = collector.Transport
 	}
 	m, err := realtimeauth.NewOpenAIMinter(cfg.APIKey, mcfg)
 	if err != nil {
