@@ -36,8 +36,8 @@ type request struct {
 	latency    time.Duration   // how long the Minter's Mint or Call took (Event.Latency)
 }
 
-// ServeHTTP routes the request to the token, refresh, health or script
-// endpoint. Every answer carries the request's ID in X-Request-Id.
+// ServeHTTP routes the request to one of the endpoints the package doc
+// lists. Every answer carries the request's ID in X-Request-Id.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	k := &request{w: w, r: r, client: h.ips.client(r)}
 	k.id = requestID(r, k.client.proxied)

@@ -108,8 +108,9 @@ const (
 	modeDemo     = "demo"
 )
 
-// Handler serves the token, refresh, health and script endpoints. It is
-// safe for concurrent use and immutable after New.
+// Handler serves the endpoints the package doc lists: token, refresh,
+// health, compatibility, the call relay and the client script. It is safe
+// for concurrent use and immutable after New.
 type Handler struct {
 	cfg      config
 	minter   Minter

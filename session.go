@@ -14,7 +14,7 @@ type Session struct {
 	// must come from it.
 	ClientIP string
 	// Client is the client key the session is counted against: the IPv4
-	// address, or the IPv6 /64 (see Handler.ClientKey).
+	// address, or the IPv6 /64 (see Limits).
 	Client string
 	// Subject is the authenticated user (WithAuthenticator), or "".
 	Subject string
@@ -33,8 +33,8 @@ type Session struct {
 // Allowance is one per-window limit that an admission is charged against:
 // at most Limit admissions per Window for Key, by the rule NewMemoryLimiter
 // documents. Keys are built by the handler with a prefix naming the kind
-// ("n:" new sessions per client, "m:" mints per client, "p:" mints per IPv6
-// /48, "s:" mints per subject), so they never collide.
+// ("n:" new sessions and "m:" mints per client, "np:" new sessions and "mp:"
+// mints per IPv6 /48, "s:" mints per subject), so they never collide.
 type Allowance struct {
 	Key    string
 	Limit  int
