@@ -58,8 +58,9 @@ type abuseEntry struct {
 // lapsed keys, then forgets an arbitrary one). The guard reads the time it
 // is given and never returns an error.
 //
-// strikes must be at least 1 and window and blockFor positive; it panics
-// otherwise, as the handler validates them first (use WithAbuseGuard there).
+// strikes must be in 1..1,000,000 and window and blockFor positive; it
+// panics otherwise, as they are the program's constants, not input (to
+// turn blocking off, pass nil to WithAbuseGuard).
 func NewMemoryAbuseGuard(strikes int, window, blockFor time.Duration) AbuseGuard {
 	return newMemoryAbuseGuard(strikes, window, blockFor, memoryMaxKeys)
 }
@@ -85,10 +86,10 @@ func newMemoryAbuseGuard(strikes int, window, blockFor time.Duration, maxKeys in
 
 func checkAbuse(strikes int, window, blockFor time.Duration) error {
 	if strikes < 1 || strikes > 1_000_000 {
-		return fmt.Errorf("realtimeauth: WithAbuseGuard: strikes %d is outside 1..1000000 (0 turns the guard off)", strikes)
+		return fmt.Errorf("realtimeauth: NewMemoryAbuseGuard: strikes %d is outside 1..1000000", strikes)
 	}
 	if window <= 0 || blockFor <= 0 {
-		return fmt.Errorf("realtimeauth: WithAbuseGuard: window %v and blockFor %v must be positive", window, blockFor)
+		return fmt.Errorf("realtimeauth: NewMemoryAbuseGuard: window %v and blockFor %v must be positive", window, blockFor)
 	}
 	return nil
 }

@@ -150,9 +150,17 @@ func TestMemoryAbuseGuard(t *testing.T) {
 	left, _ = g.Blocked(ctx, "other", t0)
 	assert.Zero(t, left)
 
-	assert.Panics(t, func() { realtimeauth.NewMemoryAbuseGuard(0, time.Minute, time.Minute) })
-	assert.Panics(t, func() { realtimeauth.NewMemoryAbuseGuard(1, 0, time.Minute) })
-	assert.Panics(t, func() { realtimeauth.NewMemoryAbuseGuard(1, time.Minute, 0) })
+	// The panic names the constructor: WithAbuseGuard takes a built guard,
+	// and 0 strikes is no way to turn it off (WithAbuseGuard(nil) is).
+	for _, f := range []func(){
+		func() { realtimeauth.NewMemoryAbuseGuard(0, time.Minute, time.Minute) },
+		func() { realtimeauth.NewMemoryAbuseGuard(1_000_001, time.Minute, time.Minute) },
+		func() { realtimeauth.NewMemoryAbuseGuard(1, 0, time.Minute) },
+		func() { realtimeauth.NewMemoryAbuseGuard(1, time.Minute, 0) },
+	} {
+		assert.Contains(t, panicMessage(f), "realtimeauth: NewMemoryAbuseGuard: ")
+		assert.NotContains(t, panicMessage(f), "turns the guard off")
+	}
 }
 
 func TestMemoryAbuseGuardSweepAndCap(t *testing.T) {
@@ -193,4 +201,15 @@ func TestAbuseGuardFailure(t *testing.T) {
 	r := newRig(t, realtimeauth.WithAbuseGuard(failingGuard{}))
 	assertError(t, serveReq(r.h, req{path: tokenURL}), 503, "store_unavailable", 0)
 	assert.Equal(t, 0, r.mint.Calls())
+}
+
+// panicMessage returns the message of the error f panics with, or "".
+func panicMessage(f func()) (msg string) {
+	defer func() {
+		if err, ok := recover().(error); ok {
+			msg = err.Error()
+		}
+	}()
+	f()
+	return ""
 }
