@@ -6,8 +6,8 @@
 //
 // It also holds the conformance suites, one per interface, that every
 // implementation runs (the in-memory ones and redisstore's alike):
-// TestSessionStore, TestLimiter and TestAbuseGuard. A new backend passes
-// them from its own test:
+// TestSessionStore, TestLimiter, TestAbuseGuard and TestCallRegistry (for
+// a calls.Registry). A new backend passes them from its own test:
 //
 //	func TestConformance(t *testing.T) {
 //		realtimeauthtest.TestSessionStore(t, func(t *testing.T) realtimeauth.SessionStore {

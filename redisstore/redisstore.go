@@ -57,9 +57,12 @@
 //
 // Redis must not evict these keys: an evicted block lets a blocked client
 // back in, an evicted session cuts a user off, an evicted allowance forgets
-// a count. Every constructor reads maxmemory-policy and refuses any policy
-// but noeviction (WithoutPolicyCheck skips the check, for managed Redis that
-// hides CONFIG). The README sizes maxmemory for the caps.
+// a count, an evicted call frees its caps early. NewSessionStore, NewLimiter
+// and NewAbuseGuard read maxmemory-policy and refuse any policy but
+// noeviction (WithoutPolicyCheck skips the check, for managed Redis that
+// hides CONFIG); NewCallRegistry takes no context and makes no request, so
+// it checks nothing: create it beside a store on the same Redis, whose
+// check covers it. The README sizes maxmemory for the caps.
 //
 // # Failures
 //
@@ -94,7 +97,8 @@ const DefaultPrefix = "realtimeauth"
 // otherwise.
 const DefaultBuckets = 256
 
-// Option configures a SessionStore, Limiter or AbuseGuard.
+// Option configures a SessionStore, Limiter, AbuseGuard or CallRegistry
+// (which reads only WithPrefix).
 type Option func(*config)
 
 type config struct {
