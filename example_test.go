@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"time"
 
@@ -114,4 +115,51 @@ func ExampleNewMemoryLimiter() {
 	// true 0s
 	// false 50s
 	// true 0s
+}
+
+// ExampleWithLimits sets a few limits, the others keeping their defaults.
+// Repeated WithLimits merge; New names every field at fault.
+func ExampleWithLimits() {
+	minter := &realtimeauthtest.Minter{}
+	h, err := realtimeauth.New(minter,
+		realtimeauth.WithLimits(realtimeauth.Limits{
+			Sessions: realtimeauth.Rate{N: 5, Per: time.Minute},
+			TokenTTL: 2 * time.Minute,
+		}),
+		realtimeauth.WithLimits(realtimeauth.Limits{MaxRefreshes: 30}), // Sessions and TokenTTL stay
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	h.Close()
+
+	_, err = realtimeauth.New(minter, realtimeauth.WithLimits(realtimeauth.Limits{
+		Mints:                 realtimeauth.Rate{N: 60}, // no Per
+		MaxSessionsPerSubject: 3,                        // no WithAuthenticator
+	}))
+	fmt.Println(err)
+	// Output:
+	// realtimeauth: Limits.Mints: window 0s must be positive and a multiple of 4ns
+	// realtimeauth: Limits.MaxSessionsPerSubject needs WithAuthenticator: without it there is no subject
+}
+
+// ExampleNewOpenAIMinter configures the minter for an Azure OpenAI
+// deployment with a session template; every field left zero keeps its
+// default. It is compiled, not run (it needs a key).
+func ExampleNewOpenAIMinter() {
+	minter, err := realtimeauth.NewOpenAIMinter(os.Getenv("AZURE_OPENAI_API_KEY"), realtimeauth.OpenAIConfig{
+		AzureResource: "my-resource",
+		Model:         "my-realtime-deployment", // the deployment name: no default with Azure
+		Session:       json.RawMessage(`{"instructions":"You are a helpful assistant."}`),
+		MaxRetries:    -1, // no retries
+	})
+	if err != nil {
+		log.Fatal(err) // names the field at fault, never the key
+	}
+	h, err := realtimeauth.New(minter, realtimeauth.WithAllowedOrigins("https://app.example.com"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+	http.Handle("/api/voice-agent/", h)
 }
