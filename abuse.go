@@ -56,20 +56,24 @@ type abuseEntry struct {
 // sweeps at most once per window), and tracked keys are capped at 1,000,000
 // (held per shard, as NewMemoryLimiter's cap is: a full shard drops its
 // lapsed keys, then forgets an arbitrary one). The guard reads the time it
-// is given and never returns an error.
+// is given and its methods never return an error.
 //
-// strikes must be in 1..1,000,000 and window and blockFor positive; it
-// panics otherwise, as they are the program's constants, not input (to
-// turn blocking off, pass nil to WithAbuseGuard).
-func NewMemoryAbuseGuard(strikes int, window, blockFor time.Duration) AbuseGuard {
-	return newMemoryAbuseGuard(strikes, window, blockFor, memoryMaxKeys)
+// strikes must be in 1..1,000,000 and window and blockFor positive, or it
+// returns an error naming the bad argument. To turn blocking off, pass nil
+// to WithAbuseGuard.
+func NewMemoryAbuseGuard(strikes int, window, blockFor time.Duration) (AbuseGuard, error) {
+	g, err := newMemoryAbuseGuard(strikes, window, blockFor, memoryMaxKeys)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return g, nil
 }
 
 // newMemoryAbuseGuard is NewMemoryAbuseGuard with a cap of about maxKeys
 // tracked keys (at least one per shard).
-func newMemoryAbuseGuard(strikes int, window, blockFor time.Duration, maxKeys int) *memoryAbuseGuard {
+func newMemoryAbuseGuard(strikes int, window, blockFor time.Duration, maxKeys int) (*memoryAbuseGuard, error) {
 	if err := checkAbuse(strikes, window, blockFor); err != nil {
-		panic(err)
+		return nil, err
 	}
 	g := &memoryAbuseGuard{
 		strikes:     strikes,
@@ -81,7 +85,7 @@ func newMemoryAbuseGuard(strikes int, window, blockFor time.Duration, maxKeys in
 	for i := range g.shards {
 		g.shards[i].m = make(map[string]abuseEntry)
 	}
-	return g
+	return g, nil
 }
 
 func checkAbuse(strikes int, window, blockFor time.Duration) error {

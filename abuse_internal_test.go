@@ -32,7 +32,8 @@ func TestAbuseGuardFullShardDropsLapsedFirst(t *testing.T) {
 	const window = 10 * time.Minute
 	t0 := time.Unix(1_800_000_000, 0)
 	for range 20 {
-		g := newMemoryAbuseGuard(3, window, time.Hour, 2*abuseShards)
+		g, err := newMemoryAbuseGuard(3, window, time.Hour, 2*abuseShards)
+		require.NoError(t, err)
 		require.Equal(t, 2, g.maxPerShard)
 		k := sameShardKeys(t, g, 3)
 		live, lapsing, newcomer := k[0], k[1], k[2]

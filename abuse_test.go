@@ -38,7 +38,7 @@ func jsonBodyOrEmpty(b []byte) map[string]any {
 // health, and ends after blockFor.
 func TestBlockLifecycle(t *testing.T) {
 	ev := &events{}
-	r := newRig(t, realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(3, 10*time.Minute, 15*time.Minute)), realtimeauth.WithEventHook(ev.Hook))
+	r := newRig(t, realtimeauth.WithAbuseGuard(mustGuard(3, 10*time.Minute, 15*time.Minute)), realtimeauth.WithEventHook(ev.Hook))
 	id := issueToken(t, r.h, striker)["sessionId"].(string)
 	bad := req{path: refrURL, remote: striker, body: refreshBody("not-a-session-id")}
 
@@ -77,7 +77,7 @@ func TestBlockLifecycle(t *testing.T) {
 // upstream call.
 func TestBlockedReachesNothing(t *testing.T) {
 	store := &countingStore{SessionStore: realtimeauth.NewMemoryStore()}
-	r := newRig(t, realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(1, time.Minute, time.Hour)),
+	r := newRig(t, realtimeauth.WithAbuseGuard(mustGuard(1, time.Minute, time.Hour)),
 		realtimeauth.WithSessionStore(store))
 	id := issueToken(t, r.h, defaultRemote)["sessionId"].(string)
 	serveReq(r.h, req{path: tokenURL, remote: striker, body: `{`})
@@ -95,7 +95,7 @@ func TestBlockedReachesNothing(t *testing.T) {
 func TestOneBlockEventUnderConcurrency(t *testing.T) {
 	ev := &events{}
 	logs := &syncBuffer{}
-	r := newRig(t, realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(5, time.Minute, time.Minute)),
+	r := newRig(t, realtimeauth.WithAbuseGuard(mustGuard(5, time.Minute, time.Minute)),
 		realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithLogger(newTextLogger(logs)))
 	for round := 1; round <= 2; round++ {
 		var wg sync.WaitGroup
@@ -119,7 +119,7 @@ func TestAbuseGuardOff(t *testing.T) {
 
 // TestAbuseGuardIPv6: a /64 is one client for blocking too.
 func TestAbuseGuardIPv6(t *testing.T) {
-	r := newRig(t, realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(2, time.Minute, time.Minute)))
+	r := newRig(t, realtimeauth.WithAbuseGuard(mustGuard(2, time.Minute, time.Minute)))
 	serveReq(r.h, req{path: refrURL, remote: "[2001:db8::1]:1", body: `{}`})
 	serveReq(r.h, req{path: refrURL, remote: "[2001:db8::2]:1", body: `{}`})
 	assertError(t, serveReq(r.h, req{path: tokenURL, remote: "[2001:db8::3]:1"}), 403, "blocked", 60)
@@ -128,7 +128,7 @@ func TestAbuseGuardIPv6(t *testing.T) {
 
 func TestMemoryAbuseGuard(t *testing.T) {
 	ctx := context.Background()
-	g := realtimeauth.NewMemoryAbuseGuard(3, time.Minute, 5*time.Minute)
+	g := mustGuard(3, time.Minute, 5*time.Minute)
 	for i := range 2 {
 		d, started, err := g.Strike(ctx, "k", t0.Add(time.Duration(i)*time.Second))
 		require.NoError(t, err)
@@ -150,22 +150,29 @@ func TestMemoryAbuseGuard(t *testing.T) {
 	left, _ = g.Blocked(ctx, "other", t0)
 	assert.Zero(t, left)
 
-	// The panic names the constructor: WithAbuseGuard takes a built guard,
-	// and 0 strikes is no way to turn it off (WithAbuseGuard(nil) is).
-	for _, f := range []func(){
-		func() { realtimeauth.NewMemoryAbuseGuard(0, time.Minute, time.Minute) },
-		func() { realtimeauth.NewMemoryAbuseGuard(1_000_001, time.Minute, time.Minute) },
-		func() { realtimeauth.NewMemoryAbuseGuard(1, 0, time.Minute) },
-		func() { realtimeauth.NewMemoryAbuseGuard(1, time.Minute, 0) },
+	// Bad arguments are an error naming the constructor and the argument
+	// (WithAbuseGuard takes a built guard, and 0 strikes is no way to turn
+	// it off: WithAbuseGuard(nil) is), and no guard.
+	for _, tc := range []struct {
+		strikes          int
+		window, blockFor time.Duration
+		want             string
+	}{
+		{0, time.Minute, time.Minute, "strikes 0 is outside 1..1000000"},
+		{1_000_001, time.Minute, time.Minute, "strikes 1000001 is outside"},
+		{1, 0, time.Minute, "window 0s and blockFor 1m0s must be positive"},
+		{1, time.Minute, -time.Second, "window 1m0s and blockFor -1s must be positive"},
 	} {
-		assert.Contains(t, panicMessage(f), "realtimeauth: NewMemoryAbuseGuard: ")
-		assert.NotContains(t, panicMessage(f), "turns the guard off")
+		g, err := realtimeauth.NewMemoryAbuseGuard(tc.strikes, tc.window, tc.blockFor)
+		require.Error(t, err)
+		assert.Nil(t, g, "no guard, not a typed nil")
+		assert.Contains(t, err.Error(), "realtimeauth: NewMemoryAbuseGuard: "+tc.want)
 	}
 }
 
 func TestMemoryAbuseGuardSweepAndCap(t *testing.T) {
 	ctx := context.Background()
-	g := realtimeauth.NewMemoryAbuseGuard(10, time.Minute, time.Minute)
+	g := mustGuard(10, time.Minute, time.Minute)
 	for i := range 1000 {
 		_, _, err := g.Strike(ctx, fmt.Sprintf("old-%d", i), t0)
 		require.NoError(t, err)
@@ -201,15 +208,4 @@ func TestAbuseGuardFailure(t *testing.T) {
 	r := newRig(t, realtimeauth.WithAbuseGuard(failingGuard{}))
 	assertError(t, serveReq(r.h, req{path: tokenURL}), 503, "store_unavailable", 0)
 	assert.Equal(t, 0, r.mint.Calls())
-}
-
-// panicMessage returns the message of the error f panics with, or "".
-func panicMessage(f func()) (msg string) {
-	defer func() {
-		if err, ok := recover().(error); ok {
-			msg = err.Error()
-		}
-	}()
-	f()
-	return ""
 }

@@ -390,7 +390,7 @@ func BenchmarkHandler(b *testing.B) {
 		}
 	})
 	b.Run("403-blocked", func(b *testing.B) {
-		h := benchHandler(b, realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(1, time.Hour, time.Hour)))
+		h := benchHandler(b, realtimeauth.WithAbuseGuard(mustGuard(1, time.Hour, time.Hour)))
 		bad, _ := postRequest("/api/voice-agent/token", "{")
 		serveBench(b, h, bad, http.StatusBadRequest) // the strike that blocks
 		r, rb := postRequest("/api/voice-agent/token", "")

@@ -196,7 +196,7 @@ func TestClientScriptCORS(t *testing.T) {
 	}
 
 	// Refused script loads are no strikes: a strict guard still serves.
-	strict := newScriptHandler(t, realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(1, time.Minute, time.Minute)))
+	strict := newScriptHandler(t, realtimeauth.WithAbuseGuard(mustGuard(1, time.Minute, time.Minute)))
 	for range 3 {
 		w = serve(strict, http.MethodGet, "/api/voice-agent/client.js", map[string]string{"Origin": "https://evil.example"})
 		assert.Equal(t, http.StatusForbidden, w.Code)
@@ -214,7 +214,7 @@ func TestClientScriptCredentials(t *testing.T) {
 }
 
 func TestClientScriptBlockedClient(t *testing.T) {
-	h := newScriptHandler(t, realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(1, time.Minute, time.Minute)))
+	h := newScriptHandler(t, realtimeauth.WithAbuseGuard(mustGuard(1, time.Minute, time.Minute)))
 	// One malformed token request earns the strike that blocks.
 	r := httptest.NewRequest(http.MethodPost, "/api/voice-agent/token", strings.NewReader("{"))
 	r.Header.Set("Content-Type", "application/json")

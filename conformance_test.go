@@ -29,6 +29,6 @@ func TestMemoryLimiterConformance(t *testing.T) {
 
 func TestMemoryAbuseGuardConformance(t *testing.T) {
 	realtimeauthtest.TestAbuseGuard(t, func(_ *testing.T, strikes int, window, blockFor time.Duration) realtimeauth.AbuseGuard {
-		return realtimeauth.NewMemoryAbuseGuard(strikes, window, blockFor)
+		return mustGuard(strikes, window, blockFor)
 	})
 }

@@ -75,7 +75,7 @@ func TestNoSecretInLogsOrEvents(t *testing.T) {
 		realtimeauth.WithAuthenticator(bearerAuth),
 		realtimeauth.WithLimits(realtimeauth.Limits{Sessions: realtimeauth.Rate{N: 5, Per: time.Minute}, MaxSessionsPerSubject: 3,
 			MaxRefreshes: 2, MinRefreshInterval: -1, UpstreamTimeout: 200 * time.Millisecond}),
-		realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(4, time.Minute, time.Minute)),
+		realtimeauth.WithAbuseGuard(mustGuard(4, time.Minute, time.Minute)),
 	)
 	require.NoError(t, err)
 

@@ -62,8 +62,13 @@ func NewMemoryLimiterCap(limit int, window time.Duration, maxKeys int) (Limiter,
 
 // NewMemoryAbuseGuardCap is NewMemoryAbuseGuard with a cap of about
 // maxKeys tracked keys instead of 1,000,000.
+// It panics on bad arguments: the tests give it constants.
 func NewMemoryAbuseGuardCap(strikes int, window, blockFor time.Duration, maxKeys int) AbuseGuard {
-	return newMemoryAbuseGuard(strikes, window, blockFor, maxKeys)
+	g, err := newMemoryAbuseGuard(strikes, window, blockFor, maxKeys)
+	if err != nil {
+		panic(err)
+	}
+	return g
 }
 
 // ClientIP returns the address h attributes r to, following

@@ -287,7 +287,7 @@ func TestHealthStoreNearlyFull(t *testing.T) {
 // preflight with 403, neither a strike nor an event.
 func TestReadEndpointsCORS(t *testing.T) {
 	ev := &events{}
-	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(1, time.Minute, time.Minute)))
+	r := newRig(t, realtimeauth.WithEventHook(ev.Hook), realtimeauth.WithAbuseGuard(mustGuard(1, time.Minute, time.Minute)))
 	for _, path := range []string{healthU, base + "/compatibility"} {
 		t.Run(path, func(t *testing.T) {
 			w := serveReq(r.h, req{method: http.MethodGet, path: path, headers: map[string]string{"Origin": origin}})

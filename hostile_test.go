@@ -44,7 +44,7 @@ func newHostileRig(t *testing.T) *hostileRig {
 		realtimeauth.WithTrustedProxies("127.0.0.1"),
 		// Malformed requests earn strikes by design; a high threshold keeps
 		// the table's rows from blocking each other.
-		realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(1000, time.Minute, time.Minute)),
+		realtimeauth.WithAbuseGuard(mustGuard(1000, time.Minute, time.Minute)),
 		realtimeauth.WithLogger(silentLogger()),
 	)
 	require.NoError(t, err)

@@ -198,7 +198,7 @@ func TestMemoryIdleKeysAreSwept(t *testing.T) {
 	clock := realtimeauthtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	ctx := context.Background()
 	lim := mustLimiter(10, time.Minute)
-	guard := realtimeauth.NewMemoryAbuseGuard(10, time.Minute, time.Minute)
+	guard := mustGuard(10, time.Minute, time.Minute)
 	buf := make([]byte, 0, 16)
 	for i := range 50_000 {
 		k := clientKey(buf, i)
@@ -252,6 +252,15 @@ func mustLimiter(limit int, window time.Duration) realtimeauth.Limiter {
 // panics.
 func mustLimiterCap(limit int, window time.Duration, maxKeys int) realtimeauth.Limiter {
 	return limiterOrPanic(realtimeauth.NewMemoryLimiterCap(limit, window, maxKeys))
+}
+
+// mustGuard returns NewMemoryAbuseGuard's AbuseGuard or panics.
+func mustGuard(strikes int, window, blockFor time.Duration) realtimeauth.AbuseGuard {
+	g, err := realtimeauth.NewMemoryAbuseGuard(strikes, window, blockFor)
+	if err != nil {
+		panic(err)
+	}
+	return g
 }
 
 func limiterOrPanic(l realtimeauth.Limiter, err error) realtimeauth.Limiter {

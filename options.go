@@ -167,7 +167,7 @@ func (c *config) resolve() error {
 		c.store = NewMemoryStore()
 	}
 	if !c.abuseSet {
-		c.abuseGuard = NewMemoryAbuseGuard(10, 10*time.Minute, 15*time.Minute)
+		c.abuseGuard, _ = newMemoryAbuseGuard(10, 10*time.Minute, 15*time.Minute, memoryMaxKeys) // valid constants
 	}
 	c.resolveLimits(bad)
 	c.resolveRequests(bad)

@@ -79,7 +79,8 @@ func exampleOptions() []realtimeauth.Option {
 			UpstreamTimeout:    10 * time.Second,
 		}),
 		realtimeauth.WithTrustedProxies(),
-		realtimeauth.WithAbuseGuard(realtimeauth.NewMemoryAbuseGuard(10, 10*time.Minute, 15*time.Minute)),
+		// and the default abuse guard, 10 strikes in 10 minutes block for
+		// 15, as the example server's
 	}
 }
 

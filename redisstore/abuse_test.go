@@ -21,7 +21,8 @@ func TestAbuseGuardMatchesMemoryAbuseGuard(t *testing.T) { eachTopology(t, testA
 
 func testAbuseGuardMatches(t *testing.T, rdb redis.UniversalClient) {
 	const strikes, window, blockFor = 3, 10 * time.Second, 30 * time.Second
-	mem := realtimeauth.NewMemoryAbuseGuard(strikes, window, blockFor)
+	mem, err := realtimeauth.NewMemoryAbuseGuard(strikes, window, blockFor)
+	require.NoError(t, err)
 	rg, err := redisstore.NewAbuseGuard(context.Background(), rdb, strikes, window, blockFor)
 	require.NoError(t, err)
 	ctx := context.Background()

@@ -312,7 +312,7 @@ func (c config) listenOrigins(host, port string) []string {
 func badRune(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
 
 // handlerOptions turns the configuration into realtimeauth options.
-func (c config) handlerOptions() []realtimeauth.Option {
+func (c config) handlerOptions() ([]realtimeauth.Option, error) {
 	minInterval := c.RefreshMinInterval
 	if minInterval == 0 {
 		minInterval = -1 // 0s in the environment: no minimum, as Limits says it
@@ -334,12 +334,15 @@ func (c config) handlerOptions() []realtimeauth.Option {
 	if c.Redis == nil { // with Redis, the abuse guard is the Redis one
 		var guard realtimeauth.AbuseGuard // nil: blocking off
 		if c.BlockThreshold > 0 {
-			guard = realtimeauth.NewMemoryAbuseGuard(c.BlockThreshold, c.BlockWindow, c.BlockDuration)
+			var err error
+			if guard, err = realtimeauth.NewMemoryAbuseGuard(c.BlockThreshold, c.BlockWindow, c.BlockDuration); err != nil {
+				return nil, err
+			}
 		}
 		opts = append(opts, realtimeauth.WithAbuseGuard(guard))
 	}
 	if c.UpstreamRate > 0 {
 		opts = append(opts, realtimeauth.WithLimits(realtimeauth.Limits{UpstreamRate: c.UpstreamRate, UpstreamBurst: c.UpstreamBurst}))
 	}
-	return opts
+	return opts, nil
 }

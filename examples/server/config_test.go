@@ -36,7 +36,9 @@ func TestConfigDefaults(t *testing.T) {
 		Calls:              callSettings{MaxPerClient: 2, Sideband: true},
 	}, c)
 	assert.True(t, c.DevMode())
-	_, err = realtimeauth.New(realtimeauth.NewDevMinter(nil), c.handlerOptions()...)
+	opts, err := c.handlerOptions()
+	require.NoError(t, err)
+	_, err = realtimeauth.New(realtimeauth.NewDevMinter(nil), opts...)
 	assert.NoError(t, err, "the defaults make a valid handler")
 }
 
@@ -98,7 +100,8 @@ func TestConfigVariables(t *testing.T) {
 			c, err := loadConfig(envMap(map[string]string{tc.name: tc.good}))
 			require.NoError(t, err)
 			tc.check(t, c)
-			opts := c.handlerOptions()
+			opts, err := c.handlerOptions()
+			require.NoError(t, err)
 			_, err = realtimeauth.New(realtimeauth.NewDevMinter(nil), opts...)
 			assert.NoError(t, err, "a good value makes a valid handler")
 			for _, bad := range tc.bad {

@@ -148,7 +148,11 @@ func newMinter(cfg config, logger *slog.Logger, collector *metrics.Collector) (r
 // that closes it, then the Redis client, then the sideband watcher.
 func newHandler(ctx context.Context, cfg config, logger *slog.Logger, collector *metrics.Collector,
 	minter realtimeauth.Minter) (*realtimeauth.Handler, func(), error) {
-	opts := append(cfg.handlerOptions(), realtimeauth.WithLogger(logger))
+	opts, err := cfg.handlerOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts = append(opts, realtimeauth.WithLogger(logger))
 	if collector != nil {
 		opts = append(opts, realtimeauth.WithEventHook(collector.Event))
 	}

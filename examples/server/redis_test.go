@@ -20,7 +20,9 @@ func TestRedisURLUnset(t *testing.T) {
 	cfg, err := loadConfig(env(nil))
 	require.NoError(t, err)
 	assert.Nil(t, cfg.Redis, "state stays in memory")
-	_, err = realtimeauth.New(realtimeauth.NewDevMinter(nil), cfg.handlerOptions()...)
+	opts, err := cfg.handlerOptions()
+	require.NoError(t, err)
+	_, err = realtimeauth.New(realtimeauth.NewDevMinter(nil), opts...)
 	assert.NoError(t, err)
 }
 
@@ -37,7 +39,9 @@ func TestRedisURL(t *testing.T) {
 	assert.Equal(t, time.Second, cfg.Redis.ReadTimeout)
 
 	// The handler options build a handler (the store comes from Redis).
-	_, err = realtimeauth.New(realtimeauth.NewDevMinter(nil), cfg.handlerOptions()...)
+	opts, err := cfg.handlerOptions()
+	require.NoError(t, err)
+	_, err = realtimeauth.New(realtimeauth.NewDevMinter(nil), opts...)
 	assert.NoError(t, err)
 
 	tls, err := loadConfig(env(map[string]string{"REDIS_URL": "rediss://redis.example.com:6379?read_timeout=5s"}))
