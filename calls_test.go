@@ -494,6 +494,7 @@ func TestCallHealth(t *testing.T) {
 	r.clock.Advance(time.Second) // past the health snapshot's age
 	assert.Equal(t, 2.0, health())
 	assert.Equal(t, 2, r.h.Stats().ActiveCalls)
+	assert.Equal(t, int64(2), r.h.Stats().TotalRequests, "a relayed call is a request of Stats (and of health)")
 
 	broken := newCallRig(t, realtimeauth.WithCallRegistry(failingRegistry{}))
 	w := serveReq(broken.h, req{method: http.MethodGet, path: healthU})

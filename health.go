@@ -39,7 +39,8 @@ type Stats struct {
 	RateLimit       ServiceHealth
 	SessionTracking ServiceHealth
 
-	// TotalRequests counts token and refresh requests since New.
+	// TotalRequests counts token, refresh and call requests (POST and
+	// DELETE of a relayed call) since New.
 	TotalRequests int64
 	// ActiveSessions is the session store's count of live sessions, or -1
 	// when the store could not count them (it is down): never a 0 that
@@ -57,7 +58,7 @@ type Stats struct {
 	ActiveCalls int
 	// TotalRefreshes counts successful refreshes since New.
 	TotalRefreshes int64
-	// ErrorRate is the share of token and refresh requests answered with a
+	// ErrorRate is the share of token, refresh and call requests answered with a
 	// 5xx over the window (0 with no requests).
 	ErrorRate float64
 	// AverageResponseTime is their mean handling time over the window.
