@@ -80,8 +80,9 @@ func WithAllowCredentials(allow bool) Option {
 	return func(c *config) { c.allowCredentials = allow }
 }
 
-// WithCORSHeaders sets the request headers a cross-origin caller may send.
-// Default: Content-Type and Authorization.
+// WithCORSHeaders sets the request headers a cross-origin caller may send,
+// replacing the default list: Content-Type and Authorization. Called with
+// none, it keeps the default (a browser's JSON POST needs Content-Type).
 func WithCORSHeaders(headers ...string) Option {
 	return func(c *config) { c.corsHeaders = append([]string(nil), headers...) }
 }
