@@ -47,9 +47,12 @@ type CallRegistry struct {
 
 var _ calls.Registry = (*CallRegistry)(nil)
 
-// NewCallRegistry returns a CallRegistry. Option: WithPrefix.
-func NewCallRegistry(client redis.UniversalClient, opts ...Option) (*CallRegistry, error) {
-	c, err := parseConfig(client, opts)
+// NewCallRegistry returns a CallRegistry. It checks maxmemory-policy (see
+// WithoutPolicyCheck), as the other constructors do: an evicted call would
+// free its caps early and lose its hang-up deadline. Options: WithPrefix,
+// WithoutPolicyCheck.
+func NewCallRegistry(ctx context.Context, client redis.UniversalClient, opts ...Option) (*CallRegistry, error) {
+	c, err := checkedConfig(ctx, client, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -40,7 +40,7 @@ func TestCallsTwoInstances(t *testing.T) {
 	instance := func() *realtimeauth.Handler {
 		store, err := redisstore.NewSessionStore(ctx, rdb)
 		require.NoError(t, err)
-		reg, err := redisstore.NewCallRegistry(rdb)
+		reg, err := redisstore.NewCallRegistry(ctx, rdb)
 		require.NoError(t, err)
 		h, err := realtimeauth.New(minter, realtimeauth.WithSessionStore(store), realtimeauth.WithCallRegistry(reg),
 			realtimeauth.WithLimits(realtimeauth.Limits{MaxCallDuration: time.Minute}), realtimeauth.WithClock(clock.Now), realtimeauth.WithTimer(clock.AfterFunc),
@@ -110,7 +110,7 @@ func TestCallsDeadlineOnceAcrossLiveInstances(t *testing.T) {
 	clock := realtimeauthtest.NewTimerClock(realtimeauthtest.NewClock(time.Unix(1_800_000_000, 0)))
 	var hs []*realtimeauth.Handler
 	for range 3 {
-		reg, err := redisstore.NewCallRegistry(rdb)
+		reg, err := redisstore.NewCallRegistry(context.Background(), rdb)
 		require.NoError(t, err)
 		h, err := realtimeauth.New(minter, realtimeauth.WithCallRegistry(reg), realtimeauth.WithLimits(realtimeauth.Limits{
 			MaxCallDuration: 10 * time.Second, MaxCallsPerClient: 100,
@@ -152,7 +152,7 @@ func TestCallRoundTrips(t *testing.T) {
 	require.NoError(t, err)
 	guard, err := redisstore.NewAbuseGuard(ctx, rdb, 10, time.Minute, time.Minute)
 	require.NoError(t, err)
-	reg, err := redisstore.NewCallRegistry(rdb)
+	reg, err := redisstore.NewCallRegistry(ctx, rdb)
 	require.NoError(t, err)
 	h, err := realtimeauth.New(minter, realtimeauth.WithSessionStore(store), realtimeauth.WithAbuseGuard(guard),
 		realtimeauth.WithCallRegistry(reg), realtimeauth.WithLogger(slog.New(slog.DiscardHandler)))

@@ -21,7 +21,7 @@ func TestCallRegistry(t *testing.T) {
 		n := 0
 		realtimeauthtest.TestCallRegistry(t, func(t *testing.T) calls.Registry {
 			n++ // a prefix per subtest: each starts empty
-			r, err := redisstore.NewCallRegistry(rdb, redisstore.WithPrefix(fmt.Sprintf("calls%d", n)))
+			r, err := redisstore.NewCallRegistry(context.Background(), rdb, redisstore.WithPrefix(fmt.Sprintf("calls%d", n)))
 			require.NoError(t, err)
 			return r
 		})
@@ -34,7 +34,7 @@ func TestCallRegistryKeysFollowLiveCalls(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb, _ := newClient(t, srv)
 	ctx := context.Background()
-	r, err := redisstore.NewCallRegistry(rdb)
+	r, err := redisstore.NewCallRegistry(ctx, rdb)
 	require.NoError(t, err)
 	for i, id := range []string{"rtc_a", "rtc_b", "rtc_c"} {
 		slot, err := r.Reserve(ctx, calls.Reservation{
@@ -60,10 +60,10 @@ func TestCallRegistryKeysFollowLiveCalls(t *testing.T) {
 func TestCallRegistryRedisDown(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb, _ := newClient(t, srv)
-	r, err := redisstore.NewCallRegistry(rdb)
+	ctx := context.Background()
+	r, err := redisstore.NewCallRegistry(ctx, rdb)
 	require.NoError(t, err)
 	srv.Stop()
-	ctx := context.Background()
 	_, err = r.Reserve(ctx, calls.Reservation{Now: t0, HoldUntil: t0.Add(time.Second), Client: "c"})
 	assert.Error(t, err)
 	assert.NotErrorIs(t, err, calls.ErrTooMany)
@@ -80,6 +80,8 @@ func TestCallRegistryRedisDown(t *testing.T) {
 	assert.Error(t, err)
 	_, err = r.Count(ctx, t0)
 	assert.Error(t, err)
-	_, err = redisstore.NewCallRegistry(nil)
+	_, err = redisstore.NewCallRegistry(ctx, rdb) // its policy check cannot reach Redis
+	assert.Error(t, err)
+	_, err = redisstore.NewCallRegistry(ctx, nil)
 	assert.Error(t, err)
 }

@@ -57,12 +57,11 @@
 //
 // Redis must not evict these keys: an evicted block lets a blocked client
 // back in, an evicted session cuts a user off, an evicted allowance forgets
-// a count, an evicted call frees its caps early. NewSessionStore, NewLimiter
-// and NewAbuseGuard read maxmemory-policy and refuse any policy but
-// noeviction (WithoutPolicyCheck skips the check, for managed Redis that
-// hides CONFIG); NewCallRegistry takes no context and makes no request, so
-// it checks nothing: create it beside a store on the same Redis, whose
-// check covers it. The README sizes maxmemory for the caps.
+// a count, an evicted call frees its caps early and loses its hang-up
+// deadline. NewSessionStore, NewLimiter, NewAbuseGuard and NewCallRegistry
+// read maxmemory-policy (on every master of a cluster) and refuse any
+// policy but noeviction (WithoutPolicyCheck skips the check, for managed
+// Redis that hides CONFIG). The README sizes maxmemory for the caps.
 //
 // # Failures
 //
@@ -98,7 +97,7 @@ const DefaultPrefix = "realtimeauth"
 const DefaultBuckets = 256
 
 // Option configures a SessionStore, Limiter, AbuseGuard or CallRegistry
-// (which reads only WithPrefix).
+// (which reads only WithPrefix and WithoutPolicyCheck).
 type Option func(*config)
 
 type config struct {
@@ -146,6 +145,19 @@ func WithFailOpen(logger *slog.Logger) Option {
 // newConfig applies opts, checks maxmemory-policy (unless told not to) and
 // loads the scripts.
 func newConfig(ctx context.Context, client redis.UniversalClient, opts []Option) (config, error) {
+	c, err := checkedConfig(ctx, client, opts)
+	if err != nil {
+		return c, err
+	}
+	if err := loadScripts(ctx, client); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// checkedConfig applies opts and checks maxmemory-policy (unless told not
+// to), without loading scripts.
+func checkedConfig(ctx context.Context, client redis.UniversalClient, opts []Option) (config, error) {
 	c, err := parseConfig(client, opts)
 	if err != nil {
 		return c, err
@@ -154,9 +166,6 @@ func newConfig(ctx context.Context, client redis.UniversalClient, opts []Option)
 		if err := checkPolicy(ctx, client); err != nil {
 			return c, err
 		}
-	}
-	if err := loadScripts(ctx, client); err != nil {
-		return c, err
 	}
 	return c, nil
 }
@@ -190,7 +199,7 @@ func checkPolicy(ctx context.Context, client redis.UniversalClient) error {
 			return fmt.Errorf("redisstore: reading maxmemory-policy (CONFIG GET; use WithoutPolicyCheck where CONFIG is hidden): %w", err)
 		}
 		if p := v["maxmemory-policy"]; p != "noeviction" {
-			return fmt.Errorf("redisstore: redis at %s has maxmemory-policy %q, which may evict blocks, sessions and counts: "+
+			return fmt.Errorf("redisstore: redis at %s has maxmemory-policy %q, which may evict blocks, sessions, counts and calls: "+
 				"set maxmemory-policy noeviction (CONFIG SET maxmemory-policy noeviction, or in redis.conf), "+
 				"or, where CONFIG is hidden and the policy is known to be noeviction, use WithoutPolicyCheck",
 				c.Options().Addr, p)

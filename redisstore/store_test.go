@@ -288,39 +288,66 @@ func TestStoreRoundTrips(t *testing.T) {
 }
 
 // TestPolicyCheck: a Redis whose maxmemory-policy may evict keys is
-// refused at construction with a message naming the setting and the fix;
-// WithoutPolicyCheck opts out.
+// refused at construction by every constructor, with the same message
+// naming the setting and the fix; WithoutPolicyCheck opts out.
 func TestPolicyCheck(t *testing.T) {
-	srv := redistest.Start(t, "--maxmemory-policy", "volatile-lru")
-	rdb, _ := newClient(t, srv)
 	ctx := context.Background()
-	_, err := redisstore.NewSessionStore(ctx, rdb)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), `maxmemory-policy "volatile-lru"`)
-	assert.Contains(t, err.Error(), "maxmemory-policy noeviction")
-	assert.Contains(t, err.Error(), "WithoutPolicyCheck")
-	_, err = redisstore.NewAbuseGuard(ctx, rdb, 3, time.Minute, time.Minute)
-	assert.ErrorContains(t, err, "maxmemory-policy")
-	_, err = redisstore.NewLimiter(ctx, rdb, 3, time.Minute)
-	assert.ErrorContains(t, err, "maxmemory-policy")
+	constructors := []struct {
+		name string
+		new  func(rdb redis.UniversalClient, opts ...redisstore.Option) error
+	}{
+		{"NewSessionStore", func(rdb redis.UniversalClient, opts ...redisstore.Option) error {
+			_, err := redisstore.NewSessionStore(ctx, rdb, opts...)
+			return err
+		}},
+		{"NewAbuseGuard", func(rdb redis.UniversalClient, opts ...redisstore.Option) error {
+			_, err := redisstore.NewAbuseGuard(ctx, rdb, 3, time.Minute, time.Minute, opts...)
+			return err
+		}},
+		{"NewLimiter", func(rdb redis.UniversalClient, opts ...redisstore.Option) error {
+			_, err := redisstore.NewLimiter(ctx, rdb, 3, time.Minute, opts...)
+			return err
+		}},
+		{"NewCallRegistry", func(rdb redis.UniversalClient, opts ...redisstore.Option) error {
+			_, err := redisstore.NewCallRegistry(ctx, rdb, opts...)
+			return err
+		}},
+	}
 
-	_, err = redisstore.NewSessionStore(ctx, rdb, redisstore.WithoutPolicyCheck())
-	assert.NoError(t, err)
+	srv := redistest.Start(t)
+	rdb, _ := newClient(t, srv)
+	for _, policy := range []string{"volatile-lru", "allkeys-lru"} {
+		require.NoError(t, rdb.ConfigSet(ctx, "maxmemory-policy", policy).Err())
+		var first error
+		for _, c := range constructors {
+			err := c.new(rdb)
+			require.Error(t, err, "%s under %s", c.name, policy)
+			assert.Contains(t, err.Error(), `maxmemory-policy "`+policy+`"`, c.name)
+			assert.Contains(t, err.Error(), "maxmemory-policy noeviction", c.name)
+			assert.Contains(t, err.Error(), "WithoutPolicyCheck", c.name)
+			if first == nil {
+				first = err
+			}
+			assert.Equal(t, first.Error(), err.Error(), "%s refuses as %s does", c.name, constructors[0].name)
+			assert.NoError(t, c.new(rdb, redisstore.WithoutPolicyCheck()), "%s with WithoutPolicyCheck under %s", c.name, policy)
+		}
+	}
 
 	// CONFIG hidden (renamed away, as managed Redis does).
 	hidden := redistest.Start(t, "--rename-command", "CONFIG", "")
 	hrdb, _ := newClient(t, hidden)
-	_, err = redisstore.NewSessionStore(ctx, hrdb)
-	assert.ErrorContains(t, err, "WithoutPolicyCheck")
-	_, err = redisstore.NewSessionStore(ctx, hrdb, redisstore.WithoutPolicyCheck())
-	assert.NoError(t, err)
+	for _, c := range constructors {
+		assert.ErrorContains(t, c.new(hrdb), "WithoutPolicyCheck", c.name)
+		assert.NoError(t, c.new(hrdb, redisstore.WithoutPolicyCheck()), c.name)
+	}
 
 	// One master of a cluster with the wrong policy is enough to refuse.
-	c, crdb, _ := startCluster(t)
-	cc, _ := newClient(t, c.Servers[2])
+	cl, crdb, _ := startCluster(t)
+	cc, _ := newClient(t, cl.Servers[2])
 	require.NoError(t, cc.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru").Err())
-	_, err = redisstore.NewSessionStore(ctx, crdb)
-	assert.ErrorContains(t, err, c.Addrs[2])
+	for _, c := range constructors {
+		assert.ErrorContains(t, c.new(crdb), cl.Addrs[2], c.name)
+	}
 }
 
 // TestKeysSpread: the buckets of 1,000 clients land on all three masters

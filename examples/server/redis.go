@@ -61,7 +61,7 @@ func (c config) redisHandlerOptions(ctx context.Context, logger *slog.Logger) ([
 	}
 	// The allowances (VOICE_AGENT_RATE_LIMIT and the mint limit) live in
 	// the store; the handler's options set them.
-	calls, err := redisstore.NewCallRegistry(client)
+	calls, err := redisstore.NewCallRegistry(ctx, client)
 	if err != nil {
 		return fail(err)
 	}
