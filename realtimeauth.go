@@ -38,9 +38,13 @@
 //
 // The parts are swappable behind small interfaces: a Minter (OpenAI, Azure
 // OpenAI, NewDevMinter, a fake in tests), a SessionStore (which keeps the
-// sessions and the allowances they are charged against) and an AbuseGuard.
-// The in-memory defaults serve one process; the redisstore module shares
-// them between instances.
+// sessions and the allowances they are charged against), an AbuseGuard, and
+// for the relay a calls.Registry (package calls). The in-memory defaults
+// serve one process; the redisstore module shares them between instances.
+// A Limiter (NewMemoryLimiter, redisstore.NewLimiter) counts limits of your
+// own with the same rule as the allowances. Each interface has a
+// conformance suite in package realtimeauthtest that its implementations
+// run.
 //
 // Every option's doc, and every field's of Limits and OpenAIConfig, states
 // its default and valid range. The HTTP contract,
