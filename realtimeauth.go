@@ -42,9 +42,9 @@
 // for the relay a calls.Registry (package calls). The in-memory defaults
 // serve one process; the redisstore module shares them between instances.
 // A Limiter (NewMemoryLimiter, redisstore.NewLimiter) counts limits of your
-// own with the same rule as the allowances. Each interface has a
-// conformance suite in package realtimeauthtest that its implementations
-// run.
+// own with the same rule as the allowances. The SessionStore, Limiter,
+// AbuseGuard and calls.Registry contracts each have a conformance suite in
+// package realtimeauthtest, which the memory and Redis implementations run.
 //
 // Every option's doc, and every field's of Limits and OpenAIConfig, states
 // its default and valid range. The HTTP contract,
