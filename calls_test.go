@@ -186,6 +186,23 @@ func TestCallCaps(t *testing.T) {
 	assert.Equal(t, 3, activeCalls(t, r.h))
 }
 
+// TestCallRegistryFull: a registry at its total cap refuses the next call
+// as the full session store does (429 too_many_sessions), before any
+// upstream call, and charges nothing: the call goes through once a slot
+// is free.
+func TestCallRegistryFull(t *testing.T) {
+	reg, err := calls.NewMemoryRegistry(1)
+	require.NoError(t, err)
+	r := newCallRig(t, realtimeauth.WithCallRegistry(reg))
+	id := placeCall(t, r.h, "", nil)
+	w := call(r.h, "198.51.100.1:1", nil) // another client, under its own caps
+	assertError(t, w, http.StatusTooManyRequests, realtimeauth.CodeTooManySessions, 0)
+	assert.Len(t, r.up.Calls(), 1, "no upstream call into a full registry")
+	require.Equal(t, http.StatusNoContent, hangUp(r.h, id, "", nil).Code)
+	placeCall(t, r.h, "198.51.100.1:1", nil)
+	assert.Len(t, r.up.Calls(), 2)
+}
+
 func TestCallSubjectCap(t *testing.T) {
 	r := newCallRig(t, realtimeauth.WithAuthenticator(bearerSubject), realtimeauth.WithLimits(realtimeauth.Limits{MaxCallsPerSubject: 2}))
 	alice := map[string]string{"Authorization": "Bearer alice"}

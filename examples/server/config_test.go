@@ -42,6 +42,21 @@ func TestConfigDefaults(t *testing.T) {
 	assert.NoError(t, err, "the defaults make a valid handler")
 }
 
+// TestHandlerOptionsBadGuard: handlerOptions passes the abuse guard's
+// error on (loadConfig's ranges keep the environment from reaching it; a
+// config built another way can).
+func TestHandlerOptionsBadGuard(t *testing.T) {
+	c, err := loadConfig(envMap(nil))
+	require.NoError(t, err)
+	c.BlockWindow = 0
+	opts, err := c.handlerOptions()
+	require.ErrorContains(t, err, "NewMemoryAbuseGuard: window 0s")
+	assert.Nil(t, opts)
+	c.BlockThreshold = 0 // blocking off: no guard to build
+	_, err = c.handlerOptions()
+	assert.NoError(t, err)
+}
+
 // TestConfigVariables: for every variable, a good value is read and a bad
 // one refused with an error naming the variable.
 func TestConfigVariables(t *testing.T) {
